@@ -1,0 +1,205 @@
+"""Turn sympy expressions into fast Python functions, without ``exec`` or ``eval``.
+
+The function is assembled as a Python AST node by node: states, parameters and common
+subexpressions become local variables ``s0, p3, c12`` read from array arguments, numbers become
+float constants and only a fixed table of helper functions is reachable (the function's globals
+hold nothing else, not even builtins).  No identifier or text from a model file ends up in the
+generated code, so a model file cannot inject anything.  ``compile()`` turns the tree into a
+code object and :class:`types.FunctionType` makes it callable.
+
+Two flavours are generated from the same expressions:
+
+* ``scalar``: arguments are 1-D arrays, values are unpacked with ``tolist()`` and math uses
+  :mod:`math` on Python floats (several times faster than numpy scalars in an ODE callback);
+* ``vector``: arguments may carry trailing batch axes (e.g. states x patients); math uses numpy
+  and every output broadcasts over the batch.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import types
+from collections.abc import Sequence
+
+import numpy as np
+import sympy
+
+__all__ = ["generate"]
+
+
+def _safe_pow(x, e):
+    try:
+        return math.pow(x, e)
+    except (ValueError, OverflowError):  # negative base, fractional power; let solver retry
+        return math.nan if x < 0 else math.inf
+
+
+def _safe_log(x):
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+
+
+def _safe_sqrt(x):
+    return math.sqrt(x) if x >= 0 else math.nan
+
+
+def _safe_exp(x):
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+_HELPERS = {
+    "scalar": {"_pow": _safe_pow, "_log": _safe_log, "_sqrt": _safe_sqrt, "_exp": _safe_exp,
+               "_array": np.array, "_zeros": np.zeros},
+    "vector": {"_pow": np.power, "_log": np.log, "_sqrt": np.sqrt, "_exp": np.exp,
+               "_array": np.array, "_zeros": np.zeros, "_shape": np.shape},
+}
+
+
+def _name(id_: str, store: bool = False) -> ast.Name:
+    return ast.Name(id=id_, ctx=ast.Store() if store else ast.Load())
+
+
+def _call(fn: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=_name(fn), args=list(args), keywords=[])
+
+
+def _binop(a: ast.expr, op: ast.operator, b: ast.expr) -> ast.BinOp:
+    return ast.BinOp(left=a, op=op, right=b)
+
+
+class _Printer:
+    """sympy expression -> ast expression, with symbols mapped to local names."""
+
+    def __init__(self, names: dict[sympy.Symbol, str]):
+        self.names = names
+
+    def __call__(self, e: sympy.Expr) -> ast.expr:
+        if e.is_Symbol:
+            return _name(self.names[e])
+        if e.is_Number or e.is_NumberSymbol:
+            value = float(e)
+            if value < 0:
+                return ast.UnaryOp(op=ast.USub(), operand=ast.Constant(-value))
+            return ast.Constant(value)
+        if e.is_Add:
+            terms = [self(a) for a in e.args]
+            out = terms[0]
+            for t in terms[1:]:
+                out = _binop(out, ast.Add(), t)
+            return out
+        if e.is_Mul:
+            num, den = [], []
+            for factor in e.args:
+                base, exp_ = factor.as_base_exp()
+                if exp_.is_Number and exp_ < 0:
+                    den.append(base ** -exp_)
+                else:
+                    num.append(factor)
+            out = self._product(num) if num else ast.Constant(1.0)
+            if den:
+                out = _binop(out, ast.Div(), self._product(den))
+            return out
+        if e.is_Pow:
+            return self._pow(e.base, e.exp)
+        if isinstance(e, sympy.exp):
+            return _call("_exp", self(e.args[0]))
+        if isinstance(e, sympy.log):
+            return _call("_log", self(e.args[0]))
+        raise TypeError(f"cannot generate code for {type(e).__name__}: {e}")
+
+    def _product(self, factors) -> ast.expr:
+        out = self(factors[0])
+        for f in factors[1:]:
+            out = _binop(out, ast.Mult(), self(f))
+        return out
+
+    def _pow(self, base, exp_) -> ast.expr:
+        if exp_.is_Integer and 1 <= abs(int(exp_)) <= 4:
+            n = abs(int(exp_))
+            b = self(base)
+            out = b
+            for _ in range(n - 1):
+                out = _binop(out, ast.Mult(), self(base))
+            return out if exp_ > 0 else _binop(ast.Constant(1.0), ast.Div(), out)
+        if exp_ == sympy.Rational(1, 2):
+            return _call("_sqrt", self(base))
+        if exp_ == sympy.Rational(-1, 2):
+            return _binop(ast.Constant(1.0), ast.Div(), _call("_sqrt", self(base)))
+        return _call("_pow", self(base), self(exp_))
+
+
+def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Symbol]],
+             outputs: Sequence[tuple[tuple[int, ...], sympy.Expr]], shape: tuple[int, ...],
+             mode: str, batch_from: str | None = None) -> types.FunctionType:
+    """Build ``name(*args)`` returning an array of ``shape`` filled at the given indices.
+
+    Parameters
+    ----------
+    args
+        Argument names, e.g. ``("t", "y", "p")``.  A symbol named like an argument (``t``)
+        refers to that argument directly.
+    unpack
+        For array arguments, the symbols its rows hold, in order (``{"y": states}``).
+    outputs
+        ``(index, expression)`` pairs; indices not listed stay zero.
+    shape
+        Shape of the result without batch axes.
+    mode
+        ``"scalar"`` or ``"vector"`` (see the module docstring).
+    batch_from
+        In vector mode, the argument whose trailing axes give the batch shape.
+    """
+    names: dict[sympy.Symbol, str] = {}
+    body: list[ast.stmt] = []
+    for arg, symbols in unpack.items():
+        local = [f"{arg}_{i}" for i in range(len(symbols))]
+        names.update(zip(symbols, local))
+        if not symbols:
+            continue
+        source = _call_method(arg, "tolist") if mode == "scalar" else _name(arg)
+        target = ast.Tuple(elts=[_name(n, store=True) for n in local], ctx=ast.Store())
+        body.append(ast.Assign(targets=[target], value=source))
+    for arg in args:
+        names.setdefault(sympy.Symbol(arg, real=True), arg)
+        names.setdefault(sympy.Symbol(arg), arg)
+
+    exprs = [e for _, e in outputs]
+    temps, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("_cse"), order="none")
+    for i, (sym, value) in enumerate(temps):
+        local = f"c{i}"
+        body.append(ast.Assign(targets=[_name(local, store=True)],
+                               value=_Printer(names)(value)))
+        names[sym] = local
+    printer = _Printer(names)
+
+    dims = ast.Tuple(elts=[ast.Constant(n) for n in shape], ctx=ast.Load())
+    if mode == "vector" and batch_from is not None:
+        batch = ast.Subscript(value=_call("_shape", _name(batch_from)),
+                              slice=ast.Slice(lower=ast.Constant(1)), ctx=ast.Load())
+        dims = _binop(dims, ast.Add(), batch)
+    body.append(ast.Assign(targets=[_name("out", store=True)], value=_call("_zeros", dims)))
+    for (index, _), value in zip(outputs, reduced):
+        target = ast.Subscript(value=_name("out"), ctx=ast.Store(),
+                               slice=ast.Tuple(elts=[ast.Constant(i) for i in index],
+                                               ctx=ast.Load()))
+        body.append(ast.Assign(targets=[target], value=printer(value)))
+    body.append(ast.Return(value=_name("out")))
+
+    fn = ast.FunctionDef(
+        name=name,
+        args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=a) for a in args], vararg=None,
+                           kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
+        body=body, decorator_list=[], returns=None, type_params=[])
+    module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
+    code = compile(module, filename=f"<mechsim generated {name}>", mode="exec")
+    fn_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+    namespace = {"__builtins__": {}, **_HELPERS[mode]}
+    return types.FunctionType(fn_code, namespace, name)
+
+
+def _call_method(obj: str, method: str) -> ast.Call:
+    return ast.Call(func=ast.Attribute(value=_name(obj), attr=method, ctx=ast.Load()),
+                    args=[], keywords=[])

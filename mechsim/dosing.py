@@ -1,0 +1,666 @@
+"""Dosing regimens: frozen dose objects, a one-line text grammar, and the list of administrations.
+
+A regimen is written on one line.  Keywords are case-insensitive; unit symbols keep their case
+(``nM`` is not ``nm``); routes are folded to lower case.  Nothing in the text is ever evaluated::
+
+    regimen  := "none" | sequence (";" sequence)*        ';' runs sequences in parallel
+    sequence := block ("then" block)*                    'then' starts when the previous span ends
+    block    := "wait" TIME
+              | dose [infusion] [timing]
+              | [infusion] timing                        after 'then': reuse the previous dose
+    dose     := NUMBER UNIT ROUTE                        10 mg/kg iv | 4 mg oral | 100 nmol sc
+    infusion := "over" TIME | "at" NUMBER UNIT           over 1 h | at 100 mg/h (a rate)
+    timing   := "every" TIME ["x" INT | "for" TIME]      every 7 days x 4 | every 2 weeks for 1 year
+              | "on days" DAYLIST "of" INT["-"]"day cycle(s)" ["x" INT]
+              | "at" TIME                                at 12 h (one dose, offset from block start)
+    DAYLIST  := ITEM ("," ITEM)*     ITEM := INT | INT "-" INT      1,8,15,22 | 1-21
+
+``at`` followed by a time is a timing, followed by amount/time it is an infusion rate.  ``x4``
+and ``x 4``, ``28-day``/``28 day`` and ``cycle``/``cycles`` are all accepted; ``wk`` means week.
+After ``then`` an omitted dose reuses the previous dose of the same sequence (with its infusion,
+unless a new ``over``/``at`` is given).
+
+Spans (how long a block lasts before the next one starts): ``every T x N`` spans N*T,
+``every T for D`` spans D (doses at k*T strictly before D), cycles span count*cycle length
+(cycle day 1 is the block start), ``at T`` spans T, a bare dose spans 0, ``wait D`` spans D.
+Without ``x``/``for`` a block repeats forever and nothing may follow it with ``then``.
+Cycle days must be listed in increasing order without repeats; anything else is rejected
+(a repeated or unsorted day is more likely a typo than a wish).
+
+Examples::
+
+    10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycles x 1 then on days 1,15 of 28-day cycles
+    4 mg oral on days 1-21 of 28-day cycles; 40 mg oral on days 1,8,15,22 of 28-day cycles
+    100 mg iv every 7 days x 3 then wait 14 days then 50 mg iv at 25 mg/h every 14 days x 2
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from itertools import count, groupby, pairwise
+from typing import NamedTuple
+
+import pint
+
+from .errors import RegimenError, UnitError
+from .units import (
+    Quantity,
+    dimension_text,
+    format_quantity,
+    parse_quantity,
+    parse_unit,
+    to_canonical,
+    ureg,
+)
+
+__all__ = ["Administration", "Block", "Cycles", "Dose", "Every", "Once", "Regimen", "Wait"]
+
+_TIME, _MASS, _SUBSTANCE = (ureg.day.dimensionality, ureg.gram.dimensionality,
+                            ureg.mol.dimensionality)
+# Structural words: never a unit or a route, so blocks can be cut apart without ambiguity.
+_KEYWORDS = frozenset({"none", "wait", "then", "over", "at", "every", "for", "x", "on", "of"})
+_ROUTE = re.compile(r"[a-z_][a-z0-9_]*")
+_UNIT_ALIASES = {"wk": "week", "wks": "week"}  # common clinical abbreviation pint lacks
+_MAX_ADMINISTRATIONS = 1_000_000  # guards against e.g. 'every 1 s' over decades
+
+
+# --------------------------------------------------------------------------- value helpers
+def _quantity(value, what: str) -> pint.Quantity:
+    """A finite Quantity with a float magnitude, so equality and hashing are exact."""
+    if isinstance(value, str):  # convenience for callers: Dose("10 mg", "iv")
+        try:
+            value = parse_quantity(value, what=what)
+        except UnitError as exc:
+            raise RegimenError(exc.message) from None
+    if not isinstance(value, pint.Quantity):
+        raise RegimenError(f"{what} must be a quantity such as '10 mg', got {value!r}")
+    try:
+        mag = float(value.magnitude)
+    except (TypeError, ValueError):
+        raise RegimenError(f"{what} must be a single number with a unit, got {value!r}") from None
+    if not math.isfinite(mag):
+        raise RegimenError(f"{what} must be finite, got {value!r}")
+    return Quantity(mag, value.units)
+
+
+def _fmt(q: pint.Quantity) -> str:
+    text = format_quantity(q)  # pint's symbol for year is 'a': spell it out for readers
+    return text[:-2] + " year" if text.endswith(" a") else text
+
+
+def _time(value, what: str, *, zero_ok: bool = False) -> pint.Quantity:
+    q = _quantity(value, what)
+    if q.dimensionality != _TIME:
+        raise RegimenError(f"{what} must be a time (h, d, week), got {_fmt(q)!r} "
+                           f"({dimension_text(q.dimensionality)})")
+    if q.magnitude < 0 or (q.magnitude == 0 and not zero_ok):
+        raise RegimenError(f"{what} must be {'>= 0' if zero_ok else '> 0'}, got {_fmt(q)!r}")
+    return q
+
+
+def _positive_int(n, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise RegimenError(f"{what} must be a whole number >= 1, got {n!r}")
+    return n
+
+
+def _per_body_weight(q: pint.Quantity) -> bool:
+    """mg/kg (dimensionless, with a mass unit in the denominator) or nmol/kg."""
+    if q.dimensionality == _SUBSTANCE / _MASS:
+        return True
+    return q.dimensionless and any(
+        power < 0 and ureg.Unit(name).dimensionality == _MASS for name, power in q.unit_items())
+
+
+def _check_dose(dose) -> None:
+    if not isinstance(dose, Dose):
+        raise RegimenError(f"a dosing block needs a Dose, got {dose!r}")
+
+
+class _ByValue:
+    """Equality and hash on the written value: ``10 mg`` equals ``10.0 mg`` but not ``0.01 g``
+    (pint's own ``==`` converts units, so its hashes could disagree with ``==``)."""
+
+    def _key(self):
+        return (type(self), *(_value_key(getattr(self, f.name)) for f in fields(self)))
+
+    def __eq__(self, other):
+        return self._key() == other._key() if isinstance(other, _ByValue) else NotImplemented
+
+    def __hash__(self):
+        return hash(self._key())
+
+
+def _value_key(value):
+    return (float(value.magnitude), value.units) if isinstance(value, pint.Quantity) else value
+
+
+# --------------------------------------------------------------------------- objects
+@dataclass(frozen=True, eq=False)
+class Dose(_ByValue):
+    """One dose: an amount given by a route, as a bolus or an infusion.
+
+    Parameters
+    ----------
+    amount
+        A mass (mg), an amount of substance (nmol) or per body weight (mg/kg, nmol/kg); > 0.
+    route
+        Lower-case name such as ``'iv'``, ``'sc'``, ``'oral'``; the model decides what it feeds.
+    duration, rate
+        At most one: infusion time (> 0), or infusion rate in the amount's unit per time
+        (mg/h for mg, mg/kg/h for mg/kg).  Neither means an instantaneous bolus.
+    """
+
+    amount: pint.Quantity
+    route: str
+    duration: pint.Quantity | None = None
+    rate: pint.Quantity | None = None
+
+    def __post_init__(self):
+        amount = _quantity(self.amount, "dose amount")
+        dims = amount.dimensionality
+        if dims not in (_MASS, _SUBSTANCE) and not _per_body_weight(amount):
+            raise RegimenError(
+                "dose amount must be a mass (mg), an amount (nmol) or per body weight (mg/kg), "
+                f"got {_fmt(amount)!r} ({dimension_text(dims)})")
+        if amount.magnitude <= 0:
+            raise RegimenError(f"dose amount must be > 0, got {_fmt(amount)!r}")
+        # the text reader splits 'x4' into 'x 4', so such a route could not be read back
+        if (not isinstance(self.route, str) or not _ROUTE.fullmatch(self.route)
+                or self.route in _KEYWORDS or re.fullmatch(r"x\d+", self.route)):
+            raise RegimenError("route must be a lower-case name such as 'iv', 'sc' or 'oral' "
+                               f"(not a keyword), got {self.route!r}")
+        object.__setattr__(self, "amount", amount)
+        if self.duration is not None and self.rate is not None:
+            raise RegimenError(f"dose '{_fmt(amount)} {self.route}': give an infusion duration "
+                               "('over 1 h') or a rate ('at 10 mg/h'), not both")
+        if self.duration is not None:
+            object.__setattr__(self, "duration", _time(self.duration, "infusion duration"))
+        if self.rate is not None:
+            rate = _quantity(self.rate, "infusion rate")
+            # checked here, not in the model, so discontinuities never need the body weight
+            if (amount / rate).dimensionality != _TIME:
+                raise RegimenError(
+                    f"infusion rate {_fmt(rate)!r} does not match dose amount {_fmt(amount)!r}: "
+                    f"expected {_fmt(amount).partition(' ')[2]}/h or similar")
+            if rate.magnitude <= 0:
+                raise RegimenError(f"infusion rate must be > 0, got {_fmt(rate)!r}")
+            object.__setattr__(self, "rate", rate)
+            if not 0 < self.infusion_duration_days() < math.inf:
+                raise RegimenError(f"infusion of {_fmt(amount)} at {_fmt(rate)} has no finite "
+                                   "positive duration")
+
+    @property
+    def is_infusion(self) -> bool:
+        return self.duration is not None or self.rate is not None
+
+    @property
+    def per_body_weight(self) -> bool:
+        return _per_body_weight(self.amount)
+
+    def infusion_duration_days(self) -> float | None:
+        """Infusion length in days (amount / rate for a rate); ``None`` for a bolus."""
+        if self.duration is not None:
+            return to_canonical(self.duration)
+        if self.rate is not None:
+            return float((self.amount / self.rate).to(ureg.day).magnitude)
+        return None
+
+    def __str__(self) -> str:
+        infusion = (f" over {_fmt(self.duration)}" if self.duration is not None
+                    else f" at {_fmt(self.rate)}" if self.rate is not None else "")
+        return f"{_fmt(self.amount)} {self.route}{infusion}"
+
+
+@dataclass(frozen=True)
+class Administration:
+    """A dose given at ``time`` (days from the start of the simulation)."""
+
+    time: float
+    dose: Dose
+
+
+@dataclass(frozen=True, eq=False)
+class Once(_ByValue):
+    """A single dose, ``at`` a time after the block start (spans ``at``; 0 when omitted)."""
+
+    dose: Dose
+    at: pint.Quantity | None = None
+
+    def __post_init__(self):
+        _check_dose(self.dose)
+        if self.at is not None:
+            object.__setattr__(self, "at", _time(self.at, "'at' time", zero_ok=True))
+
+    def span_days(self) -> float:
+        return 0.0 if self.at is None else to_canonical(self.at)
+
+    def offsets_days(self):
+        yield self.span_days()
+
+    def timing_text(self) -> str:
+        return "" if self.at is None else f"at {_fmt(self.at)}"
+
+
+@dataclass(frozen=True, eq=False)
+class Every(_ByValue):
+    """Doses every ``interval``: ``count`` times, for ``length``, or (neither) forever."""
+
+    dose: Dose
+    interval: pint.Quantity
+    count: int | None = None
+    length: pint.Quantity | None = None
+
+    def __post_init__(self):
+        _check_dose(self.dose)
+        object.__setattr__(self, "interval", _time(self.interval, "dosing interval"))
+        if self.count is not None and self.length is not None:
+            raise RegimenError("'every' takes a count ('x 4') or a length ('for 8 weeks'), "
+                               "not both")
+        if self.count is not None:
+            _positive_int(self.count, "dose count after 'x'")
+        if self.length is not None:
+            object.__setattr__(self, "length", _time(self.length, "'for' time"))
+
+    def n_doses(self) -> float:
+        """Number of doses (``inf`` when open-ended)."""
+        if self.length is not None:
+            # doses at k*T < D; the tolerance keeps rounding from adding a dose at exactly D
+            ratio = to_canonical(self.length) / to_canonical(self.interval)
+            return max(1, math.ceil(ratio - 1e-9))
+        return math.inf if self.count is None else self.count
+
+    def span_days(self) -> float:
+        if self.length is not None:
+            return to_canonical(self.length)
+        return self.n_doses() * to_canonical(self.interval)
+
+    def offsets_days(self):
+        step, n = to_canonical(self.interval), self.n_doses()
+        return (k * step for k in (count() if math.isinf(n) else range(n)))
+
+    def timing_text(self) -> str:
+        tail = (f" x {self.count}" if self.count is not None
+                else f" for {_fmt(self.length)}" if self.length is not None else "")
+        return f"every {_fmt(self.interval)}{tail}"
+
+
+@dataclass(frozen=True, eq=False)
+class Cycles(_ByValue):
+    """Doses on ``days`` (1-based) of ``cycle_days``-day cycles, ``count`` cycles or forever."""
+
+    dose: Dose
+    days: tuple[int, ...]
+    cycle_days: int
+    count: int | None = None
+
+    def __post_init__(self):
+        _check_dose(self.dose)
+        _positive_int(self.cycle_days, "cycle length")
+        days = tuple(_positive_int(d, "cycle day") for d in self.days)
+        if not days or any(a >= b for a, b in pairwise(days)):
+            raise RegimenError("cycle days must be listed in increasing order without repeats, "
+                               f"got {','.join(map(str, days)) or 'none'}")
+        if days[-1] > self.cycle_days:
+            raise RegimenError(f"day {days[-1]} is outside the {self.cycle_days}-day cycle "
+                               f"(days run 1..{self.cycle_days})")
+        object.__setattr__(self, "days", days)
+        if self.count is not None:
+            _positive_int(self.count, "cycle count after 'x'")
+
+    def span_days(self) -> float:
+        return math.inf if self.count is None else float(self.count * self.cycle_days)
+
+    def offsets_days(self):
+        for cycle in count():
+            if self.count is not None and cycle >= self.count:
+                return
+            yield from (float(cycle * self.cycle_days + day - 1) for day in self.days)
+
+    def timing_text(self) -> str:
+        items = []  # runs of >= 3 consecutive days read better as 'a-b'
+        for _, pairs in groupby(enumerate(self.days), key=lambda p: p[1] - p[0]):
+            run = [day for _, day in pairs]
+            items += [f"{run[0]}-{run[-1]}"] if len(run) >= 3 else map(str, run)
+        tail = "" if self.count is None else f" x {self.count}"
+        return f"on days {','.join(items)} of {self.cycle_days}-day cycles{tail}"
+
+
+@dataclass(frozen=True, eq=False)
+class Wait(_ByValue):
+    """A pause of ``duration`` before the next block of the sequence."""
+
+    duration: pint.Quantity
+    dose = None  # not a field: lets every block be asked for its .dose
+
+    def __post_init__(self):
+        object.__setattr__(self, "duration", _time(self.duration, "wait time"))
+
+    def span_days(self) -> float:
+        return to_canonical(self.duration)
+
+    def offsets_days(self):
+        return iter(())
+
+    def timing_text(self) -> str:
+        return f"wait {_fmt(self.duration)}"
+
+
+Block = Once | Every | Cycles | Wait
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Regimen(_ByValue):
+    """Parallel sequences of blocks; each sequence runs its blocks one after another.
+
+    Parameters
+    ----------
+    sequences
+        Tuple of non-empty tuples of blocks (:class:`Once`, :class:`Every`, :class:`Cycles`,
+        :class:`Wait`).  Only the last block of a sequence may be open-ended.
+
+    Examples
+    --------
+    >>> r = Regimen.parse("100 mg iv every 7 days x 3 then 50 mg iv every 14 days x 2")
+    >>> [a.time for a in r.administrations(100)]
+    [0.0, 7.0, 14.0, 21.0, 35.0]
+    """
+
+    sequences: tuple[tuple[Block, ...], ...] = ()
+
+    def __post_init__(self):
+        seqs = tuple(tuple(seq) for seq in self.sequences)
+        for seq in seqs:
+            if not seq:
+                raise RegimenError("a regimen sequence needs at least one block")
+            for i, block in enumerate(seq):
+                if not isinstance(block, Block):
+                    raise RegimenError(f"not a dosing block: {block!r}")
+                if i + 1 < len(seq) and math.isinf(block.span_days()):
+                    raise RegimenError(f"{_block_text(block, None)!r} repeats forever, so nothing "
+                                       "can follow it with 'then'; add 'x N' or 'for TIME'")
+        object.__setattr__(self, "sequences", seqs)
+
+    @classmethod
+    def none(cls) -> Regimen:
+        """The empty regimen (no doses)."""
+        return cls(())
+
+    @classmethod
+    def parse(cls, text: str) -> Regimen:
+        """Read the one-line grammar of the module docstring; raises :class:`RegimenError`."""
+        if not isinstance(text, str):
+            raise RegimenError(f"a regimen must be text, got {text!r}")
+        if text.strip().lower() in ("", "none"):
+            return cls.none()
+        try:
+            return cls(tuple(_read_sequence(text, part)
+                             for part in _split(_tokens(text), ";")))
+        except RegimenError as exc:
+            raise RegimenError(f"regimen {text!r}: {exc.message}") from None
+
+    def combine(self, other: Regimen) -> Regimen:
+        """Both regimens run in parallel (same as ``self & other``)."""
+        if not isinstance(other, Regimen):
+            raise RegimenError(f"can only combine a Regimen with a Regimen, got {other!r}")
+        return Regimen(self.sequences + other.sequences)
+
+    def __and__(self, other):
+        return self.combine(other) if isinstance(other, Regimen) else NotImplemented
+
+    def administrations(self, until: float) -> tuple[Administration, ...]:
+        """Every dose with ``0 <= time < until`` (days), sorted by time.
+
+        A dose at exactly ``until`` is left out: it could not affect the simulated interval.
+        Ties keep the order of the text (sequence by sequence, block by block).
+        """
+        until = float(until)
+        if math.isnan(until):
+            raise RegimenError("administrations: 'until' must be a number of days, got nan")
+        found = []
+        for seq in self.sequences:
+            start = 0.0
+            for block in seq:
+                for offset in block.offsets_days():
+                    if start + offset >= until:  # offsets ascend, so nothing later fits either
+                        break
+                    found.append(Administration(start + offset, block.dose))
+                    if len(found) > _MAX_ADMINISTRATIONS:
+                        raise RegimenError(f"regimen {str(self)!r} gives more than "
+                                           f"{_MAX_ADMINISTRATIONS} doses before day {until:g}")
+                start += block.span_days()
+                if start >= until:
+                    break
+        return tuple(sorted(found, key=lambda a: a.time))  # stable sort: ties keep text order
+
+    def discontinuities(self, until: float) -> tuple[float, ...]:
+        """Sorted unique times in ``(0, until)`` where dosing changes: doses and infusion ends."""
+        times = set()
+        for adm in self.administrations(until):
+            length = adm.dose.infusion_duration_days()
+            times.update((adm.time,) if length is None else (adm.time, adm.time + length))
+        return tuple(sorted(t for t in times if 0 < t < until))
+
+    def __str__(self) -> str:
+        return "; ".join(map(_sequence_text, self.sequences)) or "none"
+
+    def __repr__(self) -> str:
+        return f"Regimen.parse({str(self)!r})"
+
+
+def _block_text(block: Block, previous: Dose | None) -> str:
+    timing = block.timing_text()
+    if isinstance(block, Wait) or (block.dose == previous and timing):
+        return timing  # 'then every 7 d' reuses the previous dose, exactly as parse() does
+    return f"{block.dose} {timing}".rstrip()
+
+
+def _sequence_text(seq) -> str:
+    parts, previous = [], None
+    for block in seq:
+        parts.append(_block_text(block, previous))
+        previous = block.dose or previous
+    return " then ".join(parts)
+
+
+# --------------------------------------------------------------------------- text reader
+class _Tok(NamedTuple):
+    kind: str  # 'num', 'word' or 'op'
+    text: str
+    low: str
+    start: int
+    end: int
+
+
+_TOKEN = re.compile(r"(?P<ws>\s+)|(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+                    r"|(?P<word>[^\W\d]\w*)|(?P<op>\*\*|[;,\-/*^])")
+
+
+def _tokens(text: str) -> list[_Tok]:
+    toks, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise RegimenError(f"unexpected character {text[pos]!r} at {text[pos:pos + 20]!r}")
+        word = m.group()
+        if m.lastgroup == "word" and re.fullmatch(r"[xX]\d+", word):  # 'x4' means 'x 4'
+            toks += [_Tok("word", "x", "x", pos, pos + 1),
+                     _Tok("num", word[1:], word[1:], pos + 1, m.end())]
+        elif m.lastgroup != "ws":
+            toks.append(_Tok(m.lastgroup, word, word.lower(), pos, m.end()))
+        pos = m.end()
+    return toks
+
+
+def _split(toks: list[_Tok], sep: str) -> list[list[_Tok]]:
+    parts = [[]]
+    for t in toks:
+        if t.low == sep:
+            parts.append([])
+        else:
+            parts[-1].append(t)
+    if not all(parts):
+        raise RegimenError(f"empty block: {sep!r} needs a block on both sides")
+    return parts
+
+
+class _Cursor:
+    """Position in one block's tokens, with the text kept for quoting in messages."""
+
+    def __init__(self, text: str, toks: list[_Tok]):
+        self.text, self.toks, self.i = text, toks, 0
+
+    def peek(self, kind: str | None = None, *texts: str) -> _Tok | None:
+        t = self.toks[self.i] if self.i < len(self.toks) else None
+        if t is None or (kind and t.kind != kind) or (texts and t.low not in texts):
+            return None
+        return t
+
+    def take(self) -> _Tok:
+        self.i += 1
+        return self.toks[self.i - 1]
+
+    def accept(self, kind: str, *texts: str) -> _Tok | None:
+        return self.take() if self.peek(kind, *texts) else None
+
+    def expect(self, what: str, *words: str) -> _Tok:
+        if self.peek("word", *words) is None:
+            raise RegimenError(f"expected {what}, got {self.got()}")
+        return self.take()
+
+    def route_next(self) -> bool:
+        word = self.peek("word")
+        return word is not None and word.low not in _KEYWORDS
+
+    def since(self, i0: int) -> str:
+        return self.text[self.toks[i0].start:self.toks[self.i - 1].end] if self.i > i0 else ""
+
+    def got(self) -> str:
+        """The unread rest of the block, quoted, for error messages."""
+        if self.peek() is None:
+            return "nothing"
+        return repr(self.text[self.toks[self.i].start:self.toks[-1].end])
+
+
+def _unit_text(c: _Cursor) -> str:
+    """Unit words joined by '/', '*' and '**'/'^' powers; stops before a route or keyword."""
+    parts = []
+    while c.route_next():
+        parts.append(_UNIT_ALIASES.get(c.peek().text, c.take().text))
+        if c.peek("op", "**", "^") and c.i + 1 < len(c.toks) and c.toks[c.i + 1].kind == "num":
+            c.take()
+            parts += ["**", c.take().text]
+        if not (c.peek("op", "/", "*") and c.i + 1 < len(c.toks)):
+            break
+        c.i += 1
+        if not c.route_next():  # '/' not followed by a unit word: leave it for the error report
+            c.i -= 1
+            break
+        parts.append(c.toks[c.i - 1].text)
+    return "".join(parts)
+
+
+def _read_quantity(c: _Cursor, what: str, example: str, *, before_route=False) -> pint.Quantity:
+    i0 = c.i
+    sign = -1.0 if c.accept("op", "-") else 1.0  # so '-10 mg' is reported as 'must be > 0'
+    if c.peek("num") is None:
+        raise RegimenError(f"expected {what} such as {example!r}, got {c.got()}")
+    value = sign * float(c.take().text)
+    j0 = c.i
+    unit = _unit_text(c)
+    try:
+        if not unit:
+            raise UnitError("no unit")
+        return Quantity(value, parse_unit(unit))
+    except UnitError:
+        # '10 iv': the only word was the route, so the unit (not the route) is what is missing
+        if not unit or (before_route and c.i == j0 + 1 and not c.route_next()):
+            raise RegimenError(f"{what} {c.since(i0)!r} needs a unit, e.g. {example!r}") from None
+        raise RegimenError(f"unknown unit {unit!r} in {what} {c.since(i0)!r}") from None
+
+
+def _read_int(c: _Cursor, what: str) -> int:
+    if c.peek("num") is None or not c.peek().text.isdigit():
+        raise RegimenError(f"expected a whole number for {what}, got {c.got()}")
+    return int(c.take().text)
+
+
+def _read_cycles(c: _Cursor, dose: Dose) -> Cycles:
+    c.expect("'days' after 'on'", "days", "day")
+    days = []
+    while True:
+        first = last = _read_int(c, "a cycle day")
+        if c.accept("op", "-"):
+            last = _read_int(c, f"the end of the day range '{first}-'")
+            if last < first:
+                raise RegimenError(f"day range '{first}-{last}' runs backwards")
+        days += range(first, last + 1)
+        if not c.accept("op", ","):
+            break
+    c.expect("'of' after the cycle days", "of")
+    length = _read_int(c, "the cycle length")
+    c.accept("op", "-")
+    c.expect("'day' after the cycle length (as in '28-day cycles')", "day", "days")
+    c.expect("'cycles' (as in '28-day cycles')", "cycle", "cycles")
+    n = _read_int(c, "the cycle count after 'x'") if c.accept("word", "x") else None
+    return Cycles(dose, tuple(days), length, n)
+
+
+def _read_block(c: _Cursor, previous: Dose | None) -> Block:
+    block = _read_block_head(c, previous)
+    if c.peek():
+        raise RegimenError(f"unexpected {c.got()} after {c.since(0)!r}; expected a dose, "
+                           "then 'over'/'at' infusion, then 'every'/'on days'/'at' timing")
+    return block
+
+
+def _read_block_head(c: _Cursor, previous: Dose | None) -> Block:
+    if c.accept("word", "wait"):
+        return Wait(_read_quantity(c, "a wait time", "wait 7 d"))
+    amount = route = duration = rate = None
+    if c.peek("num") or c.peek("op", "-"):
+        amount = _read_quantity(c, "dose amount", "10 mg iv", before_route=True)
+        if not c.route_next():
+            raise RegimenError(f"expected a route such as 'iv' or 'oral' after "
+                               f"{c.since(0)!r}, got {c.got()}")
+        route = c.take().low
+    if c.accept("word", "over"):
+        duration = _read_quantity(c, "an infusion time", "over 1 h")
+    elif c.peek("word", "at"):
+        i0 = c.i
+        c.take()  # look ahead: a time belongs to the timing below, anything else is a rate
+        rate = _read_quantity(c, "a time or rate after 'at'", "at 12 h")
+        if rate.dimensionality == _TIME:
+            c.i, rate = i0, None
+    if amount is not None:
+        dose = Dose(amount, route, duration, rate)
+    elif previous is None:
+        raise RegimenError(f"expected a dose such as '10 mg iv' (or 'wait 7 d') at {c.got()}")
+    elif duration is not None or rate is not None:
+        dose = Dose(previous.amount, previous.route, duration, rate)
+    else:
+        dose = previous
+    if c.accept("word", "every"):
+        interval = _read_quantity(c, "a dosing interval", "every 7 d")
+        n = _read_int(c, "the dose count after 'x'") if c.accept("word", "x") else None
+        length = (_read_quantity(c, "a time after 'for'", "for 8 weeks")
+                  if n is None and c.accept("word", "for") else None)
+        return Every(dose, interval, n, length)
+    if c.accept("word", "on"):
+        return _read_cycles(c, dose)
+    if c.accept("word", "at"):
+        return Once(dose, _read_quantity(c, "a time after 'at'", "at 12 h"))
+    if amount is None:
+        raise RegimenError("a block after 'then' without a dose needs a timing such as "
+                           f"'every 7 d', got {c.got()}")
+    return Once(dose)
+
+
+def _read_sequence(text: str, toks: list[_Tok]) -> tuple[Block, ...]:
+    blocks, previous = [], None
+    for part in _split(toks, "then"):
+        blocks.append(_read_block(_Cursor(text, part), previous))
+        previous = blocks[-1].dose or previous
+    return tuple(blocks)

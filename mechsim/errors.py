@@ -1,0 +1,57 @@
+"""One exception family for everything mechsim rejects.
+
+Each class also inherits the builtin it refines, so ``except ValueError`` in user code keeps
+working, and each pickles (they travel back from worker processes).  Messages are one line:
+what is wrong, where (``file:line`` when it came from a file) and what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MechsimError",
+    "ParseError",
+    "RegimenError",
+    "SolverError",
+    "UnitError",
+    "ValidationError",
+]
+
+
+class MechsimError(Exception):
+    """Base class of every error mechsim raises on purpose.
+
+    Parameters
+    ----------
+    message
+        What is wrong and what was expected.
+    where
+        ``"path:line"`` (or just a name) locating the problem, if known.
+    """
+
+    def __init__(self, message: str, where: str | None = None):
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.where))
+
+
+class ParseError(MechsimError, ValueError):
+    """A file or expression could not be read (syntax, forbidden construct, unknown name)."""
+
+
+class UnitError(MechsimError, ValueError):
+    """A quantity has the wrong dimension or an unknown unit."""
+
+
+class ValidationError(MechsimError, ValueError):
+    """A model, parameter set or option is inconsistent or impossible."""
+
+
+class RegimenError(MechsimError, ValueError):
+    """A dosing regimen cannot be read or cannot be applied to a model."""
+
+
+class SolverError(MechsimError, RuntimeError):
+    """The ODE solver failed; the message names the time, the states involved and a hint."""

@@ -1,0 +1,244 @@
+"""Safe expressions: text from a file -> validated Python AST -> sympy, plus dimensions.
+
+Rate laws and rules are read with :func:`ast.parse` and accepted only if every node is on a
+short whitelist (numbers, names, ``+ - * / **``, unary minus and a few functions).  The sympy
+form is built node by node from that tree; nothing from a file ever reaches ``eval``, ``exec``
+or ``sympify``.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import pint
+import sympy
+
+from .errors import ParseError, UnitError
+from .units import dimension_text, ureg
+
+__all__ = ["FUNCTIONS", "TIME", "Expr", "parse_expr"]
+
+#: Name that always means simulation time inside an expression.
+TIME = "t"
+
+#: Whitelisted functions: name -> sympy constructor.  Each needs a dimensionless argument.
+FUNCTIONS = {
+    "exp": sympy.exp,
+    "log": sympy.log,
+    "ln": sympy.log,
+    "log10": lambda x: sympy.log(x, 10),
+    "sqrt": sympy.sqrt,
+}
+_SQRT_OK_WITH_UNITS = {"sqrt"}
+
+_BINOPS = {
+    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
+}
+
+
+def _fail(msg: str, text: str, where: str | None) -> ParseError:
+    return ParseError(f"expression {text!r}: {msg}", where)
+
+
+def _validate(node: ast.AST, text: str, where: str | None) -> None:
+    """Raise ParseError unless every node of ``node`` is whitelisted."""
+    if isinstance(node, ast.Expression):
+        _validate(node.body, text, where)
+    elif isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise _fail(f"only numbers are allowed as literals, got {node.value!r}", text, where)
+        if not math.isfinite(node.value):
+            raise _fail("numbers must be finite", text, where)
+    elif isinstance(node, ast.Name):
+        pass
+    elif isinstance(node, ast.BinOp):
+        if type(node.op) not in _BINOPS:
+            hint = " (use ** for powers)" if isinstance(node.op, ast.BitXor) else ""
+            raise _fail(f"operator {type(node.op).__name__} is not allowed{hint}", text, where)
+        _validate(node.left, text, where)
+        _validate(node.right, text, where)
+    elif isinstance(node, ast.UnaryOp):
+        if not isinstance(node.op, (ast.USub, ast.UAdd)):
+            raise _fail(f"operator {type(node.op).__name__} is not allowed", text, where)
+        _validate(node.operand, text, where)
+    elif isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+            raise _fail(f"function {name!r} is not allowed (allowed: "
+                        f"{', '.join(sorted(FUNCTIONS))})", text, where)
+        if node.keywords or len(node.args) != 1:
+            raise _fail(f"{node.func.id}() takes exactly one argument", text, where)
+        _validate(node.args[0], text, where)
+    else:
+        raise _fail(f"{type(node).__name__} is not allowed (only numbers, names, "
+                    "+ - * / ** and exp/log/sqrt)", text, where)
+
+
+def _names(tree: ast.AST) -> frozenset[str]:
+    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                     and not _is_function_name(tree, n))
+
+
+def _is_function_name(tree: ast.AST, name: ast.Name) -> bool:
+    return any(isinstance(c, ast.Call) and c.func is name for c in ast.walk(tree))
+
+
+def _to_sympy(node: ast.AST, symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
+    if isinstance(node, ast.Expression):
+        return _to_sympy(node.body, symbols)
+    if isinstance(node, ast.Constant):
+        v = node.value
+        return sympy.Integer(v) if isinstance(v, int) else sympy.Float(v)
+    if isinstance(node, ast.Name):
+        return symbols[node.id]
+    if isinstance(node, ast.UnaryOp):
+        arg = _to_sympy(node.operand, symbols)
+        return -arg if isinstance(node.op, ast.USub) else arg
+    if isinstance(node, ast.BinOp):
+        a, b = _to_sympy(node.left, symbols), _to_sympy(node.right, symbols)
+        op = type(node.op)
+        if op is ast.Add:
+            return a + b
+        if op is ast.Sub:
+            return a - b
+        if op is ast.Mult:
+            return a * b
+        if op is ast.Div:
+            return a / b
+        return a ** b
+    if isinstance(node, ast.Call):
+        return FUNCTIONS[node.func.id](_to_sympy(node.args[0], symbols))
+    raise AssertionError(f"unvalidated node {node!r}")  # _validate ran first
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A validated expression read from text.
+
+    Attributes
+    ----------
+    text
+        The source text, as written.
+    where
+        ``"file:line"`` (or a name) for error messages.
+    """
+
+    text: str
+    where: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        self.tree  # noqa: B018  (parse and validate now: errors surface at load time)
+
+    @cached_property
+    def tree(self) -> ast.Expression:
+        text = self.text
+        if not isinstance(text, str) or not text.strip():
+            raise ParseError(f"expression must be non-empty text, got {text!r}", self.where)
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError as exc:
+            kw = [w for w in re.findall(r"[A-Za-z_]\w*", text) if keyword.iskeyword(w)]
+            hint = f" ({kw[0]!r} is a Python keyword and cannot be a name)" if kw else ""
+            raise _fail(f"syntax error: {exc.msg}{hint}", text, self.where) from None
+        _validate(tree, text, self.where)
+        return tree
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """Every name the expression uses (functions excluded)."""
+        return _names(self.tree)
+
+    def sympy(self, symbols: Mapping[str, sympy.Symbol] | None = None) -> sympy.Expr:
+        """The sympy form; ``symbols`` maps names to symbols (default: plain real symbols)."""
+        symbols = symbols or {n: sympy.Symbol(n, real=True) for n in self.names}
+        return _to_sympy(self.tree, symbols)
+
+    def constant_value(self) -> float | None:
+        """The value if the expression has no names, else None."""
+        if self.names:
+            return None
+        return float(self.sympy({}))
+
+    def dimension(self, units: Mapping[str, pint.Unit]) -> pint.Quantity:
+        """Unit of the result (a Quantity of magnitude 1), given the unit of every name.
+
+        Raises :class:`UnitError` for adding unlike dimensions, a dimensional function
+        argument or a non-constant exponent of a dimensional base.
+        """
+        return _DimensionWalker(self, units).visit(self.tree.body)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _DimensionWalker:
+    def __init__(self, expr: Expr, units: Mapping[str, pint.Unit]):
+        self.expr, self.units = expr, units
+
+    def error(self, msg: str) -> UnitError:
+        return UnitError(f"expression {self.expr.text!r}: {msg}", self.expr.where)
+
+    def visit(self, node: ast.AST) -> pint.Quantity:
+        if isinstance(node, ast.Constant):
+            return ureg.Quantity(1.0)
+        if isinstance(node, ast.Name):
+            return ureg.Quantity(1.0, self.units[node.id])
+        if isinstance(node, ast.UnaryOp):
+            return self.visit(node.operand)
+        if isinstance(node, ast.Call):
+            arg = self.visit(node.args[0])
+            name = node.func.id
+            if name in _SQRT_OK_WITH_UNITS:
+                return arg ** 0.5
+            if not arg.dimensionless:
+                raise self.error(f"{name}() needs a dimensionless argument, got "
+                                 f"{dimension_text(arg.dimensionality)} in "
+                                 f"{ast.unparse(node.args[0])!r}")
+            return ureg.Quantity(1.0)
+        if isinstance(node, ast.BinOp):
+            a, b = self.visit(node.left), self.visit(node.right)
+            op = type(node.op)
+            if op in (ast.Add, ast.Sub):
+                if a.dimensionality != b.dimensionality:
+                    raise self.error(
+                        f"cannot {'add' if op is ast.Add else 'subtract'} "
+                        f"{dimension_text(a.dimensionality)} ({ast.unparse(node.left)!r}) and "
+                        f"{dimension_text(b.dimensionality)} ({ast.unparse(node.right)!r})")
+                return ureg.Quantity(1.0, a.units) if a.units == b.units else \
+                    ureg.Quantity(1.0, (1 * b.units).to(a.units).units)
+            if op is ast.Mult:
+                return a * b
+            if op is ast.Div:
+                return a / b
+            # power
+            if not b.dimensionless:
+                raise self.error(f"exponent {ast.unparse(node.right)!r} must be dimensionless")
+            if a.dimensionless:
+                return ureg.Quantity(1.0)
+            exponent = Expr(ast.unparse(node.right)).constant_value()
+            if exponent is None:
+                raise self.error(f"{ast.unparse(node.left)!r} has units "
+                                 f"({dimension_text(a.dimensionality)}), so its exponent must "
+                                 f"be a number, got {ast.unparse(node.right)!r}")
+            return ureg.Quantity(1.0, a.units ** exponent)
+        raise AssertionError(node)
+
+
+def parse_expr(text: str, *, where: str | None = None) -> Expr:
+    """Parse and validate ``text``; raises :class:`ParseError` on anything not whitelisted.
+
+    >>> e = parse_expr("kon*C*R - koff*RC")
+    >>> sorted(e.names)
+    ['C', 'R', 'RC', 'koff', 'kon']
+    >>> parse_expr("__import__('os').system('true')")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mechsim.errors.ParseError: expression ...: function "__import__('os').system" is not allowed ...
+    """
+    return Expr(text, where)

@@ -1,0 +1,14 @@
+"""Reading and writing mechsim's data files (models, parameters); errors carry path:line."""
+
+from .model_file import builtin_dir, builtin_names, load_model, read_model
+from .params_file import ParameterSet, load_params, read_params
+
+__all__ = [
+           "ParameterSet",
+           "builtin_dir",
+           "builtin_names",
+           "load_model",
+           "load_params",
+           "read_model",
+           "read_params",
+]

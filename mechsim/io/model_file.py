@@ -1,0 +1,263 @@
+"""Model files (TOML) -> :class:`~mechsim.model.Model`.
+
+The format is documented in ``docs/model-format.md``.  Every table and key is checked against
+a whitelist; expressions go through :mod:`mechsim.expr`; quantities through pint.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pint
+
+from ..errors import ParseError, ValidationError
+from ..expr import Expr
+from ..model import Compartment, Drug, Model, Parameter, Reaction, Route, Rule, Species
+from ..units import parse_quantity, parse_unit
+from .toml_source import TomlSource
+
+__all__ = ["builtin_dir", "builtin_names", "load_model", "read_model"]
+
+_SECTIONS = {"model", "drugs", "compartments", "parameters", "species", "reactions", "rules",
+             "routes"}
+# A literal quantity is a number, whitespace, then a unit: "3 L", "0 nM", "1e5 1/(M*s)".
+_QUANTITY = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\s+\S.*)?\s*$")
+_TERM = re.compile(r"^\s*(?:(\d+\.?\d*|\.\d+)\s+)?([A-Za-z_]\w*)\s*$")
+
+
+def builtin_dir(kind: str) -> Path:
+    """Folder of the built-in ``models`` or ``params`` files (installed copy first)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_builtin" / kind, here.parent / kind):
+        if candidate.is_dir():
+            return candidate
+    raise ValidationError(f"built-in {kind}/ folder not found next to {here}; "
+                          "reinstall mechsim")
+
+
+def builtin_names(kind: str) -> list[str]:
+    """Names of the built-in files of a kind, without the ``.toml`` suffix."""
+    return sorted(p.stem for p in builtin_dir(kind).glob("*.toml"))
+
+
+def resolve(name_or_path: str | Path, kind: str) -> Path:
+    """A path as given if it exists or looks like a file, else a built-in by name."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.is_file() or path.suffix or "/" in text or "\\" in text:
+        if not path.is_file():
+            raise ParseError(f"no such file: {text}")
+        return path
+    candidate = builtin_dir(kind) / f"{text}.toml"
+    if candidate.is_file():
+        return candidate
+    raise ValidationError(f"unknown built-in {kind[:-1]} {text!r} (built-in: "
+                          f"{', '.join(builtin_names(kind)) or 'none'}; or give a file path)")
+
+
+def load_model(name_or_path: str | Path) -> Model:
+    """Load a built-in model by name (``"cd38_myeloma"``) or a model file by path.
+
+    >>> m = load_model("one_compartment")
+    >>> [s.name for s in m.species]
+    ['C', 'eliminated']
+    """
+    return read_model(resolve(name_or_path, "models"))
+
+
+def read_model(path: Path | str) -> Model:
+    """Read and validate one model file."""
+    return _ModelReader(TomlSource.read(path)).model()
+
+
+def value_or_expr(raw, what: str, where: str) -> Expr | pint.Quantity:
+    """A literal quantity (``"3 L"``, ``0``) or an expression (``"V1"``, ``"R0*2"``)."""
+    if isinstance(raw, bool):
+        raise ParseError(f"{what} must be a quantity or an expression, got {raw!r}", where)
+    if isinstance(raw, (int, float)):
+        return parse_quantity(raw, what=what, where=where)
+    if not isinstance(raw, str):
+        raise ParseError(f"{what} must be a quantity or an expression in quotes, got "
+                         f"{raw!r}", where)
+    if _QUANTITY.match(raw):
+        return parse_quantity(raw, what=what, where=where)
+    return Expr(raw, where)
+
+
+class _ModelReader:
+    def __init__(self, src: TomlSource):
+        self.src = src
+        self.data = src.data
+
+    def table(self, section: str, *, required: bool = False) -> dict:
+        value = self.data.get(section, {})
+        if required and not value:
+            raise ParseError(f"missing [{section}] table", self.src.path)
+        if not isinstance(value, dict):
+            raise ParseError(f"[{section}] must be a table", self.src.where((), section))
+        return value
+
+    def entry(self, section: str, name: str, raw, allowed: set[str], shorthand: str | None
+              ) -> dict:
+        """One ``[section.name]`` entry as a dict, with unknown keys rejected."""
+        where = self.src.where((section,), name)
+        if not isinstance(raw, dict):
+            if shorthand is None:
+                raise ParseError(f"{section}.{name} must be a table", where)
+            raw = {shorthand: raw}
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ParseError(f"{section}.{name}: unknown key {unknown[0]!r} (allowed: "
+                             f"{', '.join(sorted(allowed))})",
+                             self.src.where((section, name), unknown[0]))
+        return raw
+
+    def key_where(self, section: str, name: str, key: str) -> str:
+        where = self.src.where((section, name), key)
+        return where if where != self.src.path else self.src.where((section,), name)
+
+    def model(self) -> Model:
+        unknown = sorted(set(self.data) - _SECTIONS)
+        if unknown:
+            raise ParseError(f"unknown table [{unknown[0]}] (allowed: "
+                             f"{', '.join(sorted(_SECTIONS))})",
+                             self.src.where((unknown[0],)))
+        head = self.entry("model", "", self.table("model"), {"name", "description",
+                                                                "time_unit"}, None) \
+            if "model" in self.data else {}
+        name = head.get("name", Path(self.src.path).stem)
+        time_unit = parse_unit(head.get("time_unit", "day"), what="model.time_unit",
+                               where=self.src.where(("model",), "time_unit"))
+        try:
+            return Model(
+                name=name,
+                description=str(head.get("description", "")),
+                time_unit=time_unit,
+                drugs=tuple(self.drugs()),
+                compartments=tuple(self.compartments()),
+                parameters=tuple(read_parameter_table(self.src, ("parameters",),
+                                                      self.table("parameters"))),
+                species=tuple(self.species()),
+                reactions=tuple(self.reactions()),
+                rules=tuple(self.rules()),
+                routes=tuple(self.routes()),
+                source=self.src.path,
+            )
+        except ValidationError as exc:
+            if exc.where is None:
+                raise type(exc)(exc.message, self.src.path) from None
+            raise
+
+    def drugs(self):
+        for name, raw in self.table("drugs").items():
+            d = self.entry("drugs", name, raw, {"molecular_weight"}, "molecular_weight")
+            where = self.key_where("drugs", name, "molecular_weight")
+            if "molecular_weight" not in d:
+                raise ParseError(f"drug {name}: molecular_weight is required", where)
+            yield Drug(name, value_or_expr(d["molecular_weight"],
+                                           f"drug {name} molecular_weight", where), where)
+
+    def compartments(self):
+        for name, raw in self.table("compartments").items():
+            c = self.entry("compartments", name, raw, {"volume"}, "volume")
+            where = self.key_where("compartments", name, "volume")
+            if "volume" not in c:
+                raise ParseError(f"compartment {name}: volume is required", where)
+            yield Compartment(name, value_or_expr(c["volume"], f"compartment {name} volume",
+                                                  where), where)
+
+    def species(self):
+        table = self.table("species", required=True)
+        for name, raw in table.items():
+            s = self.entry("species", name, raw, {"unit", "compartment", "initial"}, None)
+            where = self.src.entry_where("species", name)
+            unit = parse_unit(s.get("unit", ""), what=f"species {name} unit",
+                              where=self.key_where("species", name, "unit"))
+            initial = value_or_expr(s.get("initial", 0), f"species {name} initial",
+                                    self.key_where("species", name, "initial"))
+            yield Species(name, unit, initial, s.get("compartment"), where)
+
+    def reactions(self):
+        for name, raw in self.table("reactions").items():
+            r = self.entry("reactions", name, raw, {"equation", "rate", "compartment"}, None)
+            where = self.src.entry_where("reactions", name)
+            for key in ("equation", "rate"):
+                if key not in r:
+                    raise ParseError(f"reaction {name}: {key!r} is required", where)
+            eq_where = self.key_where("reactions", name, "equation")
+            reactants, products = parse_equation(r["equation"], name, eq_where)
+            rate_where = self.key_where("reactions", name, "rate")
+            if not isinstance(r["rate"], str):
+                raise ParseError(f"reaction {name}: rate must be an expression in quotes",
+                                 rate_where)
+            yield Reaction(name, reactants, products, Expr(r["rate"], rate_where),
+                           r.get("compartment"), where)
+
+    def rules(self):
+        for name, raw in self.table("rules").items():
+            r = self.entry("rules", name, raw, {"expr", "unit"}, "expr")
+            where = self.key_where("rules", name, "expr")
+            if not isinstance(r.get("expr"), str):
+                raise ParseError(f"rule {name}: expr must be an expression in quotes", where)
+            unit = parse_unit(r["unit"], what=f"rule {name} unit", where=where) \
+                if "unit" in r else None
+            yield Rule(name, Expr(r["expr"], where), unit, where)
+
+    def routes(self):
+        for name, raw in self.table("routes").items():
+            r = self.entry("routes", name, raw, {"target", "drug", "bioavailability", "lag"},
+                           "target")
+            where = self.key_where("routes", name, "target")
+            if "target" not in r:
+                raise ParseError(f"route {name}: target is required", where)
+            opt = {k: value_or_expr(r[k], f"route {name} {k}", self.key_where("routes", name, k))
+                   for k in ("bioavailability", "lag") if k in r}
+            yield Route(name, r["target"], r.get("drug"), opt.get("bioavailability"),
+                        opt.get("lag"), where)
+
+
+def parse_equation(text, reaction: str, where: str):
+    """``"C + R -> RC"``, ``"-> R"``, ``"2 A -> B"`` into (reactants, products)."""
+    if not isinstance(text, str):
+        raise ParseError(f"reaction {reaction}: equation must be text like 'C + R -> RC'",
+                         where)
+    arrow = "<->" if "<->" in text else "->"
+    if text.count(arrow) != 1:
+        raise ParseError(f"reaction {reaction}: equation {text!r} needs exactly one '->'",
+                         where)
+    sides = text.split(arrow)
+
+    def side(part: str):
+        terms = []
+        for term in filter(None, (t.strip() for t in part.split("+"))):
+            m = _TERM.match(term)
+            if not m:
+                raise ParseError(f"reaction {reaction}: cannot read {term!r} in {text!r} "
+                                 "(expected a species name, optionally preceded by a number "
+                                 "and a space: '2 A')", where)
+            terms.append((m.group(2), float(m.group(1)) if m.group(1) else 1.0))
+        return tuple(terms)
+
+    return side(sides[0]), side(sides[1])
+
+
+def read_parameter_table(src: TomlSource, table: tuple[str, ...], raw: dict):
+    """Parameters written as ``NAME = "1 nM"`` or ``NAME = {value=..., source=..., note=...}``."""
+    for name, entry in raw.items():
+        where = src.where(table, name)
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - {"value", "source", "note"})
+            if unknown:
+                raise ParseError(f"parameter {name}: unknown key {unknown[0]!r} (allowed: "
+                                 "note, source, value)", where)
+            if "value" not in entry:
+                raise ParseError(f"parameter {name}: 'value' is required", where)
+            value, source, note = entry["value"], entry.get("source"), entry.get("note")
+        else:
+            value, source, note = entry, None, None
+        for label, text in (("source", source), ("note", note)):
+            if text is not None and not isinstance(text, str):
+                raise ParseError(f"parameter {name}: {label} must be text", where)
+        q = parse_quantity(value, what=f"parameter {name}", where=where)
+        yield Parameter(name, q, source, note, where)

@@ -1,0 +1,75 @@
+"""TOML text with line numbers: tomllib parses, this finds where a key was written.
+
+tomllib returns plain dicts without positions, so error messages would lose ``file:line``.
+:class:`TomlSource` scans the text once for table headers and ``key =`` lines and answers
+"which line defines key K in table T" for the messages.  It never interprets values.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from ..errors import ParseError
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*=""")
+
+
+def _split_dotted(text: str) -> tuple[str, ...]:
+    parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^.\s]+', text)
+    return tuple(p.strip("\"'") for p in parts)
+
+
+class TomlSource:
+    """A parsed TOML document plus a map from (table, key) to line number."""
+
+    def __init__(self, text: str, path: str):
+        self.path = path
+        try:
+            self.data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            # tomllib's message ends with "(at line N, column M)": keep it, it is precise.
+            raise ParseError(f"not valid TOML: {exc}", path) from None
+        self._lines: dict[tuple[tuple[str, ...], str], int] = {}
+        self._headers: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            head = _HEADER.match(line)
+            if head:
+                table = _split_dotted(head.group(1))
+                self._headers.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                name = key.group(1).strip("\"'")
+                self._lines.setdefault((table, name), number)
+                # a dotted key such as `a.b = 1` inside [t] also defines table (t, a)
+                self._headers.setdefault(table + (name,), number)
+
+    @classmethod
+    def read(cls, path: Path | str) -> TomlSource:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ParseError(f"no such file: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ParseError(f"cannot read {path}: {exc}") from None
+        return cls(text, str(path))
+
+    def entry_where(self, section: str, name: str) -> str:
+        """Where ``[section.name]`` starts, or where ``name = ...`` sits in ``[section]``."""
+        if (section, name) in self._headers:
+            return self.where((section, name))
+        return self.where((section,), name)
+
+    def where(self, table: tuple[str, ...], key: str | None = None) -> str:
+        """``"path:line"`` of ``key`` in ``table`` (or of the table), else just the path."""
+        line = self._lines.get((table, key)) if key is not None else None
+        if line is None:
+            line = self._headers.get(table + ((key,) if key else ()))
+        if line is None:
+            line = self._headers.get(table)
+        return f"{self.path}:{line}" if line else self.path

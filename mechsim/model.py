@@ -1,0 +1,444 @@
+"""Frozen model definitions, validated once at creation.
+
+A :class:`Model` holds compartments, species, parameters, reactions, rules (observables),
+dosing routes and drugs.  ``Model(...)`` checks every reference and every dimension; a changed
+model is a new object (:meth:`Model.replace`, :meth:`Model.with_parameters`).
+
+Species are *amounts* unless they live in a compartment and their unit is per volume, in which
+case they are *concentrations* and their amount is ``value * volume``.  Each reaction's rate is
+a flux: amount per time of its species, or amount per volume per time in the reaction's
+compartment (given, or implied when all its concentration species share one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import pint
+
+from .errors import UnitError, ValidationError
+from .expr import FUNCTIONS, TIME, Expr
+from .units import dimension_text, format_quantity, parse_quantity, ureg
+
+__all__ = ["Compartment", "Drug", "Model", "Parameter", "Reaction", "Route", "Rule", "Species"]
+
+Value = Expr | pint.Quantity  # a field given as an expression or a literal quantity
+
+_VOLUME = ureg.L.dimensionality
+_TIME = ureg.day.dimensionality
+_MOLAR_MASS = ureg("g/mol").dimensionality
+_RESERVED = {TIME, *FUNCTIONS}
+
+
+def _is_identifier(name: str) -> bool:
+    return isinstance(name, str) and name.isidentifier() and name.isascii()
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A named quantity with provenance.  ``source`` cites where the value comes from;
+    ``note`` says anything else (e.g. "assumption: typical mAb")."""
+
+    name: str
+    value: pint.Quantity
+    source: str | None = None
+    note: str | None = None
+    where: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if not _is_identifier(self.name):
+            raise ValidationError(f"parameter name {self.name!r} is not an identifier",
+                                  self.where)
+        value = parse_quantity(self.value, what=f"parameter {self.name}", where=self.where)
+        object.__setattr__(self, "value", value)
+        if not math.isfinite(float(value.magnitude)):
+            raise ValidationError(f"parameter {self.name} must be finite, got {value}",
+                                  self.where)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {format_quantity(self.value)}"
+
+
+@dataclass(frozen=True)
+class Compartment:
+    """A well-mixed volume; ``volume`` is a parameter expression or a literal quantity."""
+
+    name: str
+    volume: Value
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Species:
+    """A state variable: ``unit`` is its unit as written, ``initial`` its value at t = 0."""
+
+    name: str
+    unit: pint.Unit
+    initial: Value
+    compartment: str | None = None
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """``reactants -> products`` at ``rate`` (a flux); stoichiometries are numbers."""
+
+    name: str
+    reactants: tuple[tuple[str, float], ...]
+    products: tuple[tuple[str, float], ...]
+    rate: Expr
+    compartment: str | None = None
+    where: str | None = field(default=None, compare=False)
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s for s, _ in self.reactants + self.products))
+
+    def stoichiometry(self) -> dict[str, float]:
+        """Net change of each species per unit of flux."""
+        net: dict[str, float] = {}
+        for s, n in self.reactants:
+            net[s] = net.get(s, 0.0) - n
+        for s, n in self.products:
+            net[s] = net.get(s, 0.0) + n
+        return net
+
+    @property
+    def equation(self) -> str:
+        def side(terms):
+            return " + ".join(s if n == 1 else f"{n:g} {s}" for s, n in terms)
+        return f"{side(self.reactants)} -> {side(self.products)}".strip()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An assignment rule / observable ``name = expr``; ``unit`` is the unit results are
+    reported in (checked against the expression's dimension; default: inferred)."""
+
+    name: str
+    expr: Expr
+    unit: pint.Unit | None = None
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A way in: doses given by this route enter ``target``.  ``bioavailability`` (fraction)
+    and ``lag`` (time) are parameter expressions or literal quantities."""
+
+    name: str
+    target: str
+    drug: str | None = None
+    bioavailability: Value | None = None
+    lag: Value | None = None
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Drug:
+    """A dosed compound; ``molecular_weight`` converts mass doses to amounts.
+
+    It is a literal (``"148 kDa"`` or ``"148 kg/mol"``) or the name of a parameter with a
+    mass-per-amount unit (``kg/mol``), which rules can then use too.
+    """
+
+    name: str
+    molecular_weight: Value
+    where: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        mw = self.molecular_weight
+        if isinstance(mw, Expr):
+            return  # checked against the parameters by the Model
+        mw = parse_quantity(mw, what=f"drug {self.name} molecular_weight", where=self.where)
+        if mw.dimensionality == ureg.Da.dimensionality:  # a molecule's mass: per mole
+            mw = (mw * ureg.avogadro_constant).to("kg/mol")
+        if mw.dimensionality != _MOLAR_MASS or not mw.magnitude > 0:
+            raise UnitError(f"drug {self.name}: molecular_weight must be a positive mass per "
+                            f"amount (e.g. '148 kDa' or '148 kg/mol'), got {mw}", self.where)
+        object.__setattr__(self, "molecular_weight", mw)
+
+
+def _by_name(items: Iterable, kind: str) -> dict:
+    out = {}
+    for item in items:
+        if item.name in out:
+            raise ValidationError(f"{kind} {item.name!r} is defined twice", item.where)
+        out[item.name] = item
+    return out
+
+
+@dataclass(frozen=True)
+class Model:
+    """A complete mechanism, validated at creation.
+
+    Attributes are tuples of parts in file order.  Lookups by name: :attr:`species_by_name`,
+    :attr:`parameters_by_name`, ...  Dimensions of all expressions are checked with pint.
+    """
+
+    name: str
+    species: tuple[Species, ...]
+    parameters: tuple[Parameter, ...] = ()
+    compartments: tuple[Compartment, ...] = ()
+    reactions: tuple[Reaction, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    routes: tuple[Route, ...] = ()
+    drugs: tuple[Drug, ...] = ()
+    description: str = ""
+    time_unit: pint.Unit = ureg.day
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        for attr in ("species", "parameters", "compartments", "reactions", "rules", "routes",
+                     "drugs"):
+            object.__setattr__(self, attr, tuple(getattr(self, attr)))
+        _Validator(self).run()
+
+    # ---- lookups -------------------------------------------------------------------------
+    @cached_property
+    def species_by_name(self) -> dict[str, Species]:
+        return {s.name: s for s in self.species}
+
+    @cached_property
+    def parameters_by_name(self) -> dict[str, Parameter]:
+        return {p.name: p for p in self.parameters}
+
+    @cached_property
+    def compartments_by_name(self) -> dict[str, Compartment]:
+        return {c.name: c for c in self.compartments}
+
+    @cached_property
+    def rules_by_name(self) -> dict[str, Rule]:
+        return {r.name: r for r in self.rules}
+
+    @cached_property
+    def routes_by_name(self) -> dict[str, Route]:
+        return {r.name: r for r in self.routes}
+
+    @cached_property
+    def drugs_by_name(self) -> dict[str, Drug]:
+        return {d.name: d for d in self.drugs}
+
+    @cached_property
+    def rule_units(self) -> dict[str, pint.Unit]:
+        """Unit each rule is reported in (declared, else inferred)."""
+        return _Validator(self).rule_units()
+
+    def is_concentration(self, species: str) -> bool:
+        """True if the species is a concentration in its compartment (amount = value*V)."""
+        sp = self.species_by_name[species]
+        return sp.compartment is not None and \
+            dict((1 * sp.unit).dimensionality).get("[length]", 0) <= -3
+
+    def amount_unit(self, species: str) -> pint.Unit:
+        """Unit of the amount a species holds (its unit, times volume for concentrations)."""
+        unit = self.species_by_name[species].unit
+        return (1 * unit * ureg.L).units if self.is_concentration(species) else unit
+
+    # ---- changing ------------------------------------------------------------------------
+    def replace(self, **changes) -> Model:
+        """A new, re-validated model with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def with_parameters(self, values: Mapping[str, object], *, where: str | None = None
+                        ) -> Model:
+        """A new model whose parameter values are replaced.
+
+        ``values`` maps names to :class:`Parameter`, Quantities or text such as ``"1.2 nM"``.
+        Unknown names and changed dimensions are errors.
+        """
+        known = self.parameters_by_name
+        new = dict(known)
+        for name, value in values.items():
+            src = value.where if isinstance(value, Parameter) else where
+            if name not in known:
+                raise ValidationError(f"unknown parameter {name!r} for model {self.name} "
+                                      f"(known: {', '.join(sorted(known)) or 'none'})", src)
+            old = known[name]
+            if isinstance(value, Parameter):
+                param = value
+            else:
+                param = Parameter(name, parse_quantity(value, what=f"parameter {name}",
+                                                       where=src), where=src)
+            if param.value.dimensionality != old.value.dimensionality:
+                raise UnitError(f"parameter {name} must have the dimension of "
+                                f"{format_quantity(old.value)} "
+                                f"({dimension_text(old.value.dimensionality)}), got "
+                                f"{format_quantity(param.value)} "
+                                f"({dimension_text(param.value.dimensionality)})", src)
+            new[name] = param
+        return self.replace(parameters=tuple(new.values()))
+
+
+class _Validator:
+    """Checks names, references and dimensions of a Model (run once, at creation)."""
+
+    def __init__(self, model: Model):
+        self.m = model
+        # Unit of every name an expression may use; rules are added as they are checked.
+        self.units: dict[str, pint.Unit] = {p.name: p.value.units for p in model.parameters}
+        self.units.update({s.name: s.unit for s in model.species})
+        self.units[TIME] = ureg.day
+
+    def run(self) -> None:
+        m = self.m
+        if not _is_identifier(m.name):
+            raise ValidationError(f"model name {m.name!r} must be an identifier", m.source)
+        groups = {
+            "species": _by_name(m.species, "species"),
+            "parameter": _by_name(m.parameters, "parameter"),
+            "compartment": _by_name(m.compartments, "compartment"),
+            "rule": _by_name(m.rules, "rule"),
+            "reaction": _by_name(m.reactions, "reaction"),
+            "route": _by_name(m.routes, "route"),
+            "drug": _by_name(m.drugs, "drug"),
+        }
+        seen: dict[str, str] = {}
+        for kind in ("species", "parameter", "rule"):
+            for name, item in groups[kind].items():
+                if not _is_identifier(name) or name in _RESERVED:
+                    raise ValidationError(f"{kind} name {name!r} is not allowed (reserved or "
+                                          "not an identifier)", item.where)
+                if name in seen:
+                    raise ValidationError(f"{kind} {name!r} has the same name as a "
+                                          f"{seen[name]}", item.where)
+                seen[name] = kind
+        params = set(groups["parameter"])
+        for c in m.compartments:
+            self.check_value(c.volume, _VOLUME, f"compartment {c.name} volume", params, c.where)
+        for s in m.species:
+            if s.compartment is not None and s.compartment not in groups["compartment"]:
+                raise ValidationError(f"species {s.name}: unknown compartment "
+                                      f"{s.compartment!r}", s.where)
+            self.check_value(s.initial, (1 * s.unit).dimensionality,
+                             f"species {s.name} initial value", params, s.where, zero_ok=True)
+        self.rule_units()
+        for r in m.reactions:
+            self.check_reaction(r, groups)
+        for route in m.routes:
+            self.check_route(route, groups, params)
+        for drug in m.drugs:
+            if isinstance(drug.molecular_weight, Expr):
+                self.check_value(drug.molecular_weight, _MOLAR_MASS,
+                                 f"drug {drug.name} molecular_weight", params, drug.where)
+
+    def check_value(self, value: Value, dims, what: str, allowed: set[str], where,
+                    zero_ok: bool = False) -> None:
+        if isinstance(value, pint.Quantity):
+            got = value
+            if zero_ok and value.magnitude == 0:
+                return
+            if value.magnitude < 0 or not math.isfinite(value.magnitude):
+                raise ValidationError(f"{what} must be finite and >= 0, got {value}", where)
+        else:
+            self.check_names(value, allowed, what, where)
+            if zero_ok and value.constant_value() == 0:
+                return
+            got = value.dimension(self.units)
+        if got.dimensionality != dims:
+            raise UnitError(f"{what}: expected {dimension_text(dims)}, got "
+                            f"{dimension_text(got.dimensionality)}", where)
+
+    def check_names(self, expr: Expr, allowed: Iterable[str], what: str, where) -> None:
+        allowed = set(allowed)
+        unknown = sorted(expr.names - allowed)
+        if unknown:
+            raise ValidationError(f"{what}: unknown name {unknown[0]!r} in {expr.text!r}"
+                                  f" (known here: {', '.join(sorted(allowed)) or 'none'})",
+                                  expr.where or where)
+
+    def rule_units(self) -> dict[str, pint.Unit]:
+        m = self.m
+        known = set(self.units)
+        pending = {r.name: r for r in m.rules}
+        out: dict[str, pint.Unit] = {}
+        # Rules may use each other in any order, but not in a cycle.
+        while pending:
+            ready = [r for r in pending.values() if not (r.expr.names & set(pending))]
+            if not ready:
+                names = ", ".join(sorted(pending))
+                first = next(iter(pending.values()))
+                for r in pending.values():
+                    self.check_names(r.expr, known | set(pending), f"rule {r.name}", r.where)
+                raise ValidationError(f"rules depend on each other in a cycle: {names}",
+                                      first.where)
+            for r in ready:
+                self.check_names(r.expr, known | set(out), f"rule {r.name}", r.where)
+                dim = r.expr.dimension(self.units)
+                if r.unit is not None:
+                    if (1 * r.unit).dimensionality != dim.dimensionality:
+                        raise UnitError(f"rule {r.name}: declared unit {r.unit} "
+                                        f"({dimension_text((1 * r.unit).dimensionality)}) but "
+                                        f"the expression has {dimension_text(dim.dimensionality)}",
+                                        r.where)
+                    unit = r.unit
+                else:
+                    unit = dim.to_reduced_units().units if dim.dimensionless else dim.units
+                self.units[r.name] = unit
+                out[r.name] = unit
+                known.add(r.name)
+                del pending[r.name]
+        return out
+
+    def check_reaction(self, r: Reaction, groups) -> None:
+        m = self.m
+        if not (r.reactants or r.products):
+            raise ValidationError(f"reaction {r.name} has no species", r.where)
+        for s, n in r.reactants + r.products:
+            if s not in groups["species"]:
+                raise ValidationError(f"reaction {r.name}: unknown species {s!r}", r.where)
+            if not (n > 0 and math.isfinite(n)):
+                raise ValidationError(f"reaction {r.name}: stoichiometry of {s} must be > 0, "
+                                      f"got {n}", r.where)
+        self.check_names(r.rate, set(self.units), f"reaction {r.name} rate", r.where)
+        amount_dims = {(1 * m.amount_unit(s)).dimensionality for s in r.species}
+        if len(amount_dims) > 1:
+            raise UnitError(f"reaction {r.name}: its species hold different kinds of amount "
+                            f"({', '.join(sorted(map(dimension_text, amount_dims)))})", r.where)
+        amount = amount_dims.pop()
+        per_time = amount / _TIME
+        found = r.rate.dimension(self.units).dimensionality
+        if found == per_time:
+            return
+        comp = self.reaction_compartment(r, groups)
+        per_volume = per_time / _VOLUME
+        if found == per_volume and comp is not None:
+            return
+        expected = dimension_text(per_time)
+        if comp is not None:
+            expected += f" or {dimension_text(per_volume)} (per volume of {comp})"
+        raise UnitError(f"reaction {r.name}: rate {r.rate.text!r} has dimension "
+                        f"{dimension_text(found)}, expected {expected}", r.rate.where or r.where)
+
+    def reaction_compartment(self, r: Reaction, groups) -> str | None:
+        if r.compartment is not None:
+            if r.compartment not in groups["compartment"]:
+                raise ValidationError(f"reaction {r.name}: unknown compartment "
+                                      f"{r.compartment!r}", r.where)
+            return r.compartment
+        comps = {self.m.species_by_name[s].compartment for s in r.species
+                 if self.m.is_concentration(s)}
+        return comps.pop() if len(comps) == 1 else None
+
+    def check_route(self, route: Route, groups, params: set[str]) -> None:
+        if route.target not in groups["species"]:
+            raise ValidationError(f"route {route.name}: unknown target species "
+                                  f"{route.target!r}", route.where)
+        amount = (1 * self.m.amount_unit(route.target)).dimensionality
+        if amount not in (ureg.mol.dimensionality, ureg.g.dimensionality):
+            raise UnitError(f"route {route.name}: target {route.target} must hold an amount "
+                            f"of substance or mass, it holds {dimension_text(amount)}",
+                            route.where)
+        if route.drug is not None and route.drug not in groups["drug"]:
+            raise ValidationError(f"route {route.name}: unknown drug {route.drug!r}",
+                                  route.where)
+        if route.bioavailability is not None:
+            self.check_value(route.bioavailability, ureg.dimensionless.dimensionality,
+                             f"route {route.name} bioavailability", params, route.where)
+        if route.lag is not None:
+            self.check_value(route.lag, _TIME, f"route {route.name} lag", params, route.where,
+                             zero_ok=True)

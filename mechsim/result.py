@@ -1,0 +1,162 @@
+"""Frozen simulation results that carry units."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pint
+
+from .errors import ValidationError
+from .units import canonical_unit, format_unit, ureg
+
+__all__ = ["Diagnostics", "Result"]
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """How the solver got there.
+
+    Attributes
+    ----------
+    method, rtol, atol
+        Solver settings used.
+    steps, rhs_evaluations, jacobian_evaluations
+        Totals over all segments.
+    segments
+        Number of intervals integrated between discontinuities (doses, infusion ends).
+    conservation_residuals
+        For each conservation law of the stoichiometry (text -> value): the largest
+        deviation over the run of ``law(t) - law(0) - dosed(t)``, relative to the largest of
+        ``|law|`` and the dosed amount.  With accumulator states this is the mass balance.
+    """
+
+    method: str
+    rtol: float
+    atol: float | tuple[float, ...]
+    steps: int
+    rhs_evaluations: int
+    jacobian_evaluations: int
+    segments: int
+    conservation_residuals: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def max_conservation_residual(self) -> float:
+        return max(self.conservation_residuals.values(), default=0.0)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=float)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """Time course of every state and observable.
+
+    ``res["C"]`` is a pint Quantity array in the unit the model declares; ``res.time`` is in
+    the model's time unit.  Values are right-continuous: at a dose time they include the
+    dose; :meth:`before_dose` gives the value just before.
+
+    Attributes
+    ----------
+    model
+        Model name.
+    names
+        States then observables.
+    diagnostics
+        :class:`Diagnostics` of the run.
+    """
+
+    model: str
+    time_days: np.ndarray
+    time_unit: pint.Unit
+    state_names: tuple[str, ...]
+    state_units: tuple[pint.Unit, ...]
+    states: np.ndarray           # canonical, (n_states, n_times)
+    observable_names: tuple[str, ...]
+    observable_units: tuple[pint.Unit, ...]
+    observables: np.ndarray      # canonical, (n_obs, n_times)
+    diagnostics: Diagnostics
+    pre_dose_days: np.ndarray = field(default_factory=lambda: np.empty(0))
+    pre_dose_states: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    regimen: str = ""
+
+    def __post_init__(self):
+        for name in ("time_days", "states", "observables", "pre_dose_days", "pre_dose_states"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.state_names + self.observable_names
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    @property
+    def time(self) -> pint.Quantity:
+        return ureg.Quantity(self.time_days, ureg.day).to(self.time_unit)
+
+    def unit(self, name: str) -> pint.Unit:
+        """Reporting unit of a state or observable."""
+        return self._locate(name)[2]
+
+    def _locate(self, name: str):
+        if name in self.state_names:
+            i = self.state_names.index(name)
+            return self.states, i, self.state_units[i]
+        if name in self.observable_names:
+            i = self.observable_names.index(name)
+            return self.observables, i, self.observable_units[i]
+        raise ValidationError(f"no output named {name!r} (available: {', '.join(self.names)})")
+
+    def __getitem__(self, name: str) -> pint.Quantity:
+        table, i, unit = self._locate(name)
+        return _report(table[i], unit)
+
+    def before_dose(self, name: str) -> tuple[pint.Quantity, pint.Quantity]:
+        """(dose times, value just before each dose) for a state."""
+        if name not in self.state_names:
+            raise ValidationError(f"before_dose needs a state, got {name!r} (states: "
+                                  f"{', '.join(self.state_names)})")
+        i = self.state_names.index(name)
+        times = ureg.Quantity(self.pre_dose_days, ureg.day).to(self.time_unit)
+        values = self.pre_dose_states[:, i] if self.pre_dose_states.size else np.empty(0)
+        return times, _report(values, self.state_units[i])
+
+    def to_csv(self, path: str | Path, names: list[str] | None = None) -> Path:
+        """Write time and outputs with units in the header, e.g. ``C [nM]``."""
+        names = list(names or self.names)
+        columns = [self.time.magnitude] + [self[n].magnitude for n in names]
+        header = [f"time [{format_unit(self.time_unit)}]"] + \
+            [f"{n} [{format_unit(self.unit(n)) or '1'}]" for n in names]
+        path = Path(path)
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(np.column_stack(columns).tolist())
+        return path
+
+    def to_dataframe(self, names: list[str] | None = None):
+        """A pandas DataFrame (needs pandas) with units in the column names."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("to_dataframe needs pandas: pip install pandas") from None
+        names = list(names or self.names)
+        data = {f"time [{format_unit(self.time_unit)}]": self.time.magnitude}
+        for n in names:
+            data[f"{n} [{format_unit(self.unit(n)) or '1'}]"] = self[n].magnitude
+        return pd.DataFrame(data)
+
+    def __repr__(self) -> str:
+        return (f"<Result {self.model}: {len(self.time_days)} times "
+                f"{self.time_days[0]:g}..{self.time_days[-1]:g} day, {len(self.names)} outputs>")
+
+
+def _report(canonical: np.ndarray, unit: pint.Unit) -> pint.Quantity:
+    return ureg.Quantity(canonical, canonical_unit(1 * unit)).to(unit)

@@ -1,0 +1,138 @@
+"""The package's single pint registry and the conversions at its edges.
+
+Inside the solver every number is a plain float in a *coherent* unit system whose base units
+are day, nmol, dm (so volumes are in litres, concentrations in nM) and g.  Because the system
+is coherent, a dimensionally consistent formula evaluated on canonical magnitudes yields the
+canonical magnitude of its result, with no hidden conversion factors.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import pint
+
+from .errors import UnitError
+
+__all__ = [
+    "Quantity",
+    "canonical_unit",
+    "dimension_text",
+    "format_quantity",
+    "parse_quantity",
+    "parse_unit",
+    "to_canonical",
+    "ureg",
+]
+
+ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+# Cells and receptor sites are counts: dimensionless, but worth writing down.
+ureg.define("cell = [] = cells")
+ureg.define("site = [] = sites")
+Quantity = ureg.Quantity
+pint.set_application_registry(ureg)
+
+# Base unit chosen for each of pint's base dimensions.
+_CANONICAL_BASE = {
+    "[time]": ureg.day,
+    "[substance]": ureg.nmol,
+    "[length]": ureg.dm,
+    "[mass]": ureg.g,
+    "[current]": ureg.A,
+    "[temperature]": ureg.K,
+    "[luminosity]": ureg.cd,
+}
+
+# Units are written by people: accept µ and μ, and "uM" style prefixes pint already knows.
+_MICRO = re.compile("[µμ]")
+_LITRE = re.compile(r"\b([munpfdc]?)l\b")
+
+
+def _clean(text: str) -> str:
+    return _MICRO.sub("u", text.strip())
+
+
+def parse_quantity(text: str | float | int | pint.Quantity, *, what: str = "value",
+                   where: str | None = None) -> pint.Quantity:
+    """Read ``"10 mg/kg"``, ``"1.2 nM"`` or a bare number into a pint Quantity.
+
+    Raises :class:`UnitError` naming ``what`` and ``where`` when the text is not a quantity.
+    """
+    if isinstance(text, pint.Quantity):
+        return text
+    if isinstance(text, bool):
+        raise UnitError(f"{what} must be a quantity, got {text!r}", where)
+    if isinstance(text, (int, float)):
+        return Quantity(float(text), ureg.dimensionless)
+    if not isinstance(text, str):
+        raise UnitError(f"{what} must be a quantity such as '10 mg', got {text!r}", where)
+    try:
+        q = ureg.Quantity(_clean(text))
+    except Exception as exc:  # pint raises several unrelated types for bad text
+        raise UnitError(f"{what}: cannot read {text!r} as a quantity ({_short(exc)})",
+                        where) from None
+    if not isinstance(q, pint.Quantity):
+        q = Quantity(float(q), ureg.dimensionless)
+    return q
+
+
+def parse_unit(text: str, *, what: str = "unit", where: str | None = None) -> pint.Unit:
+    """Read a unit such as ``"nM"`` or ``"1/day"``; ``""``, ``"1"`` and ``"dimensionless"``
+    all mean dimensionless."""
+    if not isinstance(text, str):
+        raise UnitError(f"{what} must be a unit name such as 'nM', got {text!r}", where)
+    if text.strip() in ("", "1", "dimensionless"):
+        return ureg.dimensionless
+    try:
+        q = ureg.Quantity(_clean(text))
+    except Exception as exc:
+        raise UnitError(f"{what}: unknown unit {text!r} ({_short(exc)})", where) from None
+    if not isinstance(q, pint.Quantity) or q.magnitude != 1:
+        raise UnitError(f"{what}: {text!r} is not a unit (it has a number in it)", where)
+    return q.units
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@cache
+def _canonical_for(dims: tuple) -> pint.Unit:
+    unit = ureg.dimensionless
+    for name, power in dims:
+        unit = unit * _CANONICAL_BASE[name] ** power
+    return unit
+
+
+def canonical_unit(q: pint.Quantity | pint.Unit) -> pint.Unit:
+    """The coherent canonical unit with the dimension of ``q``."""
+    dims = q.dimensionality
+    return _canonical_for(tuple(sorted(dims.items())))
+
+
+def to_canonical(q: pint.Quantity) -> float:
+    """Magnitude of ``q`` in its canonical unit (plain float for the solver)."""
+    return float(q.to(canonical_unit(q)).magnitude)
+
+
+def dimension_text(dims) -> str:
+    """Readable dimension, e.g. ``[substance] / [time]``; ``dimensionless`` for none."""
+    text = str(dims)
+    return "dimensionless" if text in ("", "dimensionless") else text
+
+
+def format_quantity(q: pint.Quantity) -> str:
+    """Compact text that :func:`parse_quantity` reads back: ``'10 mg/kg'``."""
+    mag = float(q.magnitude)
+    mag_text = str(int(mag)) if mag.is_integer() and abs(mag) < 1e15 else repr(mag)
+    unit = format_unit(q.units)
+    return mag_text if unit == "" else f"{mag_text} {unit}"
+
+
+def format_unit(u: pint.Unit) -> str:
+    """Compact unit text without spaces (``'mg/kg'``, ``'1/d'``); empty if dimensionless."""
+    if u == ureg.dimensionless:
+        return ""
+    # pint's symbol for litre is "l"; pharmacologists write "L" (and "mL", "uL").
+    return _LITRE.sub(r"\1L", f"{u:~C}".replace("µ", "u"))

@@ -1,0 +1,282 @@
+"""Tests for mechsim.dosing: the regimen grammar, schedules, infusions and round trips."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mechsim.dosing import Cycles, Dose, Every, Once, Regimen, Wait
+from mechsim.errors import RegimenError
+from mechsim.units import Quantity, parse_unit
+
+ICARIA = ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycle x 1 "
+          "then on days 1,15 of 28-day cycles")
+POM = "4 mg oral on days 1-21 of 28-day cycles"
+
+
+def times(regimen: Regimen, until: float) -> list[float]:
+    return [a.time for a in regimen.administrations(until)]
+
+
+def q(magnitude, unit: str):
+    return Quantity(magnitude, parse_unit(unit))
+
+
+# ----------------------------------------------------------------------------- schedules
+def test_icaria_isatuximab_schedule():
+    r = Regimen.parse(ICARIA)
+    expected = [0, 7, 14, 21] + [28 * c + d for c in range(1, 12) for d in (0, 14)]
+    assert times(r, 28 * 12) == [float(t) for t in expected]
+    assert {a.dose for a in r.administrations(100)} == {
+        Dose(q(10, "mg/kg"), "iv", duration=q(1, "h"))}
+    assert str(r) == ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycles x 1 "
+                      "then on days 1,15 of 28-day cycles")
+
+
+def test_pomalidomide_backbone_and_parallel_combination():
+    pom = Regimen.parse(POM)
+    expected = [28 * c + d for c in range(3) for d in range(21)]
+    assert times(pom, 84) == [float(t) for t in expected]
+    both = Regimen.parse(ICARIA) & pom
+    assert both == Regimen.parse(f"{ICARIA}; {POM}") == Regimen.parse(ICARIA).combine(pom)
+    assert times(both, 84) == sorted(times(Regimen.parse(ICARIA), 84) + expected)
+    # ties keep text order: the isatuximab dose (first sequence) comes before pomalidomide
+    day0 = [a.dose.route for a in both.administrations(1)]
+    assert day0 == ["iv", "oral"]
+
+
+def test_then_arithmetic_and_wait():
+    r = Regimen.parse("100 mg iv every 7 days x 3 then 50 mg iv every 14 days x 2")
+    assert times(r, 100) == [0, 7, 14, 21, 35]
+    assert [a.dose.amount for a in r.administrations(100)] == [q(100, "mg")] * 3 + [q(50, "mg")] * 2
+    w = Regimen.parse("100 mg iv every 7 days x 2 then wait 10 days then 50 mg iv at 12 h")
+    assert times(w, 100) == [0, 7, 24.5]
+    f = Regimen.parse("5 mg po every 8 h for 1 d then 1 mg po every 1 wk x 2")
+    assert times(f, 100) == pytest.approx([0, 1 / 3, 2 / 3, 1, 8])
+
+
+def test_dose_reuse_after_then_and_infusion_override():
+    r = Regimen.parse("5 mg sc every 1 wk x2 then over 30 min every 2 weeks x 2")
+    doses = [a.dose for a in r.administrations(100)]
+    assert doses[0] == Dose(q(5, "mg"), "sc")
+    assert doses[-1] == Dose(q(5, "mg"), "sc", duration=q(30, "min"))
+    assert times(r, 100) == [0, 7, 14, 28]
+
+
+def test_until_is_exclusive_and_zero_included():
+    r = Regimen.parse("1 mg iv every 1 d x 5")
+    assert times(r, 3) == [0, 1, 2]
+    assert times(r, 3.0000001) == [0, 1, 2, 3]
+    assert times(r, 0) == []
+    assert r.discontinuities(3) == (1.0, 2.0)
+
+
+# ----------------------------------------------------------------------------- infusions
+def test_infusion_by_duration_and_by_rate_agree():
+    by_time = Dose(q(100, "mg"), "iv", duration=q(2, "h"))
+    by_rate = Dose(q(100, "mg"), "iv", rate=q(50, "mg/h"))
+    per_kg = Dose(q(10, "mg/kg"), "iv", rate=q(5, "mg/kg/h"))
+    assert by_time.infusion_duration_days() == pytest.approx(2 / 24)
+    assert by_rate.infusion_duration_days() == pytest.approx(2 / 24)
+    assert per_kg.infusion_duration_days() == pytest.approx(2 / 24)
+    assert per_kg.per_body_weight and not by_rate.per_body_weight
+    assert by_rate.is_infusion and not Dose(q(1, "mg"), "iv").is_infusion
+    assert Dose(q(1, "mg"), "iv").infusion_duration_days() is None
+    assert Dose(q(3, "nmol/kg"), "sc").per_body_weight
+
+
+def test_infusion_ends_are_discontinuities():
+    for text in ("100 mg iv over 2 h every 1 d x 3", "100 mg iv at 50 mg/h every 1 d x 3"):
+        r = Regimen.parse(text)
+        expected = sorted([1.0, 2.0] + [d + 2 / 24 for d in (0, 1, 2)])
+        assert r.discontinuities(10) == pytest.approx(expected)
+        assert 0.0 not in r.discontinuities(10)
+
+
+def test_dose_constructor_rejects_bad_values():
+    with pytest.raises(RegimenError, match="not both"):
+        Dose(q(1, "mg"), "iv", duration=q(1, "h"), rate=q(1, "mg/h"))
+    with pytest.raises(RegimenError, match="does not match"):
+        Dose(q(1, "mg"), "iv", rate=q(1, "nmol/h"))
+    with pytest.raises(RegimenError, match="route"):
+        Dose(q(1, "mg"), "IV")
+    with pytest.raises(RegimenError, match="per body weight"):
+        Dose(q(5, "percent"), "iv")
+    with pytest.raises(RegimenError, match="finite"):
+        Dose(q(math.inf, "mg"), "iv")
+    assert Dose("10 µg/kg", "iv") == Dose(q(10, "ug/kg"), "iv")
+
+
+# ----------------------------------------------------------------------------- text forms
+def test_none_and_repr():
+    assert Regimen.parse("") == Regimen.parse("none") == Regimen.parse(" NONE ") == Regimen.none()
+    assert str(Regimen.none()) == "none"
+    assert Regimen.none().administrations(10) == ()
+    r = Regimen.parse(POM)
+    assert repr(r) == f"Regimen.parse({POM!r})"
+
+
+def test_spelling_variants_are_equivalent():
+    a = Regimen.parse("10 mg / kg IV over 60 min every 7 days x 4")
+    b = Regimen.parse("10 mg/kg iv over 60 min EVERY 7 day X4")
+    assert a == b
+    c1 = Regimen.parse("4 mg oral on days 1,2,3,4 of 28 day cycles x 2")
+    c2 = Regimen.parse("4 mg oral On Days 1-4 of 28-day cycle x2")
+    assert c1 == c2 and str(c1) == "4 mg oral on days 1-4 of 28-day cycles x 2"
+
+
+def test_pickle_round_trip():
+    r = Regimen.parse(f"{ICARIA}; {POM}; 3 nmol sc at 2 nmol/h every 2 weeks for 1 year")
+    again = pickle.loads(pickle.dumps(r))
+    assert again == r and hash(again) == hash(r)
+    assert again.administrations(200) == r.administrations(200)
+
+
+BAD = [
+    ("10 mL iv", "[length]"),
+    ("10 iv", "needs a unit"),
+    ("10 foo iv", "unknown unit 'foo'"),
+    ("10 mg", "expected a route"),
+    ("10 mg over 1 h", "expected a route"),
+    ("-10 mg iv", "> 0"),
+    ("0 mg iv", "> 0"),
+    ("10 % iv", "unexpected character '%'"),
+    ("10 mg iv every 0 d", "dosing interval must be > 0"),
+    ("10 mg iv every -1 d", "dosing interval must be > 0"),
+    ("10 mg iv every 7 m", "must be a time"),
+    ("10 mg iv every 7", "needs a unit"),
+    ("10 mg iv every 7 d x 0", "whole number >= 1"),
+    ("10 mg iv every 7 d x 1.5", "whole number"),
+    ("10 mg iv every 7 d for 0 d", "> 0"),
+    ("10 mg iv on days 0,8 of 28-day cycles", "whole number >= 1"),
+    ("10 mg iv on days 1,29 of 28-day cycles", "outside the 28-day cycle"),
+    ("10 mg iv on days 8,1 of 28-day cycles", "increasing order"),
+    ("10 mg iv on days 1,1 of 28-day cycles", "increasing order"),
+    ("10 mg iv on days 1-5,3 of 28-day cycles", "increasing order"),
+    ("10 mg iv on days 5-1 of 28-day cycles", "backwards"),
+    ("10 mg iv on days 1 of 0-day cycles", "cycle length"),
+    ("10 mg iv on days 1,8 of 28-day", "'cycles'"),
+    ("10 mg iv every 7 d extra", "unexpected 'extra'"),
+    ("10 mg iv then", "empty block"),
+    ("then 10 mg iv", "empty block"),
+    ("10 mg iv;", "empty block"),
+    ("10 mg iv then then 5 mg iv", "empty block"),
+    ("every 7 d", "expected a dose"),
+    ("10 mg iv then over 1 h", "needs a timing"),
+    ("10 mg iv every 7 d then 5 mg iv", "repeats forever"),
+    ("4 mg oral on days 1-21 of 28-day cycles then wait 7 d", "repeats forever"),
+    ("10 mg iv at 5 nmol/h", "does not match"),
+    ("10 mg/kg iv at 5 mg/h", "does not match"),
+    ("10 mg iv over 1 h at 5 mg/h", "must be a time"),
+    ("10 mg iv at -1 h", ">= 0"),
+    ("wait", "expected a wait time"),
+    ("wait 7 d foo", "unexpected 'foo'"),
+    ("none; 10 mg iv", "expected a dose"),
+    ("__import__('os').system('x')", "unexpected character"),
+    ("10 mg iv every 7 d x 2 x 3", "unexpected 'x 3'"),
+]
+
+
+@pytest.mark.parametrize(("text", "phrase"), BAD)
+def test_bad_regimens_raise_regimen_error(text, phrase, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *a: calls.append(a))
+    with pytest.raises(RegimenError) as info:
+        Regimen.parse(text)
+    message = str(info.value)
+    assert phrase in message
+    assert message.startswith(f"regimen {text!r}: ")  # the message quotes the regimen
+    assert "\n" not in message
+    assert calls == []  # nothing from the text is ever executed
+
+
+def test_non_text_is_rejected():
+    with pytest.raises(RegimenError):
+        Regimen.parse(42)
+
+
+# ----------------------------------------------------------------------------- properties
+UNITS = ["mg", "ug", "g", "nmol", "umol", "mg/kg", "ug/kg", "nmol/kg"]
+ROUTES = ["iv", "sc", "oral", "po", "im", "it_2"]
+TIME_UNITS = ["h", "d", "week", "min"]
+magnitudes = st.one_of(st.integers(1, 5000), st.floats(1e-3, 1e4, allow_nan=False))
+
+
+@st.composite
+def doses(draw):
+    unit = draw(st.sampled_from(UNITS))
+    amount = q(draw(magnitudes), unit)
+    kind = draw(st.sampled_from(["bolus", "duration", "rate"]))
+    if kind == "duration":
+        return Dose(amount, draw(st.sampled_from(ROUTES)), duration=q(draw(magnitudes), "min"))
+    if kind == "rate":
+        per = draw(st.sampled_from(["h", "d"]))
+        rate = q(draw(magnitudes), f"{unit}/{per}")
+        return Dose(amount, draw(st.sampled_from(ROUTES)), rate=rate)
+    return Dose(amount, draw(st.sampled_from(ROUTES)))
+
+
+def times_q(lo=0.5, hi=40.0):
+    return st.builds(q, st.one_of(st.integers(1, 40), st.floats(lo, hi)),
+                     st.sampled_from(TIME_UNITS))
+
+
+@st.composite
+def blocks(draw, dose, finite: bool):
+    kind = draw(st.sampled_from(["once", "every", "cycles", "wait"]))
+    if kind == "once":
+        return Once(dose, draw(st.none() | st.builds(q, st.integers(0, 48), st.just("h"))))
+    if kind == "wait":
+        return Wait(draw(times_q()))
+    ending = draw(st.sampled_from(["count", "for"] if finite else ["count", "for", "open"]))
+    count = draw(st.integers(1, 6)) if ending == "count" else None
+    if kind == "every":
+        length = draw(times_q()) if ending == "for" else None
+        return Every(dose, q(draw(st.integers(1, 14)), draw(st.sampled_from(["d", "week"]))),
+                     count, length)
+    if ending == "for":  # cycles end by a count only
+        count = draw(st.integers(1, 6))
+    cycle = draw(st.integers(1, 35))
+    days = tuple(sorted(draw(st.sets(st.integers(1, cycle), min_size=1, max_size=8))))
+    return Cycles(dose, days, cycle, count)
+
+
+@st.composite
+def sequences(draw):
+    n = draw(st.integers(1, 4))
+    out, dose = [], draw(doses())
+    for i in range(n):
+        if draw(st.booleans()):  # new dose sometimes, else reuse: exercises dose omission
+            dose = draw(doses())
+        out.append(draw(blocks(dose, finite=i + 1 < n)))
+    return tuple(out)
+
+
+regimens = st.builds(Regimen, st.lists(sequences(), min_size=0, max_size=3).map(tuple))
+
+
+@settings(deadline=None, max_examples=100)
+@given(regimens)
+def test_text_round_trip(r):
+    text = str(r)
+    again = Regimen.parse(text)
+    assert again == r
+    assert str(again) == text
+    assert again.administrations(120) == r.administrations(120)
+    assert again.discontinuities(120) == r.discontinuities(120)
+    assert pickle.loads(pickle.dumps(r)) == r
+
+
+@settings(deadline=None, max_examples=100)
+@given(regimens, st.floats(0, 200))
+def test_administrations_sorted_and_in_range(r, until):
+    adm = r.administrations(until)
+    assert all(0 <= a.time < until for a in adm)
+    assert [a.time for a in adm] == sorted(a.time for a in adm)
+    disc = r.discontinuities(until)
+    assert list(disc) == sorted(set(disc)) and all(0 < t < until for t in disc)

@@ -1,0 +1,20 @@
+"""Every example script runs from a clean folder and produces what it promises."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_example_runs(script, tmp_path):
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env={"MPLBACKEND": "Agg", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for line in proc.stdout.splitlines():
+        if line.startswith("wrote "):
+            written = tmp_path / line.split()[1]
+            assert written.is_file() and written.stat().st_size > 1000, line

@@ -1,0 +1,151 @@
+"""The engine against closed-form pharmacokinetics (SciPy-style exact oracles)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import mechsim
+from mechsim import SolverError, UnitError, ValidationError, simulate
+from mechsim.testing import accumulation_ratio, bolus_1cpt, infusion_1cpt, oral_1cpt, superpose
+
+V, K = 10.0, math.log(2)  # one_compartment defaults: L, 1/day
+METHODS = ["LSODA", "BDF", "Radau"]
+TIGHT = dict(rtol=1e-10, atol=1e-14)
+
+
+def conc(res):
+    return res["C"].to("nM").magnitude
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_iv_bolus_matches_closed_form(method):
+    res = simulate("one_compartment", "1000 nmol iv", until="10 day", every="0.25 day",
+                   method=method, **TIGHT)
+    t = res.time.to("day").magnitude
+    np.testing.assert_allclose(conc(res), bolus_1cpt(t, 1000, V, K), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("infusion", ["over 2 day", "at 500 nmol/day", "at 20.8333333333333333 nmol/h"])
+def test_constant_rate_infusion_matches_closed_form(method, infusion):
+    res = simulate("one_compartment", f"1000 nmol iv {infusion}", until="6 day",
+                   every="0.1 day", method=method, **TIGHT)
+    t = res.time.to("day").magnitude
+    np.testing.assert_allclose(conc(res), infusion_1cpt(t, 500, 2, V, K), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_first_order_absorption_with_bioavailability_and_lag(method):
+    res = simulate("one_compartment", "1000 nmol oral", until="8 day", every="0.05 day",
+                   overrides={"F": "0.6", "tlag": "6 h", "ka": "1.5 1/day"}, method=method,
+                   **TIGHT)
+    t = res.time.to("day").magnitude
+    expected = oral_1cpt(t, 1000, V, K, ka=1.5, f=0.6, lag=0.25)
+    np.testing.assert_allclose(conc(res), expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_repeated_doses_superpose(method):
+    res = simulate("one_compartment", "1000 nmol iv every 12 h x 6", until="5 day",
+                   every="0.1 day", method=method, **TIGHT)
+    t = res.time.to("day").magnitude
+    expected = superpose(lambda s: bolus_1cpt(s, 1000, V, K), np.arange(6) * 0.5, t)
+    np.testing.assert_allclose(conc(res), expected, rtol=1e-6)
+
+
+def test_steady_state_accumulation_ratio():
+    tau = 1.0
+    res = simulate("one_compartment", "1000 nmol iv every 1 day", until="40 day",
+                   every="1 day", **TIGHT)
+    # right-continuous: the value at a dose time includes that dose (the last one, at
+    # day 39: no dose is given at `until`)
+    peaks = conc(res)
+    np.testing.assert_allclose(peaks[-2] / (1000 / V), accumulation_ratio(K, tau), rtol=1e-6)
+    # the value just before the last dose is the steady-state trough
+    _, troughs = res.before_dose("C")
+    expected_trough = 1000 / V * accumulation_ratio(K, tau) * math.exp(-K * tau)
+    np.testing.assert_allclose(troughs.to("nM").magnitude[-1], expected_trough, rtol=1e-6)
+
+
+def test_mass_dose_converted_with_molecular_weight_and_body_weight(write_model):
+    # 100 mg of a 150 kg/mol drug is 666.67 nmol
+    res = simulate("one_compartment", "100 mg iv", until="1 day", every="1 day", **TIGHT)
+    np.testing.assert_allclose(conc(res)[0], 100e-3 / 150e3 * 1e9 / V, rtol=1e-12)
+    np.testing.assert_allclose(res["C_mass"].to("mg/L").magnitude[0], 10.0, rtol=1e-12)
+
+
+def test_per_body_weight_dose_needs_WT(write_model):
+    with pytest.raises(mechsim.RegimenError, match="per body weight.*no parameter WT"):
+        simulate("one_compartment", "1 mg/kg iv", until="1 day")
+
+
+def test_results_do_not_depend_on_the_output_grid():
+    regimen = "1000 nmol iv over 3 h every 1 day x 3; 500 nmol oral every 8 h x 5"
+    coarse = simulate("one_compartment", regimen, until="4 day", every="1 day")
+    fine = simulate("one_compartment", regimen, until="4 day", every="0.01 day")
+    odd = simulate("one_compartment", regimen, until="4 day",
+                   times=mechsim.Quantity([0, 1, 2, 3, 4], "day"))
+    t_fine = fine.time.to("day").magnitude
+    pick = np.isin(np.round(t_fine, 9), [0, 1, 2, 3, 4])
+    for name in ("C", "depot", "eliminated"):
+        a, b, c = coarse[name].magnitude, fine[name].magnitude[pick], odd[name].magnitude
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-9)
+
+
+def test_bolus_is_an_exact_jump_and_value_before_dose_is_kept():
+    res = simulate("one_compartment", "1000 nmol iv every 1 day x 2", until="2 day",
+                   every="1 day", **TIGHT)
+    times, before = res.before_dose("C")
+    np.testing.assert_allclose(times.to("day").magnitude, [0, 1])
+    np.testing.assert_allclose(before.magnitude, [0, 50.0], rtol=1e-8)
+    np.testing.assert_allclose(conc(res)[1], 150.0, rtol=1e-8)
+
+
+def test_mass_balance_residual_reported():
+    res = simulate("one_compartment", "1000 nmol iv over 2 h every 1 day x 3; 200 nmol oral",
+                   until="5 day", **TIGHT)
+    residuals = res.diagnostics.conservation_residuals
+    assert list(residuals) == ["V*C + depot + eliminated"]
+    assert residuals["V*C + depot + eliminated"] < 1e-8
+    assert res.diagnostics.steps > 0 and res.diagnostics.rhs_evaluations > 0
+
+
+def test_per_state_tolerances_accepted_and_checked():
+    simulate("one_compartment", "1 nmol iv", until="1 day", atol=[1e-12, 1e-12, 1e-12])
+    with pytest.raises(ValidationError, match="one per state"):
+        simulate("one_compartment", "1 nmol iv", until="1 day", atol=[1e-12, 1e-12])
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("3", "must be a time with a unit"),
+    ("3 mg", "must be a time"),
+    ("0 day", "must be after 0"),
+])
+def test_until_is_checked(bad, message):
+    arg = int(bad) if bad.isdigit() else bad
+    with pytest.raises((UnitError, ValidationError), match=message):
+        simulate("one_compartment", None, until=arg)
+
+
+def test_unknown_route_is_named():
+    with pytest.raises(mechsim.RegimenError, match="no dosing route 'sc'.*iv, oral"):
+        simulate("one_compartment", "1 mg sc", until="1 day")
+
+
+def test_solver_failure_names_time_and_states(write_model):
+    path = write_model("""
+[parameters]
+k = "1 1/day"
+[species.x]
+unit = "nmol"
+initial = "1 nmol"
+[reactions.explode]
+equation = "-> x"
+rate = "k*x*x*x/(1 nmol)**2"
+""".replace("/(1 nmol)**2", "*kk"))
+    path.write_text(path.read_text().replace('k = "1 1/day"',
+                                             'k = "1 1/day"\nkk = "1 1/nmol**2"'))
+    with pytest.raises(SolverError, match=r"t = .*states involved: x.*hint"):
+        simulate(path, None, until="10 day")
