@@ -3,7 +3,7 @@
 >>> import mechsim
 >>> model = mechsim.load_model("one_compartment")
 >>> res = mechsim.simulate(model, "100 mg iv", until="1 day", every="1 day")
->>> res["C"].to("mg/L").round(2)
+>>> res["C_mass"].to("mg/L").round(2)
 <Quantity([10.  5.], 'milligram / liter')>
 """
 

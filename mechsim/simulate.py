@@ -199,8 +199,8 @@ def simulate(model: Model | str, regimen: Regimen | str | None = None, *, until,
     Examples
     --------
     >>> res = simulate("one_compartment", "100 mg iv", until="2 day", every="1 day")
-    >>> res["C"].to("mg/L").round(3)
-    <Quantity([10.     5.     2.5], 'milligram / liter')>
+    >>> res["C_mass"].to("mg/L").round(3)
+    <Quantity([10.   5.   2.5], 'milligram / liter')>
     """
     model = prepare_model(model, params, overrides)
     cm = compile_model(model)

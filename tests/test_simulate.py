@@ -149,3 +149,77 @@ rate = "k*x*x*x/(1 nmol)**2"
                                              'k = "1 1/day"\nkk = "1 1/nmol**2"'))
     with pytest.raises(SolverError, match=r"t = .*states involved: x.*hint"):
         simulate(path, None, until="10 day")
+
+
+TWO_DRUGS = """
+[drugs.antibody]
+molecular_weight = "148 kDa"
+[drugs.small]
+molecular_weight = "273.24 g/mol"
+
+[parameters]
+V = "5 L"
+Vs = "50 L"
+WT = "80 kg"
+k = "0.1 1/day"
+ks = "2 1/day"
+ka = "4 1/day"
+F = "0.7"
+
+[compartments]
+plasma = "V"
+body = "Vs"
+
+[species.A]
+compartment = "plasma"
+unit = "nM"
+[species.gut]
+unit = "umol"
+[species.S]
+compartment = "body"
+unit = "uM"
+
+[reactions.clear_A]
+equation = "A ->"
+rate = "k*A"
+[reactions.absorb]
+equation = "gut -> S"
+rate = "ka*gut"
+[reactions.clear_S]
+equation = "S ->"
+rate = "ks*S"
+
+[routes.iv]
+target = "A"
+drug = "antibody"
+[routes.oral]
+target = "gut"
+drug = "small"
+bioavailability = "F"
+"""
+
+
+def test_two_drugs_each_converted_with_its_own_molecular_weight(write_model):
+    path = write_model(TWO_DRUGS)
+    res = simulate(path, "10 mg/kg iv; 4 mg oral every 1 day x 3", until="3 day",
+                   every="0.5 day", **TIGHT)
+    t = res.time.to("day").magnitude
+    antibody_nmol = 10e-3 * 80 / 148e3 * 1e9            # 10 mg/kg x 80 kg of 148 kDa
+    np.testing.assert_allclose(res["A"].to("nM").magnitude,
+                               bolus_1cpt(t, antibody_nmol, 5, 0.1), rtol=1e-6)
+    small_nmol = 4e-3 / 273.24 * 1e9
+    expected_s = superpose(lambda s: oral_1cpt(s, small_nmol, 50, 2, ka=4, f=0.7), [0, 1, 2], t)
+    np.testing.assert_allclose(res["S"].to("nM").magnitude, expected_s, rtol=1e-6, atol=1e-9)
+
+
+def test_result_is_frozen_and_exports(tmp_path):
+    res = simulate("one_compartment", "100 mg iv", until="1 day", every="0.5 day")
+    with pytest.raises(ValueError):
+        res.states[0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        res.model = "other"
+    frame = res.to_dataframe(["C_mass"])
+    assert list(frame.columns) == ["time [d]", "C_mass [mg/L]"]
+    np.testing.assert_allclose(frame["C_mass [mg/L]"], [10, 10 * 2 ** -0.5, 5], rtol=1e-6)
+    with pytest.raises(ValidationError, match="no output named 'X'"):
+        res["X"]

@@ -61,7 +61,7 @@ def load_model(name_or_path: str | Path) -> Model:
 
     >>> m = load_model("one_compartment")
     >>> [s.name for s in m.species]
-    ['C', 'eliminated']
+    ['C', 'depot', 'eliminated']
     """
     return read_model(resolve(name_or_path, "models"))
 
