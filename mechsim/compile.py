@@ -149,6 +149,11 @@ class CompiledModel:
             except KeyError:
                 raise ValidationError(f"no value for parameter {name!r}") from None
             out[i] = to_canonical(v.value if isinstance(v, Parameter) else v)
+        unset = [n for n, x in zip(self.parameter_names, out) if np.isnan(x)]
+        if unset:
+            raise ValidationError(f"model {self.name}: no value for parameter(s) "
+                                  f"{', '.join(unset)} (the model declares only their unit); "
+                                  "give a parameter file (params=...) or overrides")
         return out
 
     def index(self, name: str) -> int:

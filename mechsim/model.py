@@ -55,9 +55,14 @@ class Parameter:
                                   self.where)
         value = parse_quantity(self.value, what=f"parameter {self.name}", where=self.where)
         object.__setattr__(self, "value", value)
-        if not math.isfinite(float(value.magnitude)):
+        if math.isinf(float(value.magnitude)):
             raise ValidationError(f"parameter {self.name} must be finite, got {value}",
                                   self.where)
+
+    @property
+    def is_set(self) -> bool:
+        """False for a parameter a model declares by unit only (its value is NaN)."""
+        return not math.isnan(float(self.value.magnitude))
 
     def __str__(self) -> str:
         return f"{self.name} = {format_quantity(self.value)}"
@@ -191,6 +196,7 @@ class Model:
     description: str = ""
     time_unit: pint.Unit = ureg.day
     source: str | None = field(default=None, compare=False)
+    parameter_sets: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         for attr in ("species", "parameters", "compartments", "reactions", "rules", "routes",

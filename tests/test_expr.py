@@ -117,7 +117,8 @@ def test_generated_code_matches_sympy_evaluation(text, values):
     batch = np.stack([y, y * 1.0])  # shape (2, 3): transpose to states x batch
     fn = generate("f", ("t", "y", "p"), {"y": syms, "p": []}, [((0,), expr)], (1,), "vector",
                   batch_from="y")
-    np.testing.assert_allclose(fn(0.0, batch.T, np.array([]))[0], [expected] * 2, rtol=1e-9)
+    np.testing.assert_allclose(fn(0.0, batch.T, np.array([]))[0], [expected] * 2, rtol=1e-9,
+                               atol=1e-12)
 
 
 def test_generated_functions_see_no_builtins():

@@ -1,5 +1,6 @@
 """Model and parameter files: the format, layering, and one-line errors with file:line."""
 
+import math
 import re
 
 import pytest
@@ -146,3 +147,34 @@ def test_every_builtin_model_and_params_pair_loads_and_runs():
     for name in builtin_names("models"):
         for p in load_model(name).parameters:
             assert p.source or p.note, f"model {name}: {p.name} has neither source nor note"
+
+
+def test_unit_only_parameters_take_values_from_default_parameter_sets(tmp_path):
+    (tmp_path / "values.toml").write_text(
+        '[parameters]\nk = { value = "0.5 1/day", source = "test" }\n')
+    model_text = """
+[model]
+params = ["values.toml"]
+[parameters]
+k = { unit = "1/h" }
+[species.x]
+unit = "nmol"
+initial = "1 nmol"
+[reactions.loss]
+equation = "x ->"
+rate = "k*x"
+"""
+    (tmp_path / "m.toml").write_text(model_text)
+    model = load_model(tmp_path / "m.toml")
+    assert model.parameters_by_name["k"].value == mechsim.Quantity(0.5, "1/day")
+    assert model.parameters_by_name["k"].source == "test"
+    assert model.parameter_sets == ("values.toml",)
+    res = mechsim.simulate(model, None, until="2 day", every="2 day", rtol=1e-10)
+    assert res["x"].magnitude[-1] == pytest.approx(math.exp(-1), rel=1e-7)
+    # without the parameter set, the declared-only parameter is an error at simulation time
+    (tmp_path / "bare.toml").write_text(model_text.replace('params = ["values.toml"]', ""))
+    with pytest.raises(ValidationError, match=r"no value for parameter\(s\) k"):
+        mechsim.simulate(tmp_path / "bare.toml", None, until="1 day")
+    (tmp_path / "missing.toml").write_text(model_text.replace("values.toml", "nope.toml"))
+    with pytest.raises(ParseError, match=r"missing.toml:3: .*no such file"):
+        load_model(tmp_path / "missing.toml")

@@ -1,6 +1,7 @@
 """Reading and writing mechsim's data files (models, parameters); errors carry path:line."""
 
-from .model_file import builtin_dir, builtin_names, load_model, read_model
+from .common import builtin_dir, builtin_names
+from .model_file import load_model, read_model
 from .params_file import ParameterSet, load_params, read_params
 
 __all__ = [

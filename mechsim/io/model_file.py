@@ -11,49 +11,21 @@ from pathlib import Path
 
 import pint
 
-from ..errors import ParseError, ValidationError
+from ..errors import MechsimError, ParseError, ValidationError
 from ..expr import Expr
-from ..model import Compartment, Drug, Model, Parameter, Reaction, Route, Rule, Species
+from ..model import Compartment, Drug, Model, Reaction, Route, Rule, Species
 from ..units import parse_quantity, parse_unit
+from .common import read_parameter_table, resolve
+from .params_file import read_params
 from .toml_source import TomlSource
 
-__all__ = ["builtin_dir", "builtin_names", "load_model", "read_model"]
+__all__ = ["load_model", "read_model", "value_or_expr"]
 
 _SECTIONS = {"model", "drugs", "compartments", "parameters", "species", "reactions", "rules",
              "routes"}
 # A literal quantity is a number, whitespace, then a unit: "3 L", "0 nM", "1e5 1/(M*s)".
 _QUANTITY = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\s+\S.*)?\s*$")
 _TERM = re.compile(r"^\s*(?:(\d+\.?\d*|\.\d+)\s+)?([A-Za-z_]\w*)\s*$")
-
-
-def builtin_dir(kind: str) -> Path:
-    """Folder of the built-in ``models`` or ``params`` files (installed copy first)."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_builtin" / kind, here.parent / kind):
-        if candidate.is_dir():
-            return candidate
-    raise ValidationError(f"built-in {kind}/ folder not found next to {here}; "
-                          "reinstall mechsim")
-
-
-def builtin_names(kind: str) -> list[str]:
-    """Names of the built-in files of a kind, without the ``.toml`` suffix."""
-    return sorted(p.stem for p in builtin_dir(kind).glob("*.toml"))
-
-
-def resolve(name_or_path: str | Path, kind: str) -> Path:
-    """A path as given if it exists or looks like a file, else a built-in by name."""
-    text = str(name_or_path)
-    path = Path(text)
-    if path.is_file() or path.suffix or "/" in text or "\\" in text:
-        if not path.is_file():
-            raise ParseError(f"no such file: {text}")
-        return path
-    candidate = builtin_dir(kind) / f"{text}.toml"
-    if candidate.is_file():
-        return candidate
-    raise ValidationError(f"unknown built-in {kind[:-1]} {text!r} (built-in: "
-                          f"{', '.join(builtin_names(kind)) or 'none'}; or give a file path)")
 
 
 def load_model(name_or_path: str | Path) -> Model:
@@ -124,20 +96,21 @@ class _ModelReader:
                              f"{', '.join(sorted(_SECTIONS))})",
                              self.src.where((unknown[0],)))
         head = self.entry("model", "", self.table("model"), {"name", "description",
-                                                                "time_unit"}, None) \
+                                                                "time_unit", "params"}, None) \
             if "model" in self.data else {}
         name = head.get("name", Path(self.src.path).stem)
         time_unit = parse_unit(head.get("time_unit", "day"), what="model.time_unit",
                                where=self.src.where(("model",), "time_unit"))
         try:
-            return Model(
+            model = Model(
                 name=name,
                 description=str(head.get("description", "")),
                 time_unit=time_unit,
                 drugs=tuple(self.drugs()),
                 compartments=tuple(self.compartments()),
                 parameters=tuple(read_parameter_table(self.src, ("parameters",),
-                                                      self.table("parameters"))),
+                                                      self.table("parameters"),
+                                                      unit_only=True)),
                 species=tuple(self.species()),
                 reactions=tuple(self.reactions()),
                 rules=tuple(self.rules()),
@@ -148,6 +121,29 @@ class _ModelReader:
             if exc.where is None:
                 raise type(exc)(exc.message, self.src.path) from None
             raise
+        return self.apply_default_params(model, head.get("params", []))
+
+    def apply_default_params(self, model: Model, names) -> Model:
+        """``[model] params = [...]``: parameter sets applied whenever the model is loaded.
+
+        A name ending in ``.toml`` is a path relative to the model file; otherwise it is a
+        built-in parameter set.
+        """
+        where = self.src.where(("model",), "params")
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ParseError("model.params must be a list of parameter set names", where)
+        for name in names:
+            path = Path(self.src.path).parent / name if name.endswith(".toml") else name
+            try:
+                ps = read_params(resolve(path, "params"))
+            except MechsimError as exc:
+                if exc.where is not None:  # an error inside that file: its own location
+                    raise
+                raise type(exc)(f"model.params: {exc.message}", where) from None
+            model = model.with_parameters(ps.values)
+        return model.replace(parameter_sets=tuple(names)) if names else model
 
     def drugs(self):
         for name, raw in self.table("drugs").items():
@@ -242,22 +238,3 @@ def parse_equation(text, reaction: str, where: str):
     return side(sides[0]), side(sides[1])
 
 
-def read_parameter_table(src: TomlSource, table: tuple[str, ...], raw: dict):
-    """Parameters written as ``NAME = "1 nM"`` or ``NAME = {value=..., source=..., note=...}``."""
-    for name, entry in raw.items():
-        where = src.where(table, name)
-        if isinstance(entry, dict):
-            unknown = sorted(set(entry) - {"value", "source", "note"})
-            if unknown:
-                raise ParseError(f"parameter {name}: unknown key {unknown[0]!r} (allowed: "
-                                 "note, source, value)", where)
-            if "value" not in entry:
-                raise ParseError(f"parameter {name}: 'value' is required", where)
-            value, source, note = entry["value"], entry.get("source"), entry.get("note")
-        else:
-            value, source, note = entry, None, None
-        for label, text in (("source", source), ("note", note)):
-            if text is not None and not isinstance(text, str):
-                raise ParseError(f"parameter {name}: {label} must be text", where)
-        q = parse_quantity(value, what=f"parameter {name}", where=where)
-        yield Parameter(name, q, source, note, where)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import ParseError
 from ..model import Parameter
-from .model_file import read_parameter_table, resolve
+from .common import read_parameter_table, resolve
 from .toml_source import TomlSource
 
 __all__ = ["ParameterSet", "load_params", "read_params"]

@@ -1,0 +1,75 @@
+"""Pieces shared by the model and parameter file readers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ParseError, ValidationError
+from ..model import Parameter
+from ..units import parse_quantity, parse_unit, ureg
+from .toml_source import TomlSource
+
+__all__ = ["builtin_dir", "builtin_names", "read_parameter_table", "resolve"]
+
+
+def builtin_dir(kind: str) -> Path:
+    """Folder of the built-in ``models`` or ``params`` files (installed copy first)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_builtin" / kind, here.parent / kind):
+        if candidate.is_dir():
+            return candidate
+    raise ValidationError(f"built-in {kind}/ folder not found next to {here}; "
+                          "reinstall mechsim")
+
+
+def builtin_names(kind: str) -> list[str]:
+    """Names of the built-in files of a kind, without the ``.toml`` suffix."""
+    return sorted(p.stem for p in builtin_dir(kind).glob("*.toml"))
+
+
+def resolve(name_or_path: str | Path, kind: str) -> Path:
+    """A path as given if it exists or looks like a file, else a built-in by name."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.is_file() or path.suffix or "/" in text or "\\" in text:
+        if not path.is_file():
+            raise ParseError(f"no such file: {text}")
+        return path
+    candidate = builtin_dir(kind) / f"{text}.toml"
+    if candidate.is_file():
+        return candidate
+    raise ValidationError(f"unknown built-in {kind[:-1]} {text!r} (built-in: "
+                          f"{', '.join(builtin_names(kind)) or 'none'}; or give a file path)")
+
+
+def read_parameter_table(src: TomlSource, table: tuple[str, ...], raw: dict, *,
+                         unit_only: bool = False):
+    """Parameters written as ``NAME = "1 nM"`` or ``NAME = {value=..., source=..., note=...}``.
+
+    With ``unit_only`` (model files), ``NAME = {unit = "L/h"}`` declares a parameter whose
+    value must come from a parameter file.
+    """
+    allowed = {"value", "source", "note"} | ({"unit"} if unit_only else set())
+    for name, entry in raw.items():
+        where = src.where(table, name)
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - allowed)
+            if unknown:
+                raise ParseError(f"parameter {name}: unknown key {unknown[0]!r} (allowed: "
+                                 f"{', '.join(sorted(allowed))})", where)
+            if ("value" in entry) == ("unit" in entry and unit_only):
+                need = "'value' or 'unit' (not both)" if unit_only else "'value'"
+                raise ParseError(f"parameter {name}: {need} is required", where)
+            if "unit" in entry:
+                unit = parse_unit(entry["unit"], what=f"parameter {name} unit", where=where)
+                yield Parameter(name, ureg.Quantity(float("nan"), unit), entry.get("source"),
+                                entry.get("note"), where)
+                continue
+            value, source, note = entry["value"], entry.get("source"), entry.get("note")
+        else:
+            value, source, note = entry, None, None
+        for label, text in (("source", source), ("note", note)):
+            if text is not None and not isinstance(text, str):
+                raise ParseError(f"parameter {name}: {label} must be text", where)
+        q = parse_quantity(value, what=f"parameter {name}", where=where)
+        yield Parameter(name, q, source, note, where)
