@@ -313,7 +313,10 @@ class _Validator:
                     raise ValidationError(f"{kind} {name!r} has the same name as a "
                                           f"{seen[name]}", item.where)
                 seen[name] = kind
-        params = set(groups["parameter"])
+        self.rule_units()
+        # Volumes, initial values, bioavailability, lag and molecular weight are fixed for a
+        # run: they may use parameters and rules built from parameters only.
+        params = set(groups["parameter"]) | self.parameter_only_rules()
         for c in m.compartments:
             self.check_value(c.volume, _VOLUME, f"compartment {c.name} volume", params, c.where)
         for s in m.species:
@@ -322,7 +325,6 @@ class _Validator:
                                       f"{s.compartment!r}", s.where)
             self.check_value(s.initial, (1 * s.unit).dimensionality,
                              f"species {s.name} initial value", params, s.where, zero_ok=True)
-        self.rule_units()
         for r in m.reactions:
             self.check_reaction(r, groups)
         for route in m.routes:
@@ -389,6 +391,20 @@ class _Validator:
                 known.add(r.name)
                 del pending[r.name]
         return out
+
+    def parameter_only_rules(self) -> set[str]:
+        """Rules that depend (through other rules) on parameters only."""
+        fixed = {p.name for p in self.m.parameters}
+        rules = {r.name: r.expr.names for r in self.m.rules}
+        found: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, names in rules.items():
+                if name not in found and names <= fixed | found:
+                    found.add(name)
+                    changed = True
+        return found
 
     def check_reaction(self, r: Reaction, groups) -> None:
         m = self.m

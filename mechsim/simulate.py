@@ -75,6 +75,11 @@ class DosePlan:
             times.update((start, end))
         return np.array(sorted(t for t in times if 0.0 <= t <= until))
 
+    def dose_times(self) -> frozenset[float]:
+        """Times at which a bolus is given or an infusion starts."""
+        return frozenset(t for t, _, _ in self.boluses) | \
+            frozenset(start for start, _, _, _ in self.infusions)
+
     def input_rate(self, a: float, n_states: int) -> np.ndarray:
         """Total infusion rate into each state on the segment starting at ``a``."""
         u = np.zeros(n_states)
@@ -254,10 +259,14 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
     for t, i, jump in plan.boluses:
         bolus_at.setdefault(t, []).append((i, jump))
     breaks = plan.breakpoints(until)
+    dose_times = plan.dose_times()
     pre_t, pre_y = [], []
     totals = np.zeros(3, dtype=int)
     for a, b in pairwise(breaks):
-        y = _apply_boluses(y, a, bolus_at, pre_t, pre_y)
+        if a in dose_times:  # keep the value just before each dose (troughs)
+            pre_t.append(a)
+            pre_y.append(y.copy())
+        y = _apply_boluses(y, bolus_at.get(a, ()))
         u = plan.input_rate(a, n)
         mask = (grid >= a) & (grid < b)
         out[:, mask & (grid == a)] = y[:, None]
@@ -286,12 +295,9 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
     )
 
 
-def _apply_boluses(y, t, bolus_at, pre_t, pre_y):
-    jumps = bolus_at.get(t)
+def _apply_boluses(y, jumps):
     if not jumps:
         return y
-    pre_t.append(t)
-    pre_y.append(y.copy())
     y = y.copy()
     for i, jump in jumps:
         y[i] += jump

@@ -223,3 +223,13 @@ def test_result_is_frozen_and_exports(tmp_path):
     np.testing.assert_allclose(frame["C_mass [mg/L]"], [10, 10 * 2 ** -0.5, 5], rtol=1e-6)
     with pytest.raises(ValidationError, match="no output named 'X'"):
         res["X"]
+
+
+def test_value_before_an_infusion_starts_is_kept():
+    res = simulate("one_compartment", "1000 nmol iv over 1 h every 1 day x 3", until="3 day",
+                   **TIGHT)
+    times, before = res.before_dose("C")
+    np.testing.assert_allclose(times.to("day").magnitude, [0, 1, 2])
+    expected = infusion_1cpt(np.array([1.0, 2.0]), 24000, 1 / 24, V, K) + \
+        infusion_1cpt(np.array([0.0, 1.0]), 24000, 1 / 24, V, K)
+    np.testing.assert_allclose(before.magnitude[1:], expected, rtol=1e-6)
