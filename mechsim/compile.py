@@ -271,8 +271,19 @@ class _Compiler:
             volume_exprs=tuple(volumes),
             observable_exprs=observables,
             routes={r.name: self._route(r, names) for r in m.routes},
-            conservation_laws=self._conservation(stoich, names, volumes),
+            conservation_laws=self._conservation(stoich, names, self._volume_labels()),
         )
+
+    def _volume_labels(self) -> list[str]:
+        """Each species' volume as written in the model ("V1"), "1" for amounts."""
+        labels = []
+        for s in self.m.species:
+            if not self.m.is_concentration(s.name):
+                labels.append("1")
+                continue
+            volume = self.m.compartments_by_name[s.compartment].volume
+            labels.append(volume.text if isinstance(volume, Expr) else f"({volume:~})")
+        return labels
 
     def _is_per_volume(self, r) -> bool:
         amount = (1 * self.m.amount_unit(r.species[0])).dimensionality
@@ -329,12 +340,13 @@ def _integer_vector(vec) -> list[sympy.Rational]:
     return [sympy.Integer(int(v) // g) for v in ints]
 
 
-def _law_text(vec, names, volumes) -> str:
+def _law_text(vec, names, volumes: list[str]) -> str:
     used = [(c, name, vol) for c, name, vol in zip(vec, names, volumes) if c != 0]
     common = len({vol for _, _, vol in used}) == 1  # one compartment: volumes cancel
     parts = []
     for c, name, vol in used:
-        term = name if common or vol == 1 else f"{vol}*{name}"
+        label = vol if vol.isidentifier() or vol.startswith("(") else f"({vol})"
+        term = name if common or vol == "1" else f"{label}*{name}"
         coeff = "" if abs(c) == 1 else f"{abs(c)} "
         sign = "-" if c < 0 else "+"
         parts.append((sign, f"{coeff}{term}"))

@@ -1,0 +1,84 @@
+"""Myeloma endpoints from a serum M-protein time course (IMWG criteria simplified to M-protein).
+
+* response: best reduction from baseline; partial response (PR) >= 50 %, very good partial
+  response (VGPR) >= 90 %, minimal response (MR) >= 25 %.
+* progression: M-protein up >= 25 % from its lowest value so far **and** by >= 5 g/L.
+  Progression-free survival (PFS) is the time of the first such rise (death not modelled).
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+import numpy as np
+import pint
+
+from ..errors import ValidationError
+from ..units import ureg
+
+__all__ = ["Response", "best_response", "progression_time", "response_category"]
+
+
+class Response(StrEnum):
+    VGPR = "VGPR"
+    PR = "PR"
+    MR = "MR"
+    SD = "SD"  # stable disease or less
+
+    def at_least(self, other: Response) -> bool:
+        order = [Response.SD, Response.MR, Response.PR, Response.VGPR]
+        return order.index(self) >= order.index(other)
+
+
+def _magnitudes(time: pint.Quantity, m_protein: pint.Quantity) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        t = np.asarray(time.to(ureg.day).magnitude, dtype=float)
+        m = np.asarray(m_protein.to("g/L").magnitude, dtype=float)
+    except (AttributeError, pint.DimensionalityError):
+        raise ValidationError("time must be a time Quantity and M-protein a mass "
+                              "concentration Quantity (g/L)") from None
+    if t.shape != m.shape or t.ndim != 1 or t.size < 2:
+        raise ValidationError("time and M-protein must be 1-D arrays of equal length >= 2")
+    return t, m
+
+
+def best_response(m_protein: pint.Quantity) -> float:
+    """Largest fractional reduction of M-protein from its first value (0 if it never falls)."""
+    m = np.asarray(m_protein.to("g/L").magnitude, dtype=float)
+    return float(max(0.0, 1.0 - m.min() / m[0]))
+
+
+def response_category(reduction: float) -> Response:
+    """IMWG category of a best fractional reduction."""
+    if reduction >= 0.9:
+        return Response.VGPR
+    if reduction >= 0.5:
+        return Response.PR
+    if reduction >= 0.25:
+        return Response.MR
+    return Response.SD
+
+
+def progression_time(time: pint.Quantity, m_protein: pint.Quantity, *,
+                     relative: float = 0.25, absolute: pint.Quantity | str = "5 g/L"
+                     ) -> pint.Quantity:
+    """First time M-protein exceeds its running nadir by ``relative`` and by ``absolute``.
+
+    The crossing is interpolated linearly between output times.  Returns ``inf`` days if
+    there is no progression within the time course.
+    """
+    t, m = _magnitudes(time, m_protein)
+    rise = ureg.Quantity(absolute).to("g/L").magnitude
+    nadir = np.minimum.accumulate(m)
+    threshold = np.maximum(nadir * (1 + relative), nadir + rise)
+    above = np.flatnonzero(m >= threshold)
+    if above.size == 0:
+        return ureg.Quantity(math.inf, ureg.day)
+    i = int(above[0])
+    if i == 0:
+        return ureg.Quantity(t[0], ureg.day)
+    # the running nadir is fixed between i-1 and i while M rises: interpolate the crossing
+    level = threshold[i - 1]
+    frac = (level - m[i - 1]) / (m[i] - m[i - 1]) if m[i] != m[i - 1] else 1.0
+    return ureg.Quantity(t[i - 1] + min(max(frac, 0.0), 1.0) * (t[i] - t[i - 1]), ureg.day)
