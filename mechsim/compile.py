@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import reduce
 
 import numpy as np
 import pint
@@ -334,9 +335,9 @@ class _Compiler:
 def _integer_vector(vec) -> list[sympy.Rational]:
     entries = [sympy.nsimplify(v) for v in vec]
     denominators = [sympy.fraction(v)[1] for v in entries]
-    scale = sympy.ilcm(*denominators) if denominators else 1
+    scale = reduce(sympy.ilcm, denominators, 1)
     ints = [v * scale for v in entries]
-    g = sympy.igcd(*[int(v) for v in ints if v != 0]) or 1
+    g = reduce(sympy.igcd, [int(v) for v in ints if v != 0], 0) or 1
     return [sympy.Integer(int(v) // g) for v in ints]
 
 

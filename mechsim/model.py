@@ -354,6 +354,12 @@ class _Validator:
     def check_names(self, expr: Expr, allowed: Iterable[str], what: str, where) -> None:
         allowed = set(allowed)
         unknown = sorted(expr.names - allowed)
+        varying = [n for n in unknown if n in self.units]
+        if varying:  # a known name that may not be used here
+            raise ValidationError(f"{what}: {varying[0]!r} changes during a run (a state, time "
+                                  "or a rule of them) but this value must be fixed: use "
+                                  f"parameters and rules of parameters only (in {expr.text!r})",
+                                  expr.where or where)
         if unknown:
             raise ValidationError(f"{what}: unknown name {unknown[0]!r} in {expr.text!r}"
                                   f" (known here: {', '.join(sorted(allowed)) or 'none'})",
@@ -447,6 +453,9 @@ class _Validator:
         return comps.pop() if len(comps) == 1 else None
 
     def check_route(self, route: Route, groups, params: set[str]) -> None:
+        if not (route.name.isidentifier() and route.name == route.name.lower()):
+            raise ValidationError(f"route name {route.name!r} must be a lower-case identifier "
+                                  "(regimen text is read case-insensitively)", route.where)
         if route.target not in groups["species"]:
             raise ValidationError(f"route {route.name}: unknown target species "
                                   f"{route.target!r}", route.where)

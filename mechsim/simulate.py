@@ -98,8 +98,37 @@ class DosePlan:
         return out
 
 
+def check_fixed_values(cm: CompiledModel, p: np.ndarray) -> None:
+    """Reject impossible volumes, bioavailabilities, lags and weights for this parameter set."""
+    volumes = np.asarray(cm.volumes(p), dtype=float)
+    bad = [n for n, v in zip(cm.state_names, volumes) if not (np.isfinite(v) and v > 0)]
+    if bad:
+        raise ValidationError(f"model {cm.name}: the compartment volume of {bad[0]} is "
+                              f"{volumes[cm.index(bad[0])]:g} L with these parameters; "
+                              "volumes must be positive")
+    for name in cm.routes:
+        f, lag, mw = cm.route_factors(name, p)
+        if not 0 <= f <= 1:
+            raise ValidationError(f"route {name}: bioavailability is {f:g} with these "
+                                  "parameters; it must lie in [0, 1]")
+        if not lag >= 0:
+            raise ValidationError(f"route {name}: lag time is {lag:g} day with these "
+                                  "parameters; it must not be negative")
+        if not (np.isnan(mw) or mw > 0):
+            raise ValidationError(f"route {name}: molecular weight must be positive")
+    if BODY_WEIGHT in cm.parameter_names:
+        i = cm.parameter_names.index(BODY_WEIGHT)
+        unit = cm.parameter_units[i]
+        if (1 * unit).dimensionality != ureg.kg.dimensionality:
+            raise UnitError(f"parameter {BODY_WEIGHT} is the body weight and must be a mass "
+                            f"(e.g. '70 kg'), got unit {unit!s}")
+        if not p[i] > 0:
+            raise ValidationError(f"parameter {BODY_WEIGHT} (body weight) must be positive")
+
+
 def dose_plan(cm: CompiledModel, regimen: Regimen, p: np.ndarray, until: float) -> DosePlan:
     """Convert a regimen's doses for one parameter vector (body weight, MW, F, lag)."""
+    check_fixed_values(cm, p)
     volumes = cm.volumes(p)
     boluses, infusions, bolus_amounts, inf_rates = [], [], [], []
     for admin in regimen.administrations(until):
@@ -161,6 +190,7 @@ def prepare_model(model: Model | str, params=None, overrides: Mapping | None = N
         else params
     for layer in layers:
         ps = layer if isinstance(layer, ParameterSet) else load_params(layer)
+        ps.check_model(model.name)
         model = model.with_parameters(ps.values)
     if overrides:
         model = model.with_parameters(dict(overrides), where="override")

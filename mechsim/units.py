@@ -30,6 +30,7 @@ ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 # Cells and receptor sites are counts: dimensionless, but worth writing down.
 ureg.define("cell = [] = cells")
 ureg.define("site = [] = sites")
+ureg.define("@alias week = wk = wks")
 Quantity = ureg.Quantity
 pint.set_application_registry(ureg)
 

@@ -178,3 +178,86 @@ rate = "k*x"
     (tmp_path / "missing.toml").write_text(model_text.replace("values.toml", "nope.toml"))
     with pytest.raises(ParseError, match=r"missing.toml:3: .*no such file"):
         load_model(tmp_path / "missing.toml")
+
+
+# ---- problems found by writing the format documentation from the code --------------------
+SINGLE = """
+[parameters]
+{params}
+[species.A]
+unit = "nmol"
+initial = "1 nmol"
+"""
+
+
+def test_species_in_no_reaction_is_its_own_conservation_law(write_model):
+    res = mechsim.simulate(write_model(SINGLE.format(params="")), None, until="1 day")
+    assert list(res.diagnostics.conservation_residuals) == ["A"]
+
+
+def one_cpt_with(tmp_path, **values):
+    text = REPO_MODEL.read_text()
+    for name, value in values.items():
+        text = re.sub(rf"^{name} = .*$", f'{name} = "{value}"', text, flags=re.M)
+    path = tmp_path / "one.toml"
+    path.write_text(text)
+    return path
+
+
+REPO_MODEL = __import__("pathlib").Path(__file__).resolve().parent.parent / \
+    "models" / "one_compartment.toml"
+
+
+@pytest.mark.parametrize("values, regimen, error, message", [
+    ({"tlag": "-1 h"}, "100 mg oral", ValidationError, "lag time is -0.0416667 day"),
+    ({"F": "1.5"}, "100 mg oral", ValidationError, "bioavailability is 1.5"),
+    ({"V": "-3 L"}, "100 mg iv", ValidationError, "volume of C is -3 L"),
+])
+def test_impossible_values_set_through_parameters(tmp_path, values, regimen, error, message):
+    with pytest.raises(error, match=message):
+        mechsim.simulate(one_cpt_with(tmp_path, **values), regimen, until="1 day")
+
+
+def test_body_weight_must_be_a_mass(write_model):
+    path = write_model(REPO_MODEL.read_text().replace(
+        "[parameters]\n", '[parameters]\nWT = { value = "70", note = "no unit" }\n'))
+    with pytest.raises(UnitError, match="WT is the body weight and must be a mass"):
+        mechsim.simulate(path, "10 mg/kg iv", until="1 day")
+
+
+@pytest.mark.parametrize("edit, error, message", [
+    (('name = "one_compartment"', 'name = "one_compartment"\ntime_unit = "mg"'), UnitError,
+     r"one.toml:\d+: model.time_unit must be a time unit"),
+    (('name = "one_compartment"', 'name = "one_compartment"\nauthor = "me"'), ParseError,
+     r"one.toml:\d+: \[model\]: unknown key 'author'"),
+    (('V = { value = "10 L"', 'V = { value = "nan L"'), ParseError,
+     r"parameter V: value must be a number"),
+    (("[routes.iv]", "[routes.IV]"), ValidationError, r"route name 'IV' must be a lower-case"),
+    (('central = "V"', 'central = "V*C/C"'), ValidationError,
+     r"'C' changes during a run"),
+])
+def test_model_file_checks(tmp_path, edit, error, message):
+    path = tmp_path / "one.toml"
+    text = REPO_MODEL.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(*edit))
+    with pytest.raises(error, match=message):
+        load_model(path)
+
+
+def test_spaced_product_is_an_expression_not_a_quantity(tmp_path):
+    path = tmp_path / "one.toml"
+    path.write_text(REPO_MODEL.read_text().replace('central = "V"', 'central = "2 * V"'))
+    model = load_model(path)
+    res = mechsim.simulate(model, "1000 nmol iv", until="1 day", every="1 day")
+    assert res["C"].to("nM").magnitude[0] == pytest.approx(1000 / 20)
+
+
+def test_file_name_becomes_model_name_and_params_must_match(tmp_path):
+    path = tmp_path / "my-model.toml"
+    path.write_text(REPO_MODEL.read_text().replace('name = "one_compartment"\n', ""))
+    assert load_model(path).name == "my_model"
+    other = tmp_path / "other.toml"
+    other.write_text('[meta]\nmodel = "cd38_myeloma"\n[parameters]\nV = "3 L"\n')
+    with pytest.raises(ValidationError, match="is for model 'cd38_myeloma', not 'my_model'"):
+        mechsim.simulate(path, None, until="1 day", params=other)

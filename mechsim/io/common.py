@@ -72,4 +72,6 @@ def read_parameter_table(src: TomlSource, table: tuple[str, ...], raw: dict, *,
             if text is not None and not isinstance(text, str):
                 raise ParseError(f"parameter {name}: {label} must be text", where)
         q = parse_quantity(value, what=f"parameter {name}", where=where)
+        if q.magnitude != q.magnitude:  # NaN means "declared, no value" internally
+            raise ParseError(f"parameter {name}: value must be a number, got {value!r}", where)
         yield Parameter(name, q, source, note, where)

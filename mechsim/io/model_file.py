@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pint
 
-from ..errors import MechsimError, ParseError, ValidationError
+from ..errors import MechsimError, ParseError, UnitError, ValidationError
 from ..expr import Expr
 from ..model import Compartment, Drug, Model, Reaction, Route, Rule, Species
-from ..units import parse_quantity, parse_unit
+from ..units import parse_quantity, parse_unit, ureg
 from .common import read_parameter_table, resolve
 from .params_file import read_params
 from .toml_source import TomlSource
@@ -24,7 +24,8 @@ __all__ = ["load_model", "read_model", "value_or_expr"]
 _SECTIONS = {"model", "drugs", "compartments", "parameters", "species", "reactions", "rules",
              "routes"}
 # A literal quantity is a number, whitespace, then a unit: "3 L", "0 nM", "1e5 1/(M*s)".
-_QUANTITY = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\s+\S.*)?\s*$")
+# The unit must start like a unit ("L", "µg", "1/day", "(M*s)"), so "2 * V" stays an expression.
+_QUANTITY = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\s+[A-Za-zµμ%(1].*)?\s*$")
 _TERM = re.compile(r"^\s*(?:(\d+\.?\d*|\.\d+)\s+)?([A-Za-z_]\w*)\s*$")
 
 
@@ -95,12 +96,19 @@ class _ModelReader:
             raise ParseError(f"unknown table [{unknown[0]}] (allowed: "
                              f"{', '.join(sorted(_SECTIONS))})",
                              self.src.where((unknown[0],)))
-        head = self.entry("model", "", self.table("model"), {"name", "description",
-                                                                "time_unit", "params"}, None) \
-            if "model" in self.data else {}
-        name = head.get("name", Path(self.src.path).stem)
+        head = self.table("model")
+        unknown = sorted(set(head) - {"name", "description", "time_unit", "params"})
+        if unknown:
+            raise ParseError(f"[model]: unknown key {unknown[0]!r} (allowed: description, "
+                             "name, params, time_unit)", self.src.where(("model",), unknown[0]))
+        # default name: the file name, made into an identifier ("tmdd-2cpt" -> "tmdd_2cpt")
+        name = head.get("name", re.sub(r"\W", "_", Path(self.src.path).stem))
+        unit_where = self.src.where(("model",), "time_unit")
         time_unit = parse_unit(head.get("time_unit", "day"), what="model.time_unit",
-                               where=self.src.where(("model",), "time_unit"))
+                               where=unit_where)
+        if (1 * time_unit).dimensionality != ureg.day.dimensionality:
+            raise UnitError(f"model.time_unit must be a time unit, got {head['time_unit']!r}",
+                            unit_where)
         try:
             model = Model(
                 name=name,
@@ -138,6 +146,7 @@ class _ModelReader:
             path = Path(self.src.path).parent / name if name.endswith(".toml") else name
             try:
                 ps = read_params(resolve(path, "params"))
+                ps.check_model(model.name)
             except MechsimError as exc:
                 if exc.where is not None:  # an error inside that file: its own location
                     raise

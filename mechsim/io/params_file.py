@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ParseError
+from ..errors import ParseError, ValidationError
 from ..model import Parameter
 from .common import read_parameter_table, resolve
 from .toml_source import TomlSource
@@ -37,6 +37,12 @@ class ParameterSet:
     @property
     def values(self) -> dict[str, Parameter]:
         return {p.name: p for p in self.parameters}
+
+    def check_model(self, model: str) -> None:
+        """Refuse to apply values written for another model (``[meta] model``)."""
+        if self.model is not None and self.model != model:
+            raise ValidationError(f"parameter set {self.name} is for model {self.model!r}, "
+                                  f"not {model!r}", self.source)
 
 
 def load_params(name_or_path: str | Path) -> ParameterSet:
