@@ -84,10 +84,12 @@ class Result:
     diagnostics: Diagnostics
     pre_dose_days: np.ndarray = field(default_factory=lambda: np.empty(0))
     pre_dose_states: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    pre_dose_observables: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     regimen: str = ""
 
     def __post_init__(self):
-        for name in ("time_days", "states", "observables", "pre_dose_days", "pre_dose_states"):
+        for name in ("time_days", "states", "observables", "pre_dose_days", "pre_dose_states",
+                     "pre_dose_observables"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
     @property
@@ -118,15 +120,36 @@ class Result:
         table, i, unit = self._locate(name)
         return _report(table[i], unit)
 
+    def _pre_dose(self, name: str) -> np.ndarray:
+        """Canonical values of an output just before each dose."""
+        if not self.pre_dose_days.size:
+            return np.empty(0)
+        if name in self.state_names:
+            return self.pre_dose_states[:, self.state_names.index(name)]
+        return self.pre_dose_observables[:, self.observable_names.index(name)]
+
     def before_dose(self, name: str) -> tuple[pint.Quantity, pint.Quantity]:
-        """(dose times, value just before each dose) for a state."""
-        if name not in self.state_names:
-            raise ValidationError(f"before_dose needs a state, got {name!r} (states: "
-                                  f"{', '.join(self.state_names)})")
-        i = self.state_names.index(name)
+        """(dose times, value just before each dose) for a state or observable."""
+        unit = self.unit(name)
         times = ureg.Quantity(self.pre_dose_days, ureg.day).to(self.time_unit)
-        values = self.pre_dose_states[:, i] if self.pre_dose_states.size else np.empty(0)
-        return times, _report(values, self.state_units[i])
+        return times, _report(self._pre_dose(name), unit)
+
+    def series(self, name: str) -> tuple[np.ndarray, pint.Quantity]:
+        """(time in days, values) with the value just before each dose inserted before its
+        jump, so integrals and threshold times see the discontinuities exactly.  Times repeat
+        at dose times (left limit first)."""
+        table, i, unit = self._locate(name)
+        t, y = self.time_days, table[i]
+        inside = (self.pre_dose_days > t[0]) & (self.pre_dose_days <= t[-1])
+        if inside.any():
+            t_pre, y_pre = self.pre_dose_days[inside], self._pre_dose(name)[inside]
+            # sort by time; at equal times the pre-dose point (flag 0) comes first
+            keys = np.concatenate([t, t_pre])
+            first = np.concatenate([np.ones_like(t), np.zeros_like(t_pre)])
+            order = np.lexsort((first, keys))
+            t = keys[order]
+            y = np.concatenate([y, y_pre])[order]
+        return t, _report(y, unit)
 
     def to_csv(self, path: str | Path, names: list[str] | None = None) -> Path:
         """Write time and outputs with units in the header, e.g. ``C [nM]``."""
@@ -154,8 +177,9 @@ class Result:
         return pd.DataFrame(data)
 
     def __repr__(self) -> str:
-        return (f"<Result {self.model}: {len(self.time_days)} times "
-                f"{self.time_days[0]:g}..{self.time_days[-1]:g} day, {len(self.names)} outputs>")
+        t = self.time.magnitude
+        return (f"<Result {self.model}: {len(t)} times {t[0]:g}..{t[-1]:g} "
+                f"{format_unit(self.time_unit)}, {len(self.names)} outputs>")
 
 
 def _report(canonical: np.ndarray, unit: pint.Unit) -> pint.Quantity:

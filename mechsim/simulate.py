@@ -308,6 +308,9 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
     out[:, grid == until] = y[:, None]
 
     residuals = _conservation_residuals(cm, p, plan, grid, out, y_initial)
+    pre_states = np.array(pre_y).reshape(len(pre_t), n)
+    pre_obs = cm.observables(np.array(pre_t), pre_states.T, p).T \
+        if cm.observable_names and pre_t else np.empty((len(pre_t), 0))
     diagnostics = Diagnostics(method=method, rtol=rtol,
                               atol=float(atol) if np.ndim(atol) == 0 else tuple(atol_arr),
                               steps=int(totals[0]), rhs_evaluations=int(totals[1]),
@@ -320,7 +323,8 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
         observables=cm.observables(grid, out, p) if cm.observable_names else
         np.empty((0, len(grid))),
         diagnostics=diagnostics,
-        pre_dose_days=np.array(pre_t), pre_dose_states=np.array(pre_y).reshape(len(pre_t), n),
+        pre_dose_days=np.array(pre_t), pre_dose_states=pre_states,
+        pre_dose_observables=pre_obs,
         regimen=regimen_text,
     )
 
