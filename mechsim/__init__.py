@@ -5,42 +5,46 @@
 >>> res = mechsim.simulate(model, "100 mg iv", until="1 day", every="1 day")
 >>> res["C_mass"].to("mg/L").round(2)
 <Quantity([10.  5.], 'milligram / liter')>
+
+Names are imported on first use (PEP 562), so ``mechsim --version`` and ``--help`` do not
+pay for importing scipy, sympy and pint.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-
-from .compile import CompiledModel, compile_model
-from .dosing import Regimen
-from .errors import MechsimError, ParseError, RegimenError, SolverError, UnitError, ValidationError
-from .io import ParameterSet, load_model, load_params
-from .model import Model
-from .result import Diagnostics, Result
-from .simulate import simulate
-from .units import Quantity, ureg
 
 try:
     __version__ = version("mechsim")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
+# public name -> module that defines it
+_EXPORTS = {
+    "load_model": "io", "load_params": "io", "ParameterSet": "io",
+    "simulate": "simulate", "compile_model": "compile", "CompiledModel": "compile",
+    "Regimen": "dosing", "Model": "model", "Result": "result", "Diagnostics": "result",
+    "Quantity": "units", "ureg": "units",
+    "Metric": "analysis", "dose_response": "analysis", "concentration_effect": "analysis",
+    "MechsimError": "errors", "ParseError": "errors", "UnitError": "errors",
+    "ValidationError": "errors", "RegimenError": "errors", "SolverError": "errors",
+}
 __all__ = [
-    "CompiledModel",
-    "Diagnostics",
-    "MechsimError",
-    "Model",
-    "ParameterSet",
-    "ParseError",
-    "Quantity",
-    "Regimen",
-    "RegimenError",
-    "Result",
-    "SolverError",
-    "UnitError",
-    "ValidationError",
-    "__version__",
-    "compile_model",
-    "load_model",
-    "load_params",
-    "simulate",
-    "ureg",
+    "CompiledModel", "Diagnostics", "MechsimError", "Metric", "Model", "ParameterSet",
+    "ParseError", "Quantity", "Regimen", "RegimenError", "Result", "SolverError", "UnitError",
+    "ValidationError", "__version__", "compile_model", "concentration_effect", "dose_response",
+    "load_model", "load_params", "simulate", "ureg",
 ]
+
+
+def __getattr__(name: str):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'mechsim' has no attribute {name!r}") from None
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # next time without __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

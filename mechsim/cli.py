@@ -1,38 +1,55 @@
 """The ``mechsim`` command: one small function per subcommand.
 
-A :class:`~mechsim.errors.MechsimError` becomes one line on stderr and exit status 2;
-anything else is a bug and keeps its traceback.
+A :class:`~mechsim.errors.MechsimError` becomes one line on stderr and exit status 2 (for
+``check``, a failed check is exit status 1); anything else is a bug and keeps its traceback.
+Files are written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import MechsimError, ValidationError
-from .io import builtin_names, load_model, load_params
-from .units import format_unit
 
+ISA = ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycle x 1 "
+       "then on days 1,15 of 28-day cycles")
 EXAMPLES = {
     "list": "mechsim list",
-    "simulate": ('mechsim simulate one_compartment --regimen "100 mg iv every 1 day x 3" '
-                 '--until "5 day" --every "12 h" --output C,C_mass --out conc.csv'),
+    "show": "mechsim show cd38_myeloma",
+    "check": "mechsim check models/my_model.toml",
+    "simulate": (f'mechsim simulate cd38_myeloma --regimen "{ISA}" --until "12 weeks" '
+                 '--every "1 day" --output C_mass,RO,M --out isa.csv --plot isa.png'),
+    "dose-response": ('mechsim dose-response cd40_apc --regimen "{dose} iv every 4 weeks x 3" '
+                      '--doses "0.001..10 mg/kg" --n 12 --until "12 weeks" '
+                      '--metric "pct_baseline(IL6, 12 weeks)" --plot il6.png'),
+    "run": "mechsim run examples/scenarios/icaria_mm.toml --out icaria_run",
 }
 
 
-def _cmd_list(args) -> int:
-    print("models:")
-    for name in builtin_names("models"):
-        model = load_model(name)
-        print(f"  {name:<24} {model.description}")
-    print("parameter sets:")
-    for name in builtin_names("params"):
-        ps = load_params(name)
-        target = f"[{ps.model}] " if ps.model else ""
-        print(f"  {name:<24} {target}{ps.description}")
-    return 0
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _sub(sub, name: str, help_: str, func):
+    p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _model_options(p) -> None:
+    p.add_argument("--params", action="append", metavar="FILE",
+                   help="parameter file or built-in parameter set (repeatable, applied in order)")
+    p.add_argument("--set", action="append", metavar="NAME=QUANTITY", default=[],
+                   help='override one parameter, e.g. --set "WT=80 kg" (repeatable)')
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -45,66 +62,281 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _cmd_simulate(args) -> int:
+def _check_suffix(path: str | None, allowed: tuple[str, ...], flag: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if p.suffix.lower() not in allowed:
+        raise ValidationError(f"{flag} must end in {' or '.join(allowed)}, got {path!r}")
+    if not p.parent.exists():
+        raise ValidationError(f"{flag}: folder {p.parent} does not exist")
+    return p
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {path}")
+
+
+# ---- subcommands -------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from .io import builtin_names, load_model, load_params
+
+    print("models:")
+    for name in builtin_names("models"):
+        print(f"  {name:<20} {load_model(name).description}")
+    print("parameter sets:")
+    for name in builtin_names("params"):
+        ps = load_params(name)
+        print(f"  {name:<20} [{ps.model or 'any model'}] {ps.description}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .compile import compile_model
+    from .expr import Expr
+    from .simulate import prepare_model
+    from .units import format_quantity, format_unit
+
+    model = prepare_model(args.model, args.params, _parse_sets(args.set))
+    print(f"model {model.name}: {model.description}")
+    print(f"  file: {model.source}")
+    if model.parameter_sets:
+        print(f"  parameter sets applied: {', '.join(model.parameter_sets)}")
+    print("\nspecies:")
+    for s in model.species:
+        where = f"in {s.compartment}" if s.compartment else "amount"
+        initial = s.initial if isinstance(s.initial, Expr) else format_quantity(s.initial)
+        print(f"  {s.name:<22} [{format_unit(s.unit) or '1'}] {where}, initial {initial}")
+    print("\nparameters:")
+    for p in model.parameters:
+        origin = p.source or p.note or "no source given"
+        print(f"  {p.name:<18} {p.value.magnitude:<12.6g} {format_unit(p.value.units) or '1':<10}"
+              f" {origin}")
+    print("\nreactions:")
+    for r in model.reactions:
+        print(f"  {r.name:<26} {r.equation:<34} rate = {r.rate}")
+    if model.rules:
+        print("\nobservables (rules):")
+        for r in model.rules:
+            unit = format_unit(model.rule_units[r.name]) or "1"
+            print(f"  {r.name:<18} = {r.expr}   [{unit}]")
+    if model.routes:
+        print("\ndosing routes:")
+        for r in model.routes:
+            extra = "".join(f", {k} {v}" for k, v in (("bioavailability", r.bioavailability),
+                                                       ("lag", r.lag)) if v is not None)
+            print(f"  {r.name:<6} -> {r.target}{f' (drug {r.drug})' if r.drug else ''}{extra}")
+    laws = compile_model(model).conservation_laws
+    print("\nconservation laws (constant without doses):")
+    for law in laws:
+        print(f"  {law}")
+    if not laws:
+        print("  none")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .compile import compile_model
+    from .io import load_model
     from .simulate import simulate
 
-    result = simulate(args.model, args.regimen, until=args.until, params=args.params or None,
-                      overrides=_parse_sets(args.set), every=args.every)
-    names = [n.strip() for n in args.output.split(",")] if args.output else list(result.names)
+    target = Path(args.model)
+    if (target.suffix or "/" in args.model) and not target.is_file():
+        raise ValidationError(f"no such file: {args.model}")
+    try:
+        model = load_model(args.model)
+    except MechsimError as exc:
+        if "unknown built-in" in exc.message:
+            raise
+        print(f"FAIL load and unit check: {exc}")
+        return 1
+    print(f"ok   load and unit check: {len(model.species)} species, {len(model.reactions)} "
+          f"reactions, {len(model.parameters)} parameters")
+    cm = compile_model(model)
+    laws = ", ".join(map(str, cm.conservation_laws)) or "none"
+    print(f"ok   compiled; conservation laws: {laws}")
+    regimen = "; ".join(f"1 {_test_dose_unit(info)} {name}"
+                        for name, info in cm.routes.items()) or None
+    try:
+        res = simulate(model, regimen, until="2 day")
+    except MechsimError as exc:
+        print(f"FAIL short simulation ({regimen or 'no doses'}): {exc}")
+        return 1
+    worst = res.diagnostics.max_conservation_residual
+    status = "ok  " if worst < 1e-6 else "FAIL"
+    print(f"{status} 2-day simulation with {regimen or 'no doses'}: "
+          f"{res.diagnostics.steps} steps, mass-balance residual {worst:.1e}")
+    return 0 if worst < 1e-6 else 1
+
+
+def _test_dose_unit(route) -> str:
+    """A unit a small test dose can be given in by this route without extra parameters."""
+    if route.molecular_weight is None:
+        return "nmol" if route.amount_kind == "substance" else "mg"
+    return "mg"
+
+
+def cmd_simulate(args) -> int:
+    from .plotting import plot_timecourse, save_figure
+    from .simulate import simulate
+    from .units import format_unit
+
+    out = _check_suffix(args.out, (".csv", ".json"), "--out")
+    plot = _check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    res = simulate(args.model, args.regimen, until=args.until, every=args.every,
+                   params=args.params, overrides=_parse_sets(args.set))
+    names = [n.strip() for n in args.output.split(",")] if args.output else list(res.names)
     for name in names:
-        result.unit(name)  # unknown names fail before anything is written
-    if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() != ".csv":
-            raise ValidationError(f"--out must end in .csv, got {args.out!r}")
-        tmp = out.with_name(out.name + ".partial")
-        result.to_csv(tmp, names)
-        tmp.replace(out)  # never leave a half-written file under the final name
-        print(f"wrote {out}")
-    else:
-        header = [f"time [{format_unit(result.time_unit)}]"] + \
-            [f"{n} [{format_unit(result.unit(n)) or '1'}]" for n in names]
+        res.unit(name)  # unknown names fail before anything is written
+    if out is None:
+        header = [f"time [{format_unit(res.time_unit)}]"] + \
+            [f"{n} [{format_unit(res.unit(n)) or '1'}]" for n in names]
         print("\t".join(header))
-        columns = [result.time.magnitude] + [result[n].magnitude for n in names]
+        columns = [res.time.magnitude] + [res[n].magnitude for n in names]
         for row in zip(*columns):
             print("\t".join(f"{v:.6g}" for v in row))
+    elif out.suffix.lower() == ".csv":
+        _atomic_write(out, lambda p: res.to_csv(p, names))
+    else:
+        diag = res.diagnostics
+        record = {"model": res.model, "regimen": res.regimen,
+                  "time": {"unit": format_unit(res.time_unit),
+                           "values": res.time.magnitude.tolist()},
+                  "outputs": {n: {"unit": format_unit(res.unit(n)) or "1",
+                                  "values": res[n].magnitude.tolist()} for n in names},
+                  "diagnostics": {"steps": diag.steps,
+                                  "conservation_residuals": dict(diag.conservation_residuals)}}
+        _atomic_write(out, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+    if plot is not None:
+        axes = plot_timecourse(res, names[:9])
+        fig = axes.ravel()[0].figure
+        fig.suptitle(f"{res.model}: {res.regimen}", fontsize=9)
+        fig.tight_layout()
+        save_figure(fig, plot)
+        print(f"wrote {plot}")
+    return 0
+
+
+def cmd_dose_response(args) -> int:
+    from .analysis import dose_response
+    from .plotting import save_figure
+    from .units import format_unit
+
+    out = _check_suffix(args.out, (".csv",), "--out")
+    plot = _check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    curves = dose_response(args.model, args.regimen, args.doses, args.metric, n=args.n,
+                           until=args.until, background=args.background, params=args.params,
+                           overrides=_parse_sets(args.set), every=args.every,
+                           progress=not args.quiet)
+    for curve in curves:
+        print(f"{curve.y_label}: {curve.fit or 'Hill fit did not converge'}")
+        unit_x, unit_y = format_unit(curve.x.units), format_unit(curve.y.units) or "1"
+        if out is None:
+            print(f"  dose [{unit_x}]\t{curve.y_label} [{unit_y}]")
+            for x, y in curve.table():
+                print(f"  {x:.6g}\t{y:.6g}")
+    if out is not None:
+        for k, curve in enumerate(curves):
+            path = out if len(curves) == 1 else out.with_name(f"{out.stem}_{k + 1}{out.suffix}")
+            _atomic_write(path, curve.to_csv)
+    if plot is not None:
+        for k, curve in enumerate(curves):
+            path = plot if len(curves) == 1 else \
+                plot.with_name(f"{plot.stem}_{k + 1}{plot.suffix}")
+            save_figure(curve.plot().figure, path)
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .scenario import read_scenario, run_scenario
+
+    scenario = read_scenario(args.scenario)
+    out = Path(args.out or f"{scenario.name}_run")
+    run_scenario(scenario, out, progress=not args.quiet, command=args.command_line)
+    for path in sorted(out.iterdir()):
+        print(f"wrote {path}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mechsim", description="Simulate drug mechanisms written as unit-checked ODE models.",
-        epilog="example: " + EXAMPLES["simulate"])
+    parser = _Parser(prog="mechsim",
+                     description="Simulate drug mechanisms written as unit-checked ODE models.",
+                     epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mechsim {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("list", help="list built-in models and parameter sets",
-                       epilog="example: " + EXAMPLES["list"])
-    p.set_defaults(func=_cmd_list)
-    p = sub.add_parser("simulate", help="simulate a model under a dosing regimen",
-                       epilog="example: " + EXAMPLES["simulate"],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="built-in model name or model file (.toml)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    _sub(sub, "list", "list built-in models and parameter sets", cmd_list)
+
+    p = _sub(sub, "show", "show a model: species, parameters with sources, reactions, "
+                          "observables, routes, conservation laws", cmd_show)
+    p.add_argument("model", help="built-in model name or model file")
+    _model_options(p)
+
+    p = _sub(sub, "check", "load and unit-check a model, find its conservation laws and run a "
+                           "short simulation (exit 0 clean, 1 a check failed)", cmd_check)
+    p.add_argument("model", help="built-in model name or model file")
+
+    p = _sub(sub, "simulate", "simulate a model under a dosing regimen", cmd_simulate)
+    p.add_argument("model", help="built-in model name or model file")
     p.add_argument("--regimen", default=None,
-                   help='dosing text, e.g. "10 mg/kg iv every 7 days x 4"')
+                   help='dosing text, e.g. "10 mg/kg iv every 7 days x 4" (default: no doses)')
     p.add_argument("--until", required=True, help='end time with unit, e.g. "12 weeks"')
     p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
-    p.add_argument("--params", action="append", help="parameter file or built-in set (repeatable)")
-    p.add_argument("--set", action="append", metavar="NAME=QUANTITY",
-                   help='override one parameter, e.g. --set "CL=0.3 L/day" (repeatable)')
+    _model_options(p)
     p.add_argument("--output", default=None, help="comma-separated outputs (default: all)")
-    p.add_argument("--out", default=None, help="write a CSV file instead of printing")
-    p.set_defaults(func=_cmd_simulate)
+    p.add_argument("--out", default=None, help="write a .csv or .json file instead of printing")
+    p.add_argument("--plot", default=None, help="save a figure (.png, .svg or .pdf)")
+
+    p = _sub(sub, "dose-response", "sweep doses, compute metrics and fit Emax/Hill curves",
+             cmd_dose_response)
+    p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--regimen", required=True,
+                   help='regimen with {dose} where the amount goes, e.g. "{dose} iv every 14 days"')
+    p.add_argument("--doses", required=True, help='dose range, e.g. "0.01..100 mg/kg"')
+    p.add_argument("--n", type=int, default=25, help="number of log-spaced doses (default 25)")
+    p.add_argument("--metric", action="append", required=True,
+                   help='metric, e.g. "min(M)" or "auc(C_mass, 0 day, 28 day)" (repeatable)')
+    p.add_argument("--until", required=True, help='length of each run, e.g. "24 weeks"')
+    p.add_argument("--background", default=None,
+                   help="regimen given in every run, e.g. a backbone therapy")
+    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
+    _model_options(p)
+    p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
+    p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+
+    p = _sub(sub, "run", "run a scenario file and write its output folder", cmd_run)
+    p.add_argument("scenario", help="scenario file (.toml)")
+    p.add_argument("--out", default=None, help="output folder (must not exist; default "
+                                               "NAME_run)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.command_line = ["mechsim", *argv]
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if args.command == "dose-response":
+        args.metric = list(args.metric)
+    # progress bars go to stderr, and only to a terminal
+    args.quiet = getattr(args, "quiet", False) or not sys.stderr.isatty()
     try:
         return args.func(args)
     except MechsimError as exc:
         print(f"mechsim: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (keeps interpreter exit quiet)
+        return 0

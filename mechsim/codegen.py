@@ -25,7 +25,31 @@ from collections.abc import Sequence
 import numpy as np
 import sympy
 
-__all__ = ["generate"]
+__all__ = ["SafePow", "generate", "protect_powers"]
+
+
+class SafePow(sympy.Function):
+    """``x**e`` for a non-integer exponent, differentiated as ``e*x**(e-1)``.
+
+    sympy writes d(x**e)/dx as ``e*x**e/x``, which is 0/0 at x = 0 (an unbound receptor,
+    RO = 0, a Hill term before the first dose) although the derivative is 0 there for e > 1.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, e = self.args
+        if argindex == 1:
+            return e * SafePow(x, e - 1)
+        return SafePow(x, e) * sympy.log(x)
+
+
+def protect_powers(expr: sympy.Expr) -> sympy.Expr:
+    """Replace powers with non-integer, non-half exponents by :class:`SafePow`."""
+    def needs(e):
+        return e.is_Pow and not e.exp.is_Integer and e.exp not in (sympy.Rational(1, 2),
+                                                                    sympy.Rational(-1, 2))
+    return expr.replace(needs, lambda e: SafePow(e.base, e.exp))
 
 
 def _safe_pow(x, e):
@@ -108,6 +132,8 @@ class _Printer:
             return _call("_exp", self(e.args[0]))
         if isinstance(e, sympy.log):
             return _call("_log", self(e.args[0]))
+        if isinstance(e, SafePow):
+            return _call("_pow", self(e.args[0]), self(e.args[1]))
         raise TypeError(f"cannot generate code for {type(e).__name__}: {e}")
 
     def _product(self, factors) -> ast.expr:

@@ -17,7 +17,7 @@ import numpy as np
 import pint
 import sympy
 
-from .codegen import generate
+from .codegen import generate, protect_powers
 from .errors import RegimenError, ValidationError
 from .expr import TIME, Expr
 from .model import Model, Parameter
@@ -250,7 +250,7 @@ class _Compiler:
                 stoich[i, j] = c
                 rates[i] = rates[i] + c * flux / volumes[i]
         states = tuple(self.state_syms[s] for s in names)
-        rhs = tuple(sympy.expand(r) if r.is_Add else r for r in rates)
+        rhs = tuple(protect_powers(sympy.expand(r) if r.is_Add else r) for r in rates)
         jac = tuple((i, j, d) for i, f in enumerate(rhs) for j, y in enumerate(states)
                     if (d := sympy.diff(f, y)) != 0)
         obs_units = m.rule_units

@@ -1,26 +1,62 @@
-"""The command line as a user meets it: exit codes, one-line errors, no partial files."""
+"""The command line as a new user meets it: every subcommand, exit codes, one-line errors,
+no partial output files."""
 
+import csv
+import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mechsim.cli import main
 
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "scenarios")
+ISA = ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycle x 1 "
+       "then on days 1,15 of 28-day cycles")
+
 
 def run(*args, cwd=None):
+    env = dict(os.environ, MPLBACKEND="Agg")
     return subprocess.run([sys.executable, "-m", "mechsim", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+                          text=True, cwd=cwd, timeout=300, env=env)
 
 
 def test_version_help_and_list_from_another_directory(tmp_path):
     version = run("--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("mechsim ")
     helptext = run("--help", cwd=tmp_path)
-    assert helptext.returncode == 0 and "example: mechsim simulate" in helptext.stdout
+    assert helptext.returncode == 0 and "mechsim run examples/scenarios" in helptext.stdout
+    for sub in ("list", "show", "check", "simulate", "dose-response", "run"):
+        proc = run(sub, "--help", cwd=tmp_path)
+        assert proc.returncode == 0 and "example:\n  mechsim " + sub in proc.stdout, sub
     listing = run("list", cwd=tmp_path)
     assert listing.returncode == 0
-    assert "one_compartment" in listing.stdout and "parameter sets:" in listing.stdout
+    for name in ("cd38_myeloma", "cd40_apc", "isatuximab_poppk", "one_compartment",
+                 "isatuximab", "iscalimab", "pomalidomide_dex"):
+        assert name in listing.stdout
+
+
+@pytest.mark.parametrize("model, expect", [
+    ("cd38_myeloma", ["kint", "daratumumab proxy", "V1*C + V2*Cp + V1*RC + drug_cleared"]),
+    ("cd40_apc", ["KD_D", "Espie et al. 2020", "depot + V1*D + V2*Dp + V1*DR"]),
+])
+def test_show_flagship_models(capsys, model, expect):
+    assert main(["show", model]) == 0
+    out = capsys.readouterr().out
+    for text in expect:
+        assert text in out
+
+
+def test_check_clean_and_failing_models(capsys, tmp_path):
+    assert main(["check", "cd40_apc"]) == 0
+    assert "mass-balance residual" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[species.x]\nunit = "nM"\n[reactions.r]\nequation = "x ->"\n'
+                   'rate = "x"\n')
+    assert main(["check", str(bad)]) == 1
+    assert "FAIL load and unit check" in capsys.readouterr().out
 
 
 def test_simulate_prints_table_with_units(capsys):
@@ -31,30 +67,141 @@ def test_simulate_prints_table_with_units(capsys):
     assert [float(x.split("\t")[1]) for x in lines[1:]] == pytest.approx([10, 5, 2.5], rel=1e-6)
 
 
-def test_simulate_writes_csv(tmp_path, capsys):
-    out = tmp_path / "c.csv"
-    assert main(["simulate", "one_compartment", "--regimen", "100 mg iv", "--until", "1 day",
-                 "--every", "1 day", "--set", "V=20 L", "--out", str(out)]) == 0
-    rows = out.read_text().splitlines()
-    assert rows[0] == "time [d],C [nM],depot [nmol],eliminated [nmol],C_mass [mg/L]"
-    assert float(rows[1].split(",")[4]) == pytest.approx(5.0)
+@pytest.mark.parametrize("model, regimen, outputs", [
+    ("cd38_myeloma", ISA, "C_mass,RO,N,M,NK"),
+    ("cd40_apc", "10 mg/kg iv every 4 weeks x 2", "C_mass,RO,IL6,IL6_rel,Ab"),
+])
+def test_simulate_flagships_writes_csv_json_and_plot(tmp_path, capsys, model, regimen, outputs):
+    csv_path, json_path, png = tmp_path / "a.csv", tmp_path / "a.json", tmp_path / "a.png"
+    assert main(["simulate", model, "--regimen", regimen, "--until", "8 weeks", "--every",
+                 "1 day", "--output", outputs, "--out", str(csv_path), "--plot", str(png)]) == 0
+    assert main(["simulate", model, "--regimen", regimen, "--until", "8 weeks", "--every",
+                 "1 day", "--output", outputs, "--out", str(json_path)]) == 0
+    with csv_path.open() as fh:
+        header = next(csv.reader(fh))
+    assert header[0] == "time [d]" and all("[" in h for h in header)
+    table = np.genfromtxt(csv_path, delimiter=",", skip_header=1)
+    assert table.shape == (57, 1 + len(outputs.split(",")))
+    record = json.loads(json_path.read_text())
+    np.testing.assert_allclose(record["outputs"]["RO"]["values"], table[:, 2])
+    assert png.stat().st_size > 10_000
+    import pandas as pd
+    frame = pd.read_csv(csv_path)
+    assert list(frame.columns) == header
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize("model, regimen, doses, metric, background", [
+    ("cd38_myeloma", "{dose} iv every 14 days", "0.01..30 mg/kg", "value(M, 24 weeks)",
+     "4 mg oral on days 1-21 of 28-day cycles"),
+    ("cd40_apc", "{dose} iv every 4 weeks x 3", "0.01..10 mg/kg", "mean(IL6, 0 day, 12 weeks)",
+     None),
+])
+def test_dose_response_flagships_fit_an_ed50(tmp_path, capsys, model, regimen, doses, metric,
+                                              background):
+    table, png = tmp_path / "dr.csv", tmp_path / "dr.png"
+    args = ["dose-response", model, "--regimen", regimen, "--doses", doses, "--n", "8",
+            "--metric", metric, "--until", "24 weeks", "--every", "1 day", "--out", str(table),
+            "--plot", str(png)] + (["--background", background] if background else [])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ED50 = " in out and "mg/kg" in out
+    data = np.genfromtxt(table, delimiter=",", skip_header=1)
+    assert data.shape == (9, 2) and data[0, 0] == 0
+    assert data[-1, 1] < data[0, 1]  # the drug lowers the response
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("scenario", ["icaria_mm.toml", "iscalimab_q4w.toml"])
+def test_run_shipped_scenarios(tmp_path, capsys, scenario):
+    out = tmp_path / "run"
+    assert main(["run", os.path.join(EXAMPLES, scenario), "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert {"metrics.csv", "provenance.json", "timecourse.png", "dose_response.png",
+            "dose_response.csv"} <= set(names)
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["files"]["model"]["sha256"] and provenance["scenario_text"]
+    assert provenance["command"][:2] == ["mechsim", "run"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+BAD = [
     (["simulate", "one_compartment", "--regimen", "10 mL iv", "--until", "1 day"],
      "dose amount must be a mass"),
     (["simulate", "nope", "--until", "1 day"], "unknown built-in model 'nope'"),
     (["simulate", "one_compartment", "--until", "1 mg"], "`until` must be a time"),
+    (["simulate", "one_compartment", "--until", "soon"], "cannot read 'soon'"),
     (["simulate", "one_compartment", "--until", "1 day", "--set", "CL"], "NAME=QUANTITY"),
     (["simulate", "one_compartment", "--until", "1 day", "--set", "CLX=1 L/day"],
      "unknown parameter 'CLX'"),
     (["simulate", "one_compartment", "--until", "1 day", "--output", "nope"],
      "no output named 'nope'"),
-])
-def test_bad_input_is_one_line_on_stderr_with_status_2(tmp_path, args, message):
-    out = tmp_path / "never.csv"
-    proc = run(*args, "--out", str(out), cwd=tmp_path)
+    (["simulate", "one_compartment", "--until", "1 day", "--regimen", "100 mg iv every"],
+     "regimen"),
+    (["simulate", "one_compartment", "--until", "1 day", "--bogus"], "unrecognized arguments"),
+    (["simulate", "one_compartment", "--until", "1 day", "--params", "missing.toml"],
+     "no such file"),
+    (["dose-response", "one_compartment", "--regimen", "100 mg iv", "--doses",
+      "1..10 mg", "--metric", "max(C)", "--until", "1 day"], "must contain {dose}"),
+    (["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses", "10..1 mg",
+      "--metric", "max(C)", "--until", "1 day"], "need 0 < LOW < HIGH"),
+    (["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses", "1..10 mg",
+      "--metric", "peak(C)", "--until", "1 day"], "unknown metric 'peak'"),
+    (["run", "missing.toml"], "no such file"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+def _main_in(folder, args):
+    """main() as the console script runs it: exit status from return or SystemExit."""
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return main(args)
+    except SystemExit as exc:  # argparse usage errors
+        return exc.code
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a[:2]) + f" {i}"
+                                                    for i, (a, _) in enumerate(BAD)])
+def test_bad_input_is_one_line_on_stderr_with_status_2(tmp_path, capsys, args, message):
+    extra = ["--out", str(tmp_path / "never.csv"), "--plot", str(tmp_path / "never.png")] \
+        if args[0] in ("simulate", "dose-response") else []
+    assert _main_in(tmp_path, [*args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args", [BAD[0][0], BAD[8][0], ["run", "missing.toml"]])
+def test_bad_input_through_the_real_console_process(tmp_path, args):
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    proc = run("run", os.path.join(EXAMPLES, "iscalimab_q4w.toml"), "--out", str(out))
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_bad_scenario_file_names_its_line(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[scenario]\nmodel = "cd40_apc"\nuntil = "1 week"\noutputs = ["RO"]\n'
+                    '[arms.a]\nregimen = "10 mL iv"\n')
+    proc = run("run", str(path), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1 and message in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not out.exists() and not list(tmp_path.iterdir())
+    assert f"{path}:6: arms.a: regimen '10 mL iv'" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_public_names_all_resolve():
+    import mechsim
+    assert set(mechsim.__all__) - {"__version__"} == set(mechsim._EXPORTS)
+    for name in mechsim.__all__:
+        assert getattr(mechsim, name) is not None

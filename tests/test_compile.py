@@ -85,3 +85,14 @@ def test_tmdd_simulation_closes_mass_balance(tmdd):
                            rtol=1e-10, atol=1e-12)
     assert res.diagnostics.max_conservation_residual < 1e-8
     assert (res["R"].magnitude >= -1e-9).all()
+
+
+@pytest.mark.parametrize("name", mechsim.io.builtin_names("models"))
+def test_jacobian_is_finite_at_the_initial_state_of_every_builtin_model(name):
+    # sympy differentiates x**h as h*x**h/x: 0/0 at x = 0 (e.g. occupancy before a dose)
+    model = mechsim.load_model(name)
+    cm = compile_model(model)
+    p = cm.parameter_vector(model.parameters_by_name)
+    assert np.isfinite(cm.jacobian()(0.0, cm.initial_state(p), p)).all()
+    assert np.isfinite(cm.jacobian("vector")(0.0, cm.initial_state(p)[:, None],
+                                             p[:, None])).all()

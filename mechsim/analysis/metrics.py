@@ -1,0 +1,174 @@
+"""Exposure and response metrics over a Result, from a small safe text syntax.
+
+A metric is ``NAME(OUTPUT[, ARG, ...])`` where OUTPUT is a state or observable and each ARG
+is a quantity with its unit.  Parsed with a regular expression and pint, never evaluated.
+
+================================  ==========================================================
+``value(C_mass, 28 day)``          value at a time (right-continuous: includes doses then)
+``max(C_mass)``, ``min(M)``        largest / smallest value; optional window ``, a, b``
+``nadir(M)``                       smallest value (same as min)
+``time_of_nadir(M)``               time of the smallest value
+``time_of_max(C_mass)``            time of the largest value
+``auc(C_mass, 0 day, 28 day)``     area under the curve over a window (whole run if omitted)
+``mean(IL6, 4 weeks, 12 weeks)``   time-average over a window
+``trough(C_mass, 28 day)``         value just before the dose at that time
+``pct_baseline(IL6, 12 weeks)``    value at a time as % of the value at t = 0
+``time_above(RO, 0.9)``            total time above a threshold (optional window)
+``time_below(M, 9 g/L)``           total time below a threshold (optional window)
+================================  ==========================================================
+
+>>> m = Metric.parse("auc(C_mass, 0 day, 2 day)")
+>>> str(m)
+'auc(C_mass, 0 d, 2 d)'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pint
+
+from ..errors import ValidationError
+from ..units import format_quantity, parse_quantity, ureg
+
+__all__ = ["METRICS", "Metric"]
+
+_CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_]\w*)\s*(?:,(.*))?\)\s*$")
+
+# name -> (number of arguments allowed, description); arguments are quantities
+METRICS = {
+    "value": ((1,), "value at a time"),
+    "max": ((0, 2), "largest value (optionally within a window)"),
+    "min": ((0, 2), "smallest value (optionally within a window)"),
+    "nadir": ((0, 2), "smallest value"),
+    "time_of_nadir": ((0, 2), "time of the smallest value"),
+    "time_of_max": ((0, 2), "time of the largest value"),
+    "auc": ((0, 2), "area under the curve"),
+    "mean": ((0, 2), "time-averaged value"),
+    "trough": ((1,), "value just before the dose given at a time"),
+    "pct_baseline": ((1,), "value at a time as % of the value at t = 0"),
+    "time_above": ((1, 3), "time spent above a threshold"),
+    "time_below": ((1, 3), "time spent below a threshold"),
+}
+_DAY = ureg.day.dimensionality
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One parsed metric; ``metric(result)`` returns a pint Quantity."""
+
+    name: str
+    output: str
+    args: tuple[pint.Quantity, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Metric:
+        if not isinstance(text, str):
+            raise ValidationError(f"a metric must be text such as 'max(C_mass)', got {text!r}")
+        match = _CALL.match(text)
+        if not match:
+            raise ValidationError(f"metric {text!r}: expected NAME(OUTPUT, ARG, ...) such as "
+                                  "'auc(C_mass, 0 day, 28 day)'")
+        name, output, rest = match.groups()
+        if name not in METRICS:
+            raise ValidationError(f"metric {text!r}: unknown metric {name!r} (known: "
+                                  f"{', '.join(METRICS)})")
+        parts = [a.strip() for a in rest.split(",")] if rest is not None else []
+        if any(not p for p in parts):
+            raise ValidationError(f"metric {text!r}: empty argument")
+        args = tuple(parse_quantity(p, what=f"metric {text!r} argument") for p in parts)
+        return cls(name, output, args)
+
+    def __post_init__(self):
+        counts = METRICS[self.name][0]
+        if len(self.args) not in counts:
+            raise ValidationError(f"metric {self}: {self.name} takes "
+                                  f"{' or '.join(map(str, counts))} argument(s) after the "
+                                  f"output, got {len(self.args)}")
+        times = self.args if self.name not in ("time_above", "time_below") else self.args[1:]
+        for q in times:
+            if q.dimensionality != _DAY:
+                raise ValidationError(f"metric {self}: {format_quantity(q)} must be a time")
+
+    def __str__(self) -> str:
+        args = "".join(f", {format_quantity(q)}" for q in self.args)
+        return f"{self.name}({self.output}{args})"
+
+    def __call__(self, result) -> pint.Quantity:
+        # values with the left limit inserted before every dose jump
+        t, series = result.series(self.output)
+        unit = series.units
+        y = np.asarray(series.magnitude, dtype=float)
+        n = self.name
+        if n in ("value", "pct_baseline"):
+            at = self._days(self.args[0], t)
+            hit = np.flatnonzero(t == at)
+            value = float(y[hit[-1]]) if hit.size else float(np.interp(at, t, y))
+            if n == "value":
+                return ureg.Quantity(value, unit)
+            return ureg.Quantity(100 * value / y[0], ureg.percent)
+        if n == "trough":
+            times, before = result.before_dose(self.output)
+            at = self.args[0].to(ureg.day).magnitude
+            hit = np.flatnonzero(np.isclose(times.to(ureg.day).magnitude, at, atol=1e-9))
+            if hit.size == 0:
+                raise ValidationError(f"metric {self}: no dose at {format_quantity(self.args[0])}"
+                                      " in this run")
+            return before[hit[0]]
+        if n in ("time_above", "time_below"):
+            threshold = self.args[0]
+            try:
+                level = threshold.to(unit).magnitude
+            except pint.DimensionalityError:
+                raise ValidationError(f"metric {self}: threshold {format_quantity(threshold)} "
+                                      f"does not match the unit of {self.output} ({unit})") \
+                    from None
+            tw, yw = self._window(t, y, self.args[1:])
+            inside = yw > level if n == "time_above" else yw < level
+            return ureg.Quantity(_time_where(tw, yw, level, inside), ureg.day)
+        tw, yw = self._window(t, y, self.args)
+        if n in ("max", "min", "nadir"):
+            return ureg.Quantity(float(yw.max() if n == "max" else yw.min()), unit)
+        if n in ("time_of_nadir", "time_of_max"):
+            i = int(np.argmax(yw) if n == "time_of_max" else np.argmin(yw))
+            return ureg.Quantity(tw[i], ureg.day)
+        area = float(np.trapezoid(yw, tw))
+        if n == "auc":
+            return ureg.Quantity(area, unit * ureg.day)
+        return ureg.Quantity(area / (tw[-1] - tw[0]), unit)  # mean
+
+    def _days(self, q: pint.Quantity, t: np.ndarray) -> float:
+        at = q.to(ureg.day).magnitude
+        if not t[0] <= at <= t[-1] * (1 + 1e-12):
+            raise ValidationError(f"metric {self}: {format_quantity(q)} is outside the run "
+                                  f"(0 to {t[-1]:g} day)")
+        return at
+
+    def _window(self, t, y, args):
+        """Points in [a, b]: right limit at a, left limit at b (t may repeat at doses)."""
+        if not args:
+            return t, y
+        a, b = (self._days(q, t) for q in args)
+        if not a < b:
+            raise ValidationError(f"metric {self}: the window must have start < end")
+        inner = (t > a) & (t < b)
+        at_a, at_b = np.flatnonzero(t == a), np.flatnonzero(t == b)
+        y_a = y[at_a[-1]] if at_a.size else np.interp(a, t, y)
+        y_b = y[at_b[0]] if at_b.size else np.interp(b, t, y)
+        return np.concatenate([[a], t[inner], [b]]), np.concatenate([[y_a], y[inner], [y_b]])
+
+
+def _time_where(t, y, level, inside) -> float:
+    """Total time where the condition holds, with crossings interpolated linearly."""
+    total = 0.0
+    for i in range(len(t) - 1):
+        a_in, b_in = inside[i], inside[i + 1]
+        dt = t[i + 1] - t[i]
+        if a_in and b_in:
+            total += dt
+        elif a_in != b_in and y[i + 1] != y[i]:
+            frac = (level - y[i]) / (y[i + 1] - y[i])
+            total += dt * (frac if a_in else 1 - frac)
+    return total

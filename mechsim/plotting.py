@@ -1,0 +1,112 @@
+"""Figures: every function takes ``ax=None`` (or ``axes``) and returns what it drew on.
+
+matplotlib is imported only when a function here is called.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .units import format_unit
+
+__all__ = ["plot_exposure_response", "plot_timecourse", "save_figure"]
+
+
+def _unit_text(unit) -> str:
+    text = format_unit(unit)
+    return text if text else "relative"
+
+
+def plot_timecourse(results, names: Sequence[str], *, axes=None, time_unit: str | None = None,
+                    log: Sequence[str] = (), units: Mapping[str, str] | None = None):
+    """One panel per output, one line per result; returns the array of Axes.
+
+    ``results`` is a Result or a mapping label -> Result; ``log`` names outputs drawn on a
+    log axis; ``units`` maps outputs to the unit to draw them in.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(results, Mapping):
+        results = {results.regimen or results.model: results}
+    units = dict(units or {})
+    names = list(names)
+    first = next(iter(results.values()))
+    for name in names:
+        first.unit(name)  # unknown names fail before any drawing
+    if axes is None:
+        cols = min(3, len(names))
+        rows = math.ceil(len(names) / cols)
+        _, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), sharex=True,
+                               squeeze=False)
+    flat = np.asarray(axes).ravel()
+    t_unit = time_unit or format_unit(first.time_unit)
+    for ax, name in zip(flat, names):
+        for label, res in results.items():
+            values = res[name].to(units[name]) if name in units else res[name]
+            ax.plot(res.time.to(t_unit).magnitude, values.magnitude, label=label)
+            ax.set_ylabel(f"{name} [{_unit_text(values.units)}]")
+        if name in log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    for ax in flat[len(names):]:
+        ax.set_visible(False)
+    for ax in flat[max(0, len(names) - min(3, len(names))):len(names)]:
+        ax.set_xlabel(f"time [{t_unit}]")
+    if len(results) > 1:
+        flat[0].legend(fontsize=8)
+    flat[0].figure.tight_layout()
+    return axes
+
+
+def plot_exposure_response(er, ax=None):
+    """Points, the fitted Hill curve and its ED50 on a log x axis."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.4))
+    x, y = er.x.magnitude, er.y.magnitude
+    positive = x > 0
+    ax.plot(x[positive], y[positive], "o", color="tab:blue", label="simulated")
+    if (~positive).any():
+        ax.axhline(y[~positive][0], color="grey", ls=":", lw=1, label=f"{er.x_label} 0")
+    if er.fit is not None:
+        grid = np.geomspace(x[positive].min(), x[positive].max(), 200)
+        ax.plot(grid, er.fit.predict(grid * er.x.units).magnitude, color="tab:red",
+                label=f"Hill fit (h = {er.fit.hill:.2g})")
+        ed50 = er.fit.ed50.magnitude
+        if x[positive].min() <= ed50 <= x[positive].max():
+            mid = er.fit.predict(er.fit.ed50).magnitude
+            ax.axvline(ed50, color="tab:red", ls="--", lw=1)
+            right_half = ed50 > np.sqrt(x[positive].min() * x[positive].max())
+            ax.annotate(f"ED50 = {ed50:.3g} {format_unit(er.x.units)}", (ed50, mid),
+                        xytext=(-8 if right_half else 8, 0), textcoords="offset points",
+                        ha="right" if right_half else "left", fontsize=9, color="tab:red")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{er.x_label} [{_unit_text(er.x.units)}]")
+    ax.set_ylabel(f"{er.y_label} [{_unit_text(er.y.units)}]")
+    if er.description:
+        ax.set_title(textwrap.fill(er.description, 80), fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax
+
+
+def save_figure(fig, path) -> None:
+    """Save to ``path`` atomically (a temporary name, then rename), then close it."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=120)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)

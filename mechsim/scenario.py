@@ -1,0 +1,283 @@
+"""Scenario files: one TOML file that reproduces a result, and the folder it writes.
+
+A scenario names a model, parameter files and overrides, one or more arms (each a regimen,
+optionally with its own overrides), the outputs to tabulate and plot, metrics, an optional
+dose-response sweep and a seed.  :func:`run_scenario` writes, into a new folder:
+
+* ``<arm>.csv``: the time course of each arm (units in the header);
+* ``metrics.csv``: every metric for every arm (arm, metric, value, unit);
+* ``timecourse.png``: one panel per output, one line per arm;
+* ``dose_response.csv`` / ``dose_response.png`` if the scenario has a sweep;
+* ``provenance.json``: mechsim version, SHA-256 of the scenario, model and parameter files,
+  the scenario text, the command line and the time.
+
+The folder is assembled under a temporary name and renamed at the end, so a failed run
+leaves nothing behind.  The format is documented in docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .analysis import Metric
+from .analysis.dose_response import dose_range
+from .dosing import Regimen
+from .errors import MechsimError, ParseError, ValidationError
+from .io.common import resolve
+from .io.toml_source import TomlSource
+from .units import format_unit, parse_unit, ureg
+
+__all__ = ["Arm", "Scenario", "read_scenario", "run_scenario"]
+
+_SCENARIO_KEYS = {"name", "description", "model", "params", "until", "every", "seed",
+                  "outputs", "log", "time_unit"}
+_DR_KEYS = {"regimen", "doses", "n", "metric", "background"}
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    regimen: Regimen
+    overrides: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed scenario file (see the module docstring)."""
+
+    name: str
+    model: str
+    arms: tuple[Arm, ...]
+    until: str
+    outputs: tuple[str, ...]
+    description: str = ""
+    params: tuple[str, ...] = ()
+    every: str | None = None
+    seed: int | None = None
+    log: tuple[str, ...] = ()
+    time_unit: str | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
+    metrics: tuple[tuple[str, Metric], ...] = ()
+    dose_response: tuple[tuple[str, object], ...] = ()
+    text: str = field(default="", repr=False, compare=False)
+    path: str | None = field(default=None, compare=False)
+
+
+def _strings(value, what: str, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ParseError(f"{what} must be a list of text values", where)
+    return tuple(value)
+
+
+def _overrides(raw, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        raise ParseError("overrides must be a table of NAME = \"QUANTITY\"", where)
+    for name, value in raw.items():
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ParseError(f"override {name} must be a quantity such as \"70 kg\"", where)
+    return tuple((k, str(v)) for k, v in raw.items())
+
+
+def read_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file (regimens, metrics and ranges are parsed here)."""
+    path = Path(path)
+    src = TomlSource.read(path)
+    data = src.data
+    unknown = sorted(set(data) - {"scenario", "overrides", "arms", "metrics", "dose_response"})
+    if unknown:
+        raise ParseError(f"unknown table [{unknown[0]}] (allowed: arms, dose_response, "
+                         "metrics, overrides, scenario)", src.where((unknown[0],)))
+    head = data.get("scenario")
+    if not isinstance(head, dict):
+        raise ParseError("a scenario needs a [scenario] table", src.path)
+    bad = sorted(set(head) - _SCENARIO_KEYS)
+    if bad:
+        raise ParseError(f"[scenario]: unknown key {bad[0]!r} (allowed: "
+                         f"{', '.join(sorted(_SCENARIO_KEYS))})",
+                         src.where(("scenario",), bad[0]))
+    for key in ("model", "until", "outputs"):
+        if key not in head:
+            raise ParseError(f"[scenario]: {key!r} is required", src.where(("scenario",)))
+    model = head["model"]
+    if not isinstance(model, str):
+        raise ParseError("scenario.model must be a model name or path",
+                         src.where(("scenario",), "model"))
+    if model.endswith(".toml"):  # a path is relative to the scenario file
+        model = str(path.parent / model)
+    params = tuple(str(path.parent / p) if p.endswith(".toml") else p
+                   for p in _strings(head.get("params", []), "scenario.params",
+                                     src.where(("scenario",), "params")))
+    arms_raw = data.get("arms")
+    if not isinstance(arms_raw, dict) or not arms_raw:
+        raise ParseError("a scenario needs at least one [arms.NAME] table with a regimen",
+                         src.path)
+    arms = []
+    for name, raw in arms_raw.items():
+        where = src.entry_where("arms", name)
+        if not isinstance(raw, dict) or set(raw) - {"label", "regimen", "overrides"}:
+            raise ParseError(f"arms.{name}: allowed keys are label, regimen, overrides", where)
+        if not name.isidentifier():
+            raise ParseError(f"arm name {name!r} must be an identifier (it names a file)", where)
+        try:
+            regimen = Regimen.parse(raw.get("regimen", "none"))
+        except MechsimError as exc:
+            raise type(exc)(f"arms.{name}: {exc.message}",
+                            src.where(("arms", name), "regimen")) from None
+        arms.append(Arm(name, str(raw.get("label", name)), regimen,
+                        _overrides(raw.get("overrides", {}), where)))
+    metrics = []
+    for name, text in data.get("metrics", {}).items():
+        where = src.where(("metrics",), name)
+        try:
+            metrics.append((name, Metric.parse(text)))
+        except MechsimError as exc:
+            raise type(exc)(exc.message, where) from None
+    sweep = data.get("dose_response", {})
+    if sweep:
+        where = src.where(("dose_response",))
+        missing = sorted({"regimen", "doses", "metric"} - set(sweep))
+        extra = sorted(set(sweep) - _DR_KEYS)
+        if missing or extra:
+            problem = f"missing {missing[0]}" if missing else f"unknown key {extra[0]}"
+            raise ParseError("[dose_response] needs regimen, doses and metric (optional: n, "
+                             f"background); {problem}", where)
+        try:
+            dose_range(sweep["doses"], int(sweep.get("n", 12)))
+            Metric.parse(sweep["metric"])
+            Regimen.parse(sweep["regimen"].replace("{dose}", "1 mg"))
+            Regimen.parse(sweep.get("background", ""))
+        except MechsimError as exc:
+            raise type(exc)(f"[dose_response]: {exc.message}", where) from None
+    seed = head.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ParseError("scenario.seed must be an integer", src.where(("scenario",), "seed"))
+    return Scenario(
+        name=str(head.get("name", path.stem)), model=model, arms=tuple(arms),
+        until=str(head["until"]),
+        outputs=_strings(head["outputs"], "scenario.outputs", src.where(("scenario",),
+                                                                         "outputs")),
+        description=str(head.get("description", "")), params=params,
+        every=head.get("every"), seed=seed,
+        log=_strings(head.get("log", []), "scenario.log", src.where(("scenario",), "log")),
+        time_unit=_time_unit(head.get("time_unit"), src.where(("scenario",), "time_unit")),
+        overrides=_overrides(data.get("overrides", {}), src.where(("overrides",))),
+        metrics=tuple(metrics), dose_response=tuple(sweep.items()),
+        text=path.read_text(encoding="utf-8"), path=str(path))
+
+
+def _time_unit(text, where: str) -> str | None:
+    if text is None:
+        return None
+    unit = parse_unit(text, what="scenario.time_unit", where=where)
+    if (1 * unit).dimensionality != ureg.day.dimensionality:
+        raise ParseError(f"scenario.time_unit must be a time unit, got {text!r}", where)
+    return str(text)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: bool = False,
+                 command: list[str] | None = None) -> Path:
+    """Run every arm (and the sweep) and write the output folder; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from tqdm import tqdm
+
+    from .analysis import dose_response
+    from .plotting import plot_timecourse, save_figure
+    from .simulate import prepare_model, simulate
+
+    if not isinstance(scenario, Scenario):
+        scenario = read_scenario(scenario)
+    out = Path(out)
+    if out.exists():
+        raise ValidationError(f"output folder {out} already exists; choose another --out or "
+                              "remove it (nothing was written)")
+    base = prepare_model(scenario.model, list(scenario.params) or None,
+                         dict(scenario.overrides))
+    results = {}
+    for arm in tqdm(scenario.arms, desc=scenario.name, unit="arm", disable=not progress,
+                    leave=False):
+        model = base.with_parameters(dict(arm.overrides)) if arm.overrides else base
+        results[arm] = simulate(model, arm.regimen, until=scenario.until,
+                                every=scenario.every)
+    first = next(iter(results.values()))
+    for name in scenario.outputs:
+        first.unit(name)  # unknown outputs fail before anything is written
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for arm, res in results.items():
+            res.to_csv(tmp / f"{arm.name}.csv", list(scenario.outputs))
+        with (tmp / "metrics.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["arm", "metric", "expression", "value", "unit"])
+            for arm, res in results.items():
+                for name, metric in scenario.metrics:
+                    value = metric(res)
+                    writer.writerow([arm.label, name, str(metric), repr(float(value.magnitude)),
+                                     format_unit(value.units) or "1"])
+        axes = plot_timecourse({arm.label: r for arm, r in results.items()}, scenario.outputs,
+                               log=scenario.log, time_unit=scenario.time_unit)
+        fig = axes.ravel()[0].figure
+        fig.suptitle(scenario.description or scenario.name, fontsize=10)
+        fig.tight_layout()
+        save_figure(fig, tmp / "timecourse.png")
+        if scenario.dose_response:
+            sweep = dict(scenario.dose_response)
+            curve = dose_response(base, sweep["regimen"], sweep["doses"], sweep["metric"],
+                                  background=sweep.get("background"), until=scenario.until,
+                                  n=int(sweep.get("n", 12)), every=scenario.every,
+                                  progress=progress)
+            curve.to_csv(tmp / "dose_response.csv")
+            save_figure(curve.plot().figure, tmp / "dose_response.png")
+        _write_provenance(scenario, base, tmp / "provenance.json", command)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        plt.close("all")
+        raise
+    return out
+
+
+def _write_provenance(scenario: Scenario, model, path: Path, command) -> None:
+    from . import __version__
+
+    files = {}
+    if scenario.path:
+        files["scenario"] = {"path": scenario.path, "sha256": _sha256(Path(scenario.path))}
+    if model.source:
+        files["model"] = {"path": model.source, "sha256": _sha256(Path(model.source))}
+    model_dir = Path(model.source).parent if model.source else Path()
+    # a model's own parameter sets: paths relative to the model file, or built-in names
+    param_files = [model_dir / p if p.endswith(".toml") else resolve(p, "params")
+                   for p in model.parameter_sets]
+    param_files += [resolve(p, "params") for p in scenario.params]
+    files["params"] = [{"path": str(p), "sha256": _sha256(p)} for p in param_files]
+    record = {
+        "mechsim_version": __version__,
+        "python": platform.python_version(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command if command is not None else sys.argv,
+        "seed": scenario.seed,
+        "files": files,
+        "scenario_text": scenario.text,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
