@@ -89,11 +89,11 @@ def cmd_list(args) -> int:
 
     print("models:")
     for name in builtin_names("models"):
-        print(f"  {name:<20} {load_model(name).description}")
+        print(f"  {name:<24} {load_model(name).description}")
     print("parameter sets:")
     for name in builtin_names("params"):
         ps = load_params(name)
-        print(f"  {name:<20} [{ps.model or 'any model'}] {ps.description}")
+        print(f"  {name:<24} [{ps.model or 'any model'}] {ps.description}")
     return 0
 
 
@@ -330,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "dose-response":
         args.metric = list(args.metric)
-    # progress bars go to stderr, and only to a terminal
-    args.quiet = getattr(args, "quiet", False) or not sys.stderr.isatty()
+    # progress bars (on stderr) only when a person is watching the output
+    args.quiet = getattr(args, "quiet", False) or not sys.stdout.isatty()
     try:
         return args.func(args)
     except MechsimError as exc:
