@@ -21,7 +21,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # public name -> module that defines it
 _EXPORTS = {
     "load_model": "io", "load_params": "io", "ParameterSet": "io",
-    "simulate": "simulate", "compile_model": "compile", "CompiledModel": "compile",
+    "simulate": "simulation", "compile_model": "compile", "CompiledModel": "compile",
     "Regimen": "dosing", "Model": "model", "Result": "result", "Diagnostics": "result",
     "Quantity": "units", "ureg": "units",
     "Metric": "analysis", "dose_response": "analysis", "concentration_effect": "analysis",

@@ -100,7 +100,7 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     from .compile import compile_model
     from .expr import Expr
-    from .simulate import prepare_model
+    from .simulation import prepare_model
     from .units import format_quantity, format_unit
 
     model = prepare_model(args.model, args.params, _parse_sets(args.set))
@@ -144,7 +144,7 @@ def cmd_show(args) -> int:
 def cmd_check(args) -> int:
     from .compile import compile_model
     from .io import load_model
-    from .simulate import simulate
+    from .simulation import simulate
 
     target = Path(args.model)
     if (target.suffix or "/" in args.model) and not target.is_file():
@@ -184,7 +184,7 @@ def _test_dose_unit(route) -> str:
 
 def cmd_simulate(args) -> int:
     from .plotting import plot_timecourse, save_figure
-    from .simulate import simulate
+    from .simulation import simulate
     from .units import format_unit
 
     out = _check_suffix(args.out, (".csv", ".json"), "--out")

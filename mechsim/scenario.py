@@ -201,7 +201,7 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
 
     from .analysis import dose_response
     from .plotting import plot_timecourse, save_figure
-    from .simulate import prepare_model, simulate
+    from .simulation import prepare_model, simulate
 
     if not isinstance(scenario, Scenario):
         scenario = read_scenario(scenario)

@@ -205,3 +205,13 @@ def test_public_names_all_resolve():
     assert set(mechsim.__all__) - {"__version__"} == set(mechsim._EXPORTS)
     for name in mechsim.__all__:
         assert getattr(mechsim, name) is not None
+
+
+def test_lazy_exports_survive_submodule_imports():
+    import importlib
+
+    import mechsim
+    for module in ("simulation", "analysis.dose_response", "analysis.metrics", "io"):
+        importlib.import_module(f"mechsim.{module}")
+    assert callable(mechsim.simulate) and callable(mechsim.dose_response)
+    assert callable(mechsim.load_model)

@@ -8,6 +8,7 @@ from toy_models import TMDD
 
 import mechsim
 from mechsim import ParseError, UnitError, ValidationError, load_model, load_params
+from mechsim.simulation import prepare_model
 
 
 def test_tmdd_toy_loads_and_conservation_laws_are_found(write_model):
@@ -106,7 +107,7 @@ def test_parameter_layering_model_then_files_then_overrides(write_model, tmp_pat
     first.write_text('[parameters]\nV = { value = "5 L", source = "file a" }\nCL = "1 L/day"\n')
     second = tmp_path / "b.toml"
     second.write_text('[parameters]\nV = "7 L"\n')
-    model = mechsim.simulate.__globals__["prepare_model"](
+    model = prepare_model(
         "one_compartment", [first, second], {"CL": "2 L/day"})
     values = model.parameters_by_name
     assert values["V"].value == mechsim.Quantity(7, "L")          # later file wins

@@ -193,7 +193,7 @@ def dose_response(model, regimen: str, doses, metric: str | Metric, *, until,
     >>> dr.y.magnitude.round(1).tolist()
     [0.0, 0.1, 0.6, 3.2, 17.8, 100.0]
     """
-    from ..simulate import prepare_model, simulate  # the simulator sits above analysis inputs
+    from ..simulation import prepare_model, simulate  # the simulator sits above analysis inputs
 
     several = isinstance(metric, (list, tuple))
     metrics = [m if isinstance(m, Metric) else Metric.parse(m)
