@@ -28,6 +28,8 @@ EXAMPLES = {
                       '--doses "0.001..10 mg/kg" --n 12 --until "12 weeks" '
                       '--metric "pct_baseline(IL6, 12 weeks)" --plot il6.png'),
     "run": "mechsim run examples/scenarios/icaria_mm.toml --out icaria_run",
+    "export": (f'mechsim export cd38_myeloma --format sbml --regimen "{ISA}" --until "12 weeks" '
+               '-o cd38_icaria.xml'),
 }
 
 
@@ -254,6 +256,20 @@ def cmd_dose_response(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .io.sbml import export_sbml, sbml_warnings, validate_sbml
+
+    out = _check_suffix(args.out, (".xml", ".sbml"), "-o/--out")
+    text = export_sbml(args.model, args.regimen, until=args.until, params=args.params,
+                       overrides=_parse_sets(args.set))
+    errors, warnings = validate_sbml(text), sbml_warnings(text)
+    _atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
+    print(f"libsbml consistency check: {len(errors)} errors, {len(warnings)} warnings")
+    for message in errors:
+        print(f"  {message}")
+    return 1 if errors else 0
+
+
 def cmd_run(args) -> int:
     from .scenario import read_scenario, run_scenario
 
@@ -312,6 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
     p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+
+    p = _sub(sub, "export", "write a model (and a regimen's doses, as events) as SBML Level 3 "
+                            "in canonical units (needs the sbml extra)", cmd_export)
+    p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--format", choices=["sbml"], default="sbml", help="output format")
+    p.add_argument("--regimen", default=None,
+                   help="dosing text; its doses up to --until become SBML events")
+    p.add_argument("--until", default=None, help='end of the dosing period (needed with '
+                                                 '--regimen), e.g. "12 weeks"')
+    _model_options(p)
+    p.add_argument("-o", "--out", required=True, help="output file (.xml or .sbml)")
 
     p = _sub(sub, "run", "run a scenario file and write its output folder", cmd_run)
     p.add_argument("scenario", help="scenario file (.toml)")

@@ -76,9 +76,10 @@ def _safe_exp(x):
 
 _HELPERS = {
     "scalar": {"_pow": _safe_pow, "_log": _safe_log, "_sqrt": _safe_sqrt, "_exp": _safe_exp,
-               "_array": np.array, "_zeros": np.zeros},
+               "_abs": abs, "_sign": np.sign, "_array": np.array, "_zeros": np.zeros},
     "vector": {"_pow": np.power, "_log": np.log, "_sqrt": np.sqrt, "_exp": np.exp,
-               "_array": np.array, "_zeros": np.zeros, "_shape": np.shape},
+               "_abs": np.abs, "_sign": np.sign, "_array": np.array, "_zeros": np.zeros,
+               "_shape": np.shape},
 }
 
 
@@ -134,6 +135,11 @@ class _Printer:
             return _call("_log", self(e.args[0]))
         if isinstance(e, SafePow):
             return _call("_pow", self(e.args[0]), self(e.args[1]))
+        # sympy simplifies (x**2)**0.5 to Abs(x) and differentiates it to sign(x)
+        if isinstance(e, sympy.Abs):
+            return _call("_abs", self(e.args[0]))
+        if isinstance(e, sympy.sign):
+            return _call("_sign", self(e.args[0]))
         raise TypeError(f"cannot generate code for {type(e).__name__}: {e}")
 
     def _product(self, factors) -> ast.expr:

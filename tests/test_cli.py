@@ -215,3 +215,16 @@ def test_lazy_exports_survive_submodule_imports():
         importlib.import_module(f"mechsim.{module}")
     assert callable(mechsim.simulate) and callable(mechsim.dose_response)
     assert callable(mechsim.load_model)
+
+
+def test_export_sbml_and_load_it_back(tmp_path, capsys):
+    out = tmp_path / "cd38.xml"
+    assert main(["export", "cd38_myeloma", "--format", "sbml", "--regimen", ISA, "--until",
+                 "4 weeks", "-o", str(out)]) == 0
+    assert "0 errors" in capsys.readouterr().out
+    plain = tmp_path / "cd40.xml"
+    assert main(["export", "cd40_apc", "-o", str(plain)]) == 0
+    assert main(["show", str(plain)]) == 0
+    assert "depot + V1*D + V2*Dp + V1*DR" in capsys.readouterr().out
+    assert _main_in(tmp_path, ["export", "cd40_apc", "-o", "x.txt"]) == 2
+    assert "must end in .xml or .sbml" in capsys.readouterr().err

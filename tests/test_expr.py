@@ -125,5 +125,23 @@ def test_generated_functions_see_no_builtins():
     x = sympy.Symbol("x", real=True)
     fn = generate("f", ("t", "y", "p"), {"y": [x], "p": []}, [((0,), x)], (1,), "scalar")
     assert fn.__globals__["__builtins__"] == {}
-    assert set(fn.__globals__) - {"__builtins__"} == {"_pow", "_log", "_sqrt", "_exp", "_array",
-                                                      "_zeros"}
+    assert set(fn.__globals__) - {"__builtins__"} == {"_pow", "_log", "_sqrt", "_exp", "_abs",
+                                                      "_sign", "_array", "_zeros"}
+
+
+def test_squared_then_rooted_becomes_abs_and_still_compiles(write_model):
+    import mechsim
+    path = write_model("""
+[parameters]
+k = "1 1/day"
+[species.x]
+unit = "nmol"
+initial = "-2 nmol"
+[reactions.r]
+equation = "-> x"
+rate = "k*(x**2)**0.5"
+""".replace('initial = "-2 nmol"', 'initial = 0'))
+    res = mechsim.simulate(path, None, until="1 day")
+    assert res["x"].magnitude[-1] == 0.0
+    cm = mechsim.compile_model(mechsim.load_model(path))
+    assert np.isfinite(cm.jacobian()(0.0, np.array([-2.0]), np.array([1.0]))).all()

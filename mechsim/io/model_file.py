@@ -30,13 +30,19 @@ _TERM = re.compile(r"^\s*(?:(\d+\.?\d*|\.\d+)\s+)?([A-Za-z_]\w*)\s*$")
 
 
 def load_model(name_or_path: str | Path) -> Model:
-    """Load a built-in model by name (``"cd38_myeloma"``) or a model file by path.
+    """Load a built-in model by name (``"cd38_myeloma"``), a model file by path, or an SBML
+    file (``.xml``/``.sbml``, without events; needs ``pip install mechsim[sbml]``).
 
     >>> m = load_model("one_compartment")
     >>> [s.name for s in m.species]
     ['C', 'depot', 'eliminated']
     """
-    return read_model(resolve(name_or_path, "models"))
+    path = resolve(name_or_path, "models")
+    if path.suffix.lower() in (".xml", ".sbml"):
+        from .sbml import read_sbml  # needs the sbml extra
+
+        return read_sbml(path)
+    return read_model(path)
 
 
 def read_model(path: Path | str) -> Model:

@@ -1,0 +1,1477 @@
+"""SBML Level 3 Version 2: export a :class:`~mechsim.model.Model` (optionally with its doses
+as events) and import SBML models without events.  Needs ``python-libsbml``
+(``pip install 'mechsim[sbml]'``); it is imported on first use, so ``mechsim`` itself does not
+depend on it.
+
+Export (:func:`export_sbml`, :func:`write_sbml`) writes everything in mechsim's canonical units
+(day, nmol, L, g): numbers are converted, and every unit used is declared as an SBML
+``unitDefinition``.  Concentration species keep ``hasOnlySubstanceUnits="false"`` in their
+compartment; amount species are ``hasOnlySubstanceUnits="true"`` (species without a
+compartment sit in a placeholder compartment ``amounts`` of 1 L, whose size never enters the
+mathematics).  Rules become assignment rules on non-constant parameters; each reaction's
+kinetic law is its flux in amount per time (a per-volume rate times the compartment).  Doses
+of a regimen, expanded for one parameter set up to ``until``, become events.  What SBML cannot
+hold (routes, drugs, reporting units, parameter sources) travels in a mechsim annotation, which
+:func:`read_sbml` uses when present.
+
+Import (:func:`read_sbml`, :func:`parse_sbml`) builds a Model the way the TOML reader does:
+every formula goes through :class:`~mechsim.expr.Expr` (never ``eval``) and the Model checks
+every dimension.  Unsupported constructs (events, algebraic rules, delays, piecewise, ...)
+raise :class:`~mechsim.errors.ParseError` naming the SBML element and id.  See ``docs/sbml.md``.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import pint
+
+from ..errors import MechsimError, ParseError, RegimenError, UnitError, ValidationError
+from ..expr import FUNCTIONS, TIME, Expr
+from ..model import Compartment, Drug, Model, Parameter, Reaction, Route, Rule, Species
+from ..units import (
+    dimension_text,
+    format_quantity,
+    format_unit,
+    parse_unit,
+    to_canonical,
+    ureg,
+)
+
+__all__ = [
+    "NAMESPACE",
+    "SBMLSupportMissing",
+    "export_sbml",
+    "parse_sbml",
+    "read_sbml",
+    "sbml_warnings",
+    "validate_sbml",
+    "write_sbml",
+]
+
+#: XML namespace of the mechsim annotation (routes, drugs, reporting units, sources).
+NAMESPACE = "urn:mechsim:sbml:1"
+_PREFIX = "mechsim"
+_XHTML = "http://www.w3.org/1999/xhtml"
+
+# mechsim base dimension -> (SBML unit kind name, scale, multiplier, id symbol)
+_BASE = {
+    "[time]": ("second", 0, 86400.0, "day"),
+    "[substance]": ("mole", -9, 1.0, "nmol"),
+    "[length]": ("metre", -1, 1.0, "dm"),
+    "[mass]": ("gram", 0, 1.0, "g"),
+    "[current]": ("ampere", 0, 1.0, "A"),
+    "[temperature]": ("kelvin", 0, 1.0, "K"),
+    "[luminosity]": ("candela", 0, 1.0, "cd"),
+}
+_ORDER = ("[substance]", "[mass]", "[current]", "[temperature]", "[luminosity]", "[length]",
+          "[time]")
+_BASE_UNIT = {  # the same, as pint units
+    "[time]": ureg.day,
+    "[substance]": ureg.nmol,
+    "[length]": ureg.dm,
+    "[mass]": ureg.g,
+    "[current]": ureg.A,
+    "[temperature]": ureg.K,
+    "[luminosity]": ureg.cd,
+}
+_DAY = ureg.day.dimensionality
+_VOLUME = ureg.L.dimensionality
+
+
+class SBMLSupportMissing(MechsimError, ImportError):
+    """python-libsbml is not installed (a MechsimError, so the CLI prints one line)."""
+
+
+def _libsbml():
+    try:
+        import libsbml
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise SBMLSupportMissing("SBML support needs python-libsbml: pip install "
+                                 "'mechsim[sbml]' (or pip install python-libsbml)") from None
+    return libsbml
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# =========================================================================== export
+def export_sbml(model: Model | str, regimen=None, *, until=None, params=None,
+                overrides: Mapping | None = None) -> str:
+    """The model as SBML Level 3 Version 2 text, in canonical units (day, nmol, L, g).
+
+    Parameters
+    ----------
+    model
+        A :class:`~mechsim.model.Model`, a built-in model name or a model file path.
+    regimen
+        A :class:`~mechsim.dosing.Regimen` or its text; its doses become SBML events (boluses)
+        and infusion parameters switched by events.  Doses are expanded for the parameter
+        values being exported (body weight, molecular weight, bioavailability, lag) and up to
+        ``until``, which is then required.
+    until
+        End of the dosing period (``"12 weeks"``); doses at or after it are left out.
+    params, overrides
+        Parameter files and overrides applied before export, as in :func:`mechsim.simulate`.
+    """
+    from ..simulation import as_days, prepare_model
+
+    model = prepare_model(model, params, overrides)
+    end = None
+    if regimen is not None:
+        from ..dosing import Regimen
+
+        if isinstance(regimen, str):
+            regimen = Regimen.parse(regimen)
+        if not isinstance(regimen, Regimen):
+            raise RegimenError(f"regimen must be a Regimen or text, got "
+                               f"{type(regimen).__name__}")
+        if until is None:
+            raise ValidationError("export_sbml: a regimen needs `until` (the doses are written "
+                                  "out one by one up to that time)")
+        end = as_days(until, "until")
+        if not end > 0:
+            raise ValidationError(f"`until` must be after 0, got {until!r}")
+    return _Exporter(model, regimen, end).text()
+
+
+def write_sbml(model: Model | str, path: str | Path, regimen=None, *, until=None, params=None,
+               overrides: Mapping | None = None) -> Path:
+    """Write :func:`export_sbml` output to ``path``; returns the path."""
+    text = export_sbml(model, regimen, until=until, params=params, overrides=overrides)
+    path = Path(path)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _unit_text(u: pint.Unit) -> str:
+    return format_unit(u) or "1"
+
+
+def _number(v: float | int) -> str:
+    if isinstance(v, int):
+        return str(v)
+    return repr(float(v))
+
+
+def _l3(node: ast.AST, name) -> str:
+    """mechsim expression tree -> fully parenthesised SBML L3 formula text."""
+    if isinstance(node, ast.Expression):
+        return _l3(node.body, name)
+    if isinstance(node, ast.Constant):
+        return _number(node.value)
+    if isinstance(node, ast.Name):
+        return name(node.id)
+    if isinstance(node, ast.UnaryOp):
+        inner = _l3(node.operand, name)
+        return f"-({inner})" if isinstance(node.op, ast.USub) else inner
+    if isinstance(node, ast.BinOp):
+        op = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "^"}
+        return f"({_l3(node.left, name)}) {op[type(node.op)]} ({_l3(node.right, name)})"
+    if isinstance(node, ast.Call):
+        fn = {"exp": "exp", "log": "ln", "ln": "ln", "log10": "log10", "sqrt": "sqrt"}
+        return f"{fn[node.func.id]}({_l3(node.args[0], name)})"
+    raise AssertionError(node)  # Expr validated the tree
+
+
+def _evaluate(node: ast.AST, env: Mapping[str, float]) -> float:
+    """Numeric value of a validated expression tree (canonical magnitudes)."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body, env)
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.UnaryOp):
+        v = _evaluate(node.operand, env)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp):
+        a, b = _evaluate(node.left, env), _evaluate(node.right, env)
+        op = type(node.op)
+        if op is ast.Add:
+            return a + b
+        if op is ast.Sub:
+            return a - b
+        if op is ast.Mult:
+            return a * b
+        if op is ast.Div:
+            return a / b
+        return a ** b
+    fn = {"exp": math.exp, "log": math.log, "ln": math.log, "log10": math.log10,
+          "sqrt": math.sqrt}[node.func.id]
+    return fn(_evaluate(node.args[0], env))
+
+
+def _nice_unit(q: pint.Quantity | pint.Unit) -> pint.Unit:
+    """mechsim's canonical unit for the dimension of ``q``, volumes written in litres."""
+    unit = ureg.dimensionless
+    for d, e in dict((1 * q).dimensionality).items():
+        if d == "[length]" and float(e / 3).is_integer():
+            unit = unit * ureg.L ** (e / 3)
+        else:
+            unit = unit * _BASE_UNIT[d] ** e
+    return unit
+
+
+def _has_minus(expr: Expr) -> bool:
+    """A minus sign: the rate may be a net (negative) flux, so call the reaction reversible."""
+    return any(isinstance(n, (ast.Sub, ast.USub)) for n in ast.walk(expr.tree))
+
+
+class _Exporter:
+    def __init__(self, model: Model, regimen, until: float | None):
+        self.L = L = _libsbml()
+        self.m = model
+        self.regimen = regimen
+        self.until = until
+        self.doc = L.SBMLDocument(3, 2)
+        self.sm = self.doc.createModel()
+        self.unit_ids: dict[tuple, str] = {}
+        # SBML ids share one namespace; mechsim's species/parameters/rules share theirs.
+        self.used = {s.name for s in model.species} | {p.name for p in model.parameters} | \
+            {r.name for r in model.rules}
+        self.rule_units = model.rule_units
+        self.units: dict[str, pint.Unit] = {p.name: p.value.units for p in model.parameters}
+        self.units.update({s.name: s.unit for s in model.species})
+        self.units.update(self.rule_units)
+        self.units[TIME] = ureg.day
+        self.env = self._values()
+
+    # ---- ids and units --------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        name = base
+        k = 1
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+    def unit(self, q: pint.Quantity | pint.Unit) -> str:
+        """Id of the unitDefinition for the canonical unit with the dimension of ``q``."""
+        dims = dict((1 * q).dimensionality)
+        dims = {k: v for k, v in dims.items() if v != 0}
+        if not dims:
+            return "dimensionless"
+        key = tuple(sorted(dims.items()))
+        if key in self.unit_ids:
+            return self.unit_ids[key]
+        unknown = sorted(set(dims) - set(_BASE))
+        if unknown:
+            raise ValidationError(f"cannot write unit dimension {unknown[0]} to SBML")
+        pos, neg = [], []
+        for d in _ORDER:
+            if d not in dims:
+                continue
+            e = dims[d]
+            sym = _BASE[d][3]
+            mag = abs(e)
+            if d == "[length]" and float(mag / 3).is_integer():
+                sym, mag = "L", mag / 3
+            text = sym if mag == 1 else f"{sym}{mag:g}".replace(".", "_")
+            (pos if e > 0 else neg).append(text)
+        uid = "_per_".join(["_".join(pos)] * bool(pos) + neg)
+        if not pos:
+            uid = "per_" + uid
+        uid = re.sub(r"\W", "_", uid)
+        taken = set(self.unit_ids.values())
+        base, k = uid, 1
+        while uid in taken:
+            k += 1
+            uid = f"{base}_{k}"
+        ud = self.sm.createUnitDefinition()
+        ud.setId(uid)
+        ud.setName(_unit_text(_nice_unit(q)))
+        for d in _ORDER:
+            if d not in dims:
+                continue
+            kind, scale, mult, _ = _BASE[d]
+            u = ud.createUnit()
+            u.setKind(self.L.UnitKind_forName(kind))
+            u.setExponent(float(dims[d]))
+            u.setScale(scale)
+            u.setMultiplier(mult)
+        self.unit_ids[key] = uid
+        return uid
+
+    # ---- mathematics ------------------------------------------------------------------------
+    def math(self, l3: str, names: Mapping[str, str], what: str, number_units: str | None =
+             "dimensionless"):
+        """Parse L3 text written with placeholder names and put the real ids back.
+
+        Placeholders keep model names from being read as built-ins (``pi``, ``time``, ``e``);
+        ``t`` becomes the csymbol time.  Numbers get ``number_units``.
+        """
+        L = self.L
+        node = L.parseL3Formula(l3)
+        if node is None:
+            raise ValidationError(f"{what}: cannot write formula {l3!r} to SBML "
+                                  f"({_one_line(L.getLastParseL3Error())})")
+
+        def fix(n):
+            if n.getType() == L.AST_NAME:
+                real = names[n.getName()]
+                if real == TIME:
+                    n.setType(L.AST_NAME_TIME)
+                    n.setName("time")
+                    n.setDefinitionURL("http://www.sbml.org/sbml/symbols/time")
+                else:
+                    n.setName(real)
+            elif n.isNumber() and number_units:
+                n.setUnits(number_units)
+            for i in range(n.getNumChildren()):
+                fix(n.getChild(i))
+
+        fix(node)
+        return node
+
+    def expr_math(self, expr: Expr, what: str, times: str | None = None):
+        names: dict[str, str] = {}
+        back: dict[str, str] = {}
+
+        def ph(real: str) -> str:
+            if real not in back:
+                back[real] = f"_n{len(back)}"
+                names[back[real]] = real
+            return back[real]
+
+        text = _l3(expr.tree, ph)
+        if times is not None:
+            text = f"({text}) * ({ph(times)})"
+        return self.math(text, names, what)
+
+    # ---- numbers ------------------------------------------------------------------------------
+    def _values(self) -> dict[str, float]:
+        """Canonical values of parameters and of rules that use parameters only."""
+        env = {p.name: to_canonical(p.value) for p in self.m.parameters}
+        pending = {r.name: r for r in self.m.rules}
+        progress = True
+        while progress:
+            progress = False
+            for name, r in list(pending.items()):
+                if r.expr.names <= set(env):
+                    try:
+                        x = _evaluate(r.expr.tree, env)
+                    except (ArithmeticError, ValueError):
+                        x = math.nan
+                    env[name] = x if isinstance(x, float) else math.nan
+                    del pending[name]
+                    progress = True
+        return env
+
+    def value(self, v) -> float:
+        """Canonical value of a literal or parameter expression (nan if not computable)."""
+        if isinstance(v, Expr):
+            try:
+                x = _evaluate(v.tree, self.env)
+            except (KeyError, ArithmeticError, ValueError):
+                return math.nan
+            return x if isinstance(x, float) else math.nan  # e.g. complex from (-1)**0.5
+        return to_canonical(v)
+
+    # ---- annotation ---------------------------------------------------------------------------
+    def annotate(self, element, tag: str, **attrs) -> None:
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        if not attrs:
+            return
+        body = " ".join(f"{k}={quoteattr(str(v))}" for k, v in attrs.items())
+        xml = f'<{_PREFIX}:{tag} xmlns:{_PREFIX}="{NAMESPACE}" {body}/>'
+        if element.appendAnnotation(xml) != self.L.LIBSBML_OPERATION_SUCCESS:
+            raise ValidationError(f"could not annotate {tag} {attrs}")
+
+    def notes(self, element, lines: list[str]) -> None:
+        if not lines:
+            return
+        paras = "".join(f"<p>{escape(line)}</p>" for line in lines)
+        element.setNotes(f'<body xmlns="{_XHTML}">{paras}</body>')
+
+    # ---- the document ---------------------------------------------------------------------------
+    def text(self) -> str:
+        m, sm = self.m, self.sm
+        sm.setId(m.name)
+        sm.setName(m.name)
+        sm.setTimeUnits(self.unit(ureg.day))
+        self.compartments()
+        self.parameters()
+        self.rules()
+        self.species()
+        self.reactions()
+        if self.regimen is not None:
+            self.doses()
+        # One kind of amount in every reaction (all nmol, or all g): declare it as the extent,
+        # so libsbml can check the kinetic laws.  Mixed kinds (nmol and cell counts) have no
+        # common SBML extent; libsbml then warns that kinetic law units differ.
+        kinds = {self.substance_unit(r.species[0]) for r in m.reactions}
+        if len(kinds) == 1:
+            sm.setExtentUnits(kinds.pop())
+        self.model_annotation()
+        return self.L.writeSBMLToString(self.doc)
+
+    def compartments(self) -> None:
+        self.comp_ids: dict[str, str] = {}
+        vol_unit = self.unit(ureg.L)
+        for c in self.m.compartments:
+            cid = self.fresh(c.name)
+            self.comp_ids[c.name] = cid
+            comp = self.sm.createCompartment()
+            comp.setId(cid)
+            comp.setName(c.name)
+            comp.setSpatialDimensions(3.0)
+            comp.setConstant(True)
+            comp.setUnits(vol_unit)
+            size = self.value(c.volume)
+            if math.isfinite(size):
+                comp.setSize(size)
+            if isinstance(c.volume, Expr):
+                ia = self.sm.createInitialAssignment()
+                ia.setSymbol(cid)
+                ia.setMath(self.expr_math(c.volume, f"compartment {c.name} volume"))
+            if cid != c.name:
+                self.annotate(comp, "element", name=c.name)
+        self.amounts_id = None
+        if any(s.compartment is None for s in self.m.species):
+            self.amounts_id = self.fresh("amounts")
+            comp = self.sm.createCompartment()
+            comp.setId(self.amounts_id)
+            comp.setName("placeholder for mechsim species without a compartment")
+            comp.setSpatialDimensions(3.0)
+            comp.setConstant(True)
+            comp.setUnits(vol_unit)
+            comp.setSize(1.0)
+
+    def parameters(self) -> None:
+        for p in self.m.parameters:
+            par = self.sm.createParameter()
+            par.setId(p.name)
+            par.setConstant(True)
+            par.setUnits(self.unit(p.value))
+            v = to_canonical(p.value)
+            if not math.isnan(v):
+                par.setValue(v)
+            self.annotate(par, "element", unit=_unit_text(p.value.units), source=p.source,
+                          note=p.note)
+            self.notes(par, [f"{k}: {v}" for k, v in (("source", p.source), ("note", p.note))
+                             if v])
+
+    def rules(self) -> None:
+        for r in self.m.rules:
+            par = self.sm.createParameter()
+            par.setId(r.name)
+            par.setConstant(False)
+            par.setUnits(self.unit(self.rule_units[r.name]))
+            rule = self.sm.createAssignmentRule()
+            rule.setVariable(r.name)
+            rule.setMath(self.expr_math(r.expr, f"rule {r.name}"))
+            self.annotate(par, "element", unit=_unit_text(r.unit) if r.unit is not None
+                          else None)
+
+    def per_volume_amount(self, species: str) -> bool:
+        """A species without compartment whose unit is per volume (``M`` in g/L): exported
+        as a concentration in the 1-L placeholder compartment (same numbers, clean units)."""
+        s = self.m.species_by_name[species]
+        return s.compartment is None and \
+            dict((1 * s.unit).dimensionality).get("[length]", 0) <= -3
+
+    def substance_unit(self, species: str) -> str:
+        if self.per_volume_amount(species):
+            return self.unit(self.m.species_by_name[species].unit * ureg.L)
+        return self.unit(self.m.amount_unit(species))
+
+    def species(self) -> None:
+        m = self.m
+        for s in m.species:
+            conc = m.is_concentration(s.name) or self.per_volume_amount(s.name)
+            sp = self.sm.createSpecies()
+            sp.setId(s.name)
+            sp.setCompartment(self.comp_ids[s.compartment] if s.compartment is not None
+                              else self.amounts_id)
+            sp.setHasOnlySubstanceUnits(not conc)
+            sp.setBoundaryCondition(False)
+            sp.setConstant(False)
+            sp.setSubstanceUnits(self.substance_unit(s.name))
+            v = self.value(s.initial)
+            if math.isfinite(v):
+                if conc:
+                    sp.setInitialConcentration(v)
+                else:
+                    sp.setInitialAmount(v)
+            if isinstance(s.initial, Expr):
+                ia = self.sm.createInitialAssignment()
+                ia.setSymbol(s.name)
+                ia.setMath(self.expr_math(s.initial, f"species {s.name} initial"))
+            self.annotate(sp, "element", unit=_unit_text(s.unit))
+
+    def flux_compartment(self, r: Reaction) -> str | None:
+        """SBML id of the compartment the rate is multiplied by to give the SBML flux."""
+        m = self.m
+        if self.per_volume_amount(r.species[0]):  # all its species are (same kind)
+            return self.amounts_id
+        amount = (1 * m.amount_unit(r.species[0])).dimensionality
+        if r.rate.dimension(self.units).dimensionality == amount / _DAY:
+            return None
+        return self.comp_ids[r.compartment or next(
+            m.species_by_name[s].compartment for s in r.species if m.is_concentration(s))]
+
+    def species_used(self, expr: Expr) -> set[str]:
+        """Species an expression depends on, directly or through rules."""
+        rules = self.m.rules_by_name
+        seen, out, todo = set(), set(), list(expr.names)
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if n in self.m.species_by_name:
+                out.add(n)
+            elif n in rules:
+                todo.extend(rules[n].expr.names)
+        return out
+
+    def reactions(self) -> None:
+        for r in self.m.reactions:
+            rx = self.sm.createReaction()
+            rid = self.fresh(r.name)
+            rx.setId(rid)
+            rx.setName(r.name)
+            rx.setReversible(_has_minus(r.rate))
+            for side, create in ((r.reactants, rx.createReactant),
+                                 (r.products, rx.createProduct)):
+                totals: dict[str, float] = {}
+                for s, n in side:
+                    totals[s] = totals.get(s, 0.0) + n
+                for s, n in totals.items():
+                    ref = create()
+                    ref.setSpecies(s)
+                    ref.setStoichiometry(n)
+                    ref.setConstant(True)
+            for s in sorted(self.species_used(r.rate) - set(r.species)):
+                rx.createModifier().setSpecies(s)
+            comp = self.flux_compartment(r)
+            kl = rx.createKineticLaw()
+            kl.setMath(self.expr_math(r.rate, f"reaction {r.name} rate", comp))
+            if comp is not None:
+                rx.setCompartment(comp)
+            if rid != r.name:
+                self.annotate(rx, "element", name=r.name)
+            self.notes(rx, [f"{r.equation}; rate {r.rate.text}" +
+                            (f" (times the volume of {comp})" if comp else "")])
+
+    def doses(self) -> None:
+        """Each dose time becomes one event: bolus jumps and the new infusion rates."""
+        from ..compile import compile_model
+        from ..simulation import dose_plan
+
+        m = self.m
+        cm = compile_model(m)
+        p = cm.parameter_vector(m.parameters_by_name)
+        plan = dose_plan(cm, self.regimen, p, self.until)
+        jumps: dict[float, dict[str, float]] = {}
+        for t, i, jump in plan.boluses:
+            per = jumps.setdefault(t, {})
+            name = cm.state_names[i]
+            per[name] = per.get(name, 0.0) + jump
+        # infusions: one rate parameter (amount/time) and one input reaction per species
+        infused = sorted({cm.state_names[i] for _, _, i, _ in plan.infusions},
+                         key=cm.state_names.index)
+        rate_ids = {}
+        for s in infused:
+            pid = rate_ids[s] = self.fresh(f"infusion_rate_{s}")
+            par = self.sm.createParameter()
+            par.setId(pid)
+            par.setConstant(False)
+            par.setValue(0.0)
+            par.setUnits(self.unit(m.amount_unit(s) / ureg.day))
+            rx = self.sm.createReaction()
+            rx.setId(self.fresh(f"infusion_{s}"))
+            rx.setReversible(False)
+            ref = rx.createProduct()
+            ref.setSpecies(s)
+            ref.setStoichiometry(1.0)
+            ref.setConstant(True)
+            rx.createKineticLaw().setMath(self.math("_r", {"_r": pid}, "infusion"))
+        edges = sorted({t for start, end, _, _ in plan.infusions for t in (start, end)})
+        rates: dict[float, dict[str, float]] = {}
+        current = dict.fromkeys(infused, 0.0)
+        for a in edges:
+            total = dict.fromkeys(infused, 0.0)
+            for (start, end, i, _), amount_rate in zip(plan.infusions,
+                                                       plan.infusion_amount_rates):
+                if start <= a < end:
+                    total[cm.state_names[i]] += amount_rate
+            changed = {s: v for s, v in total.items() if v != current[s]}
+            if changed:
+                rates[a] = changed
+                current.update(changed)
+        day = self.unit(ureg.day)
+        for k, t in enumerate(sorted(set(jumps) | set(rates)), start=1):
+            ev = self.sm.createEvent()
+            ev.setId(self.fresh(f"dose_{k}"))
+            ev.setUseValuesFromTriggerTime(True)
+            trig = ev.createTrigger()
+            trig.setInitialValue(False)
+            trig.setPersistent(True)
+            trig.setMath(self.math(f"_t >= {_number(float(t))}", {"_t": TIME},
+                                   "dose time", number_units=day))
+            for s, jump in jumps.get(t, {}).items():
+                ea = ev.createEventAssignment()
+                ea.setVariable(s)
+                unit = self.unit(m.species_by_name[s].unit)
+                ea.setMath(self.math(f"_s + {_number(float(jump))}", {"_s": s},
+                                     f"dose of {s}", number_units=unit))
+            for s, v in rates.get(t, {}).items():
+                ea = ev.createEventAssignment()
+                ea.setVariable(rate_ids[s])
+                ea.setMath(self.math(_number(float(v)), {}, f"infusion into {s}",
+                                     number_units=self.unit(m.amount_unit(s) / ureg.day)))
+
+    def model_annotation(self) -> None:
+        m = self.m
+        attrs = {"name": m.name, "time_unit": _unit_text(m.time_unit)}
+        if m.description:
+            attrs["description"] = m.description
+        if self.amounts_id is not None:
+            attrs["amounts_compartment"] = self.amounts_id
+        if m.parameter_sets:
+            attrs["parameter_sets"] = ", ".join(m.parameter_sets)
+        parts = [f"<{_PREFIX}:model xmlns:{_PREFIX}=\"{NAMESPACE}\" " +
+                 " ".join(f"{k}={quoteattr(v)}" for k, v in attrs.items()) + ">"]
+
+        def val(v):
+            return None if v is None else v.text if isinstance(v, Expr) else format_quantity(v)
+
+        for d in m.drugs:
+            parts.append(f"<{_PREFIX}:drug name={quoteattr(d.name)} "
+                         f"molecular_weight={quoteattr(val(d.molecular_weight))}/>")
+        for r in m.routes:
+            extra = {"drug": r.drug, "bioavailability": val(r.bioavailability),
+                     "lag": val(r.lag)}
+            text = "".join(f" {k}={quoteattr(v)}" for k, v in extra.items() if v is not None)
+            parts.append(f"<{_PREFIX}:route name={quoteattr(r.name)} "
+                         f"target={quoteattr(r.target)}{text}/>")
+        if self.regimen is not None:
+            parts.append(f"<{_PREFIX}:doses regimen={quoteattr(str(self.regimen))} "
+                         f"until_days={quoteattr(_number(self.until))}/>")
+        parts.append(f"</{_PREFIX}:model>")
+        if self.sm.appendAnnotation("".join(parts)) != self.L.LIBSBML_OPERATION_SUCCESS:
+            raise ValidationError("could not write the mechsim model annotation")
+        lines = [f"Exported by mechsim from model {m.name}" +
+                 (f": {m.description}" if m.description else "") + ".",
+                 "Units are mechsim's canonical units (day, nmol, L, g); kinetic laws are "
+                 "fluxes in amount per day."]
+        if self.amounts_id is not None:
+            lines.append(f"Compartment {self.amounts_id} (1 L) is a placeholder for species "
+                         "without a compartment: amounts (hasOnlySubstanceUnits), or, for a "
+                         "per-volume unit such as g/L, concentrations in these 1 L.")
+        if self.regimen is not None:
+            lines.append(f"Doses as events: {self.regimen}, up to day {self.until:g}, "
+                         "expanded for the parameter values in this file.")
+        self.notes(self.sm, lines)
+
+
+# =========================================================================== validation
+def _check(text: str) -> tuple[list[str], list[str]]:
+    L = _libsbml()
+    doc = L.readSBMLFromString(text)
+    doc.setConsistencyChecks(L.LIBSBML_CAT_UNITS_CONSISTENCY, True)
+    doc.checkConsistency()
+    errors, warnings = [], []
+    for i in range(doc.getNumErrors()):
+        e = doc.getError(i)
+        msg = f"{e.getSeverityAsString()} {e.getErrorId()} (line {e.getLine()}): " \
+              f"{_one_line(e.getMessage())}"
+        (errors if e.getSeverity() >= L.LIBSBML_SEV_ERROR else warnings).append(msg)
+    return errors, warnings
+
+
+def validate_sbml(text: str) -> list[str]:
+    """libsbml's consistency check (units included): messages of severity error or fatal.
+
+    An empty list means libsbml found no error; :func:`sbml_warnings` lists the warnings.
+    """
+    return _check(text)[0]
+
+
+def sbml_warnings(text: str) -> list[str]:
+    """Warnings (and informational messages) of the same check as :func:`validate_sbml`."""
+    return _check(text)[1]
+
+
+# =========================================================================== import
+def read_sbml(path: str | Path, *, routes: Mapping | None = None,
+              drugs: Mapping | None = None) -> Model:
+    """Read an SBML file (any level; events are not supported) into a validated Model.
+
+    ``routes`` maps route names to target species (``{"iv": "C"}``) or to tables like the
+    model file's (``{"sc": {"target": "depot", "bioavailability": "F"}}``); ``drugs`` maps
+    drug names to molecular weights (``{"mab": "150 kg/mol"}``).  Files written by mechsim
+    carry their routes and drugs in an annotation; arguments given here replace them.
+    Errors are one-line :class:`~mechsim.errors.ParseError` (or ``UnitError`` /
+    ``ValidationError`` from the model's checks) naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParseError(f"no such file: {path}")
+    doc = _libsbml().readSBMLFromFile(str(path))
+    return _model_from_document(doc, str(path), routes, drugs)
+
+
+def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
+               drugs: Mapping | None = None) -> Model:
+    """Like :func:`read_sbml`, from SBML text; ``where`` names the source in errors."""
+    if not isinstance(text, str):
+        raise ParseError(f"SBML text must be a string, got {type(text).__name__}", where)
+    doc = _libsbml().readSBMLFromString(text)
+    return _model_from_document(doc, where, routes, drugs)
+
+
+def _model_from_document(doc, where: str, routes, drugs) -> Model:
+    L = _libsbml()
+    bad = [doc.getError(i) for i in range(doc.getNumErrors())
+           if doc.getError(i).getSeverity() >= L.LIBSBML_SEV_ERROR]
+    if bad:
+        e = bad[0]
+        line = f" (line {e.getLine()})" if e.getLine() else ""
+        if e.getErrorId() < 10000:  # XML layer
+            raise ParseError(f"not well-formed XML{line}: {_one_line(e.getMessage())}", where)
+        if doc.getModel() is None:
+            raise ParseError(f"not an SBML document{line}: {_one_line(e.getShortMessage())} "
+                             "(expected <sbml> with a <model>)", where)
+        raise ParseError(f"not valid SBML{line}: {_one_line(e.getMessage())}", where)
+    if doc.getModel() is None:
+        raise ParseError("not an SBML model: the document has no <model>", where)
+    return _Importer(doc, where, routes, drugs).model()
+
+
+_AST_UNSUPPORTED = {
+    "AST_FUNCTION_PIECEWISE": "piecewise",
+    "AST_FUNCTION_DELAY": "delay",
+    "AST_FUNCTION_RATE_OF": "rateOf",
+    "AST_LAMBDA": "lambda",
+    "AST_NAME_AVOGADRO": "avogadro",
+}
+
+
+class _Importer:
+    def __init__(self, doc, where: str, routes, drugs):
+        self.L = _libsbml()
+        self.doc = doc
+        self.where = where
+        self.routes_arg = routes
+        self.drugs_arg = drugs
+        self.prepare()
+        self.sm = doc.getModel()
+        self.reject_unsupported()
+        self.expand_functions()
+        self.info = self.read_model_annotation()
+        self.from_mechsim = self.mechsim_node(self.sm, "model") is not None
+
+    def error(self, message: str) -> ParseError:
+        return ParseError(message, self.where)
+
+    # ---- document-level checks and conversions ----------------------------------------------
+    def prepare(self) -> None:
+        L, doc = self.L, self.doc
+        ns = doc.getNamespaces()
+        for i in range(ns.getNumNamespaces()):
+            uri = ns.getURI(i)
+            if uri.startswith("http://www.sbml.org/sbml/level3/") and "/core" not in uri \
+                    and doc.getPackageRequired(uri):
+                name = ns.getPrefix(i) or uri
+                raise self.error(f"the model uses the SBML package '{name}', which changes "
+                                 "the mathematics; read_sbml supports SBML core only")
+        model = doc.getModel()
+        for i in range(model.getNumReactions()):
+            r = model.getReaction(i)
+            if r.isSetFast() and r.getFast():
+                raise self.error(f"reaction '{r.getId()}': fast reactions (fast=\"true\") "
+                                 "are not supported")
+        if (doc.getLevel(), doc.getVersion()) != (3, 2):
+            doc.setLevelAndVersion(3, 2, False)
+            bad = [doc.getError(i) for i in range(doc.getNumErrors())
+                   if doc.getError(i).getSeverity() >= L.LIBSBML_SEV_ERROR]
+            if bad:
+                raise self.error(f"cannot convert the model to SBML Level 3 Version 2: "
+                                 f"{_one_line(bad[0].getMessage())}")
+
+    def expand_functions(self) -> None:
+        """Inline functionDefinitions (libsbml's converter) so formulas use built-ins only."""
+        L, doc = self.L, self.doc
+        if not doc.getModel().getNumFunctionDefinitions():
+            return
+        props = L.ConversionProperties()
+        props.addOption("expandFunctionDefinitions", True)
+        if doc.convert(props) != L.LIBSBML_OPERATION_SUCCESS or \
+                doc.getModel().getNumFunctionDefinitions():
+            fd = doc.getModel().getFunctionDefinition(0)
+            raise self.error(f"functionDefinition '{fd.getId()}' could not be inlined into "
+                             "the formulas that use it")
+        self.sm = doc.getModel()
+
+    def read_model_annotation(self) -> dict:
+        info = {"drugs": [], "routes": []}
+        node = self.mechsim_node(self.sm, "model")
+        if node is None:
+            return info
+        for key in ("name", "time_unit", "description", "amounts_compartment"):
+            if node.hasAttr(key):
+                info[key] = node.getAttrValue(key)
+        for i in range(node.getNumChildren()):
+            child = node.getChild(i)
+            attrs = {child.getAttrName(k): child.getAttrValue(k)
+                     for k in range(child.getAttributesLength())}
+            if child.getName() == "drug":
+                info["drugs"].append(attrs)
+            elif child.getName() == "route":
+                info["routes"].append(attrs)
+        return info
+
+    def mechsim_node(self, element, tag: str):
+        ann = element.getAnnotation()
+        if ann is None:
+            return None
+        for i in range(ann.getNumChildren()):
+            child = ann.getChild(i)
+            if child.getURI() == NAMESPACE and child.getName() == tag:
+                return child
+        return None
+
+    def element_info(self, element) -> dict[str, str]:
+        node = self.mechsim_node(element, "element")
+        if node is None:
+            return {}
+        return {node.getAttrName(k): node.getAttrValue(k)
+                for k in range(node.getAttributesLength())}
+
+    # ---- units -------------------------------------------------------------------------------
+    def unit_quantity(self, uid: str, what: str) -> pint.Quantity:
+        """An SBML unit reference as a pint Quantity (scale factor times unit)."""
+        L = self.L
+        if not uid:
+            raise self.error(f"{what} has no units; mechsim checks the dimension of every "
+                             "expression, so every parameter, species and compartment needs "
+                             "units (units=\"dimensionless\" for pure numbers)")
+        ud = self.sm.getUnitDefinition(uid)
+        if ud is None:
+            kind = L.UnitKind_forName(uid)
+            if kind == L.UNIT_KIND_INVALID:
+                raise self.error(f"{what}: unknown units '{uid}'")
+            return self.kind_quantity(kind, 1.0, 0, 1.0, what)
+        q = ureg.Quantity(1.0)
+        for k in range(ud.getNumUnits()):
+            u = ud.getUnit(k)
+            q = q * self.kind_quantity(u.getKind(), u.getExponentAsDouble(), u.getScale(),
+                                       u.getMultiplier(), what)
+        return q
+
+    def kind_quantity(self, kind, exponent, scale, multiplier, what) -> pint.Quantity:
+        name = self.L.UnitKind_toString(kind)
+        factor = multiplier * 10.0 ** scale
+        if name in ("dimensionless", "item"):
+            base = ureg.Quantity(factor)
+        elif name == "avogadro":
+            base = ureg.Quantity(factor * 6.02214076e23)
+        else:
+            try:
+                base = ureg.Quantity(factor, name)
+            except Exception:
+                raise self.error(f"{what}: SBML unit kind '{name}' is not supported") from None
+        return base ** exponent
+
+    @staticmethod
+    def nice_unit(q: pint.Quantity) -> pint.Unit:
+        return _nice_unit(q)
+
+    def display_unit(self, q: pint.Quantity, info: dict, what: str) -> pint.Unit:
+        """The annotated mechsim unit if it has the dimension of ``q``, else a canonical one."""
+        text = info.get("unit")
+        if text is not None:
+            unit = ureg.dimensionless if text == "1" else parse_unit(text, what=what,
+                                                                     where=self.where)
+            if (1 * unit).dimensionality == q.dimensionality:
+                return unit
+        return self.nice_unit(q)
+
+    def quantity(self, value: float, q: pint.Quantity, unit: pint.Unit) -> pint.Quantity:
+        """``value`` in the SBML unit ``q``, expressed in ``unit``."""
+        if math.isnan(value):
+            return ureg.Quantity(math.nan, unit)
+        if value == 0:
+            return ureg.Quantity(0.0, unit)
+        out = float(ureg.Quantity(value * q.magnitude, q.units).to(unit).magnitude)
+        if out != value:  # converted: drop the conversion noise (148, not 147.99999999999997)
+            out = float(f"{out:.15g}")
+        return ureg.Quantity(out, unit)
+
+    # ---- names -----------------------------------------------------------------------------
+    def build_names(self) -> None:
+        """SBML id -> mechsim name for everything a formula may refer to."""
+        sm = self.sm
+        reserved = {TIME, *FUNCTIONS}
+        self.names: dict[str, str] = {}
+        taken: set[str] = set()
+        ids = [sm.getSpecies(i).getId() for i in range(sm.getNumSpecies())] + \
+              [sm.getParameter(i).getId() for i in range(sm.getNumParameters())] + \
+              [sm.getCompartment(i).getId() for i in range(sm.getNumCompartments())]
+        for sid in ids:
+            name = sid
+            while keyword.iskeyword(name) or name in reserved or name in taken or \
+                    (name in ids and name != sid):
+                name += "_"
+            self.names[sid] = name
+            taken.add(name)
+        self.taken = taken
+        self.compartment_ids = {sm.getCompartment(i).getId()
+                                for i in range(sm.getNumCompartments())}
+        self.reaction_ids = {sm.getReaction(i).getId() for i in range(sm.getNumReactions())}
+        self.needed_compartments: set[str] = set()
+        self.species_names = {self.names[sm.getSpecies(i).getId()]
+                              for i in range(sm.getNumSpecies())}
+
+    def fresh(self, base: str) -> str:
+        name = base
+        while name in self.taken or keyword.iskeyword(name) or name in (TIME, *FUNCTIONS):
+            name += "_"
+        self.taken.add(name)
+        return name
+
+    # ---- formulas ---------------------------------------------------------------------------
+    def formula(self, node, what: str, local: Mapping[str, str] | None = None) -> str:
+        """An SBML math tree as mechsim expression text (checked node by node)."""
+        if node is None:
+            raise self.error(f"{what} has no math")
+        return self._text(node, what, local or {})[0]
+
+    def _text(self, n, what: str, local: Mapping[str, str]) -> tuple[str, int]:
+        """(text, precedence): 1 for + -, 2 for * /, 3 unary minus, 4 power, 5 atoms."""
+        L = self.L
+        t = n.getType()
+        kids = [n.getChild(i) for i in range(n.getNumChildren())]
+
+        def sub(k, below: int) -> str:  # child text, in parentheses if it binds looser
+            text, prec = self._text(k, what, local)
+            return f"({text})" if prec < below else text
+
+        if n.isNumber():
+            units = n.getUnits() if n.isSetUnits() else ""
+            if units and units != "dimensionless":
+                raise self.error(f"{what}: number with units '{units}' in "
+                                 f"{_one_line(L.formulaToL3String(n))!r}: mechsim numbers "
+                                 "in formulas are dimensionless (use a parameter)")
+            v = float(n.getValue())
+            if not math.isfinite(v):
+                raise self.error(f"{what}: non-finite number {v}")
+            text = str(n.getInteger()) if t == L.AST_INTEGER else repr(v)
+            return text, 3 if text.startswith("-") else 5
+        if t == L.AST_NAME:
+            sid = n.getName()
+            if sid in local:
+                return local[sid], 5
+            if sid in self.reaction_ids:
+                raise self.error(f"{what}: uses reaction id '{sid}' as a value (its rate); "
+                                 "not supported")
+            if sid not in self.names:
+                raise self.error(f"{what}: unknown id '{sid}'")
+            if sid in self.compartment_ids:
+                self.needed_compartments.add(sid)
+            return self.names[sid], 5
+        if t == L.AST_NAME_TIME:
+            return TIME, 5
+        if t == L.AST_CONSTANT_PI:
+            return repr(math.pi), 5
+        if t == L.AST_CONSTANT_E:
+            return repr(math.e), 5
+        if t == L.AST_PLUS:
+            return (" + ".join(sub(k, 1) for k in kids), 1) if kids else ("0", 5)
+        if t == L.AST_TIMES:
+            return ("*".join(sub(k, 2) for k in kids), 2) if kids else ("1", 5)
+        if t == L.AST_MINUS and len(kids) == 1:
+            return f"-{sub(kids[0], 3)}", 3
+        if t == L.AST_MINUS and len(kids) == 2:
+            return f"{sub(kids[0], 1)} - {sub(kids[1], 2)}", 1
+        if t == L.AST_DIVIDE and len(kids) == 2:
+            return f"{sub(kids[0], 2)}/{sub(kids[1], 3)}", 2
+        if t in (L.AST_POWER, L.AST_FUNCTION_POWER) and len(kids) == 2:
+            return f"{sub(kids[0], 5)}**{sub(kids[1], 4)}", 4
+        if t == L.AST_FUNCTION_EXP and len(kids) == 1:
+            return f"exp({sub(kids[0], 0)})", 5
+        if t == L.AST_FUNCTION_LN and len(kids) == 1:
+            return f"log({sub(kids[0], 0)})", 5
+        if t == L.AST_FUNCTION_LOG:
+            if len(kids) == 1:
+                return f"log10({sub(kids[0], 0)})", 5
+            base, arg = kids
+            if base.isNumber() and base.getValue() == 10:
+                return f"log10({sub(arg, 0)})", 5
+            return f"log({sub(arg, 0)})/log({sub(base, 0)})", 2
+        if t == L.AST_FUNCTION_ROOT:
+            if len(kids) == 1:
+                return f"sqrt({sub(kids[0], 0)})", 5
+            degree, arg = kids
+            if degree.isNumber() and degree.getValue() == 2:
+                return f"sqrt({sub(arg, 0)})", 5
+            return f"{sub(arg, 5)}**(1/{sub(degree, 3)})", 4
+        name = next((label for attr, label in _AST_UNSUPPORTED.items()
+                     if t == getattr(L, attr, None)), None)
+        if name is None:
+            name = n.getName() or L.formulaToL3String(n)
+        raise self.error(f"{what}: {name}(...) is not supported (mechsim formulas allow "
+                         f"numbers, names, time, + - * / ^, exp, ln, log10 and sqrt) in "
+                         f"{_one_line(L.formulaToL3String(n))!r}")
+
+    def expr(self, text: str, what: str) -> Expr:
+        return Expr(text, f"{self.where}: {what}")
+
+    # ---- the model -------------------------------------------------------------------------
+    def reject_unsupported(self) -> None:
+        sm = self.sm
+        if sm.getNumEvents():
+            ev = sm.getEvent(0)
+            raise self.error(f"event '{ev.getId() or ev.getName()}': SBML events are not "
+                             "supported by read_sbml (mechsim gives doses through a regimen; "
+                             "export models without a regimen to read them back)")
+        changed = self.in_reactions()
+        for i in range(sm.getNumRules()):
+            rule = sm.getRule(i)
+            if rule.isAlgebraic():
+                raise self.error("algebraicRule: algebraic rules are not supported")
+            if rule.getVariable() in changed:
+                kind = "rateRule" if rule.isRate() else "assignmentRule"
+                raise self.error(f"{kind} for species '{rule.getVariable()}': a rule on a "
+                                 "species that reactions also change is not supported")
+        if sm.isSetConversionFactor():
+            raise self.error(f"model conversionFactor '{sm.getConversionFactor()}' is not "
+                             "supported")
+        for i in range(sm.getNumSpecies()):
+            s = sm.getSpecies(i)
+            if s.isSetConversionFactor():
+                raise self.error(f"species '{s.getId()}': conversionFactor is not supported")
+
+    def model(self) -> Model:
+        self.build_names()
+        sm = self.sm
+        self.rules_by_var = {}
+        for i in range(sm.getNumRules()):
+            rule = sm.getRule(i)
+            self.rules_by_var[rule.getVariable()] = rule
+        self.ias = {sm.getInitialAssignment(i).getSymbol(): sm.getInitialAssignment(i)
+                    for i in range(sm.getNumInitialAssignments())}
+        self.parameters: list[Parameter] = []
+        self.rules: list[Rule] = []
+        self.extra_reactions: list[Reaction] = []
+        self.rr_species: list[Species] = []
+        self.reaction_names: set[str] = set()
+        self.stripped: dict[str, str] = {}  # reaction name -> SBML id, law was V * rate
+        compartments = self.read_compartments()
+        self.read_parameters()
+        species = self.read_species()
+        reactions = self.read_reactions()
+        compartments = self.compartment_symbols(compartments)
+        name = self.info.get("name") or sm.getId() or Path(self.where).stem
+        name = re.sub(r"\W", "_", name)
+        if not name or name[0].isdigit():
+            name = f"m_{name}"
+        time_unit = self.time_unit()
+        if self.from_mechsim:
+            description = self.info.get("description", "")
+        else:
+            description = _one_line(sm.getName()) if sm.isSetName() else ""
+        try:
+            model = Model(
+                name=name,
+                description=description,
+                time_unit=time_unit,
+                drugs=tuple(self.read_drugs()),
+                compartments=tuple(compartments),
+                parameters=tuple(self.parameters),
+                species=tuple(species),
+                reactions=tuple(reactions + self.extra_reactions),
+                rules=tuple(self.rules),
+                routes=tuple(self.read_routes()),
+                source=self.where,
+            )
+        except MechsimError as exc:
+            if exc.where is None:
+                raise type(exc)(exc.message, self.where) from None
+            raise
+        self.check_stripped(model)
+        return model
+
+    def check_stripped(self, model: Model) -> None:
+        """A kinetic law ``V * rate`` was read as a per-volume rate in V: make sure it is one
+        (a law off by a volume would otherwise lose the factor silently)."""
+        units = {p.name: p.value.units for p in model.parameters}
+        units.update({s.name: s.unit for s in model.species})
+        units.update(model.rule_units)
+        units[TIME] = ureg.day
+        for r in model.reactions:
+            if r.name not in self.stripped:
+                continue
+            amount = (1 * model.amount_unit(r.species[0])).dimensionality
+            found = r.rate.dimension(units).dimensionality
+            if found == amount / _DAY:
+                raise UnitError(f"reaction '{self.stripped[r.name]}': kinetic law "
+                                f"'{r.compartment} * ({r.rate.text})' has dimension "
+                                f"{dimension_text(found * _VOLUME)}, expected "
+                                f"{dimension_text(amount / _DAY)} (amount per time)",
+                                self.where)
+
+    def time_unit(self) -> pint.Unit:
+        text = self.info.get("time_unit")
+        if text:
+            try:
+                unit = parse_unit(text, what="time unit")
+                if (1 * unit).dimensionality == _DAY:
+                    return unit
+            except MechsimError:
+                pass
+        if self.sm.isSetTimeUnits():
+            q = self.unit_quantity(self.sm.getTimeUnits(), "model timeUnits")
+            if q.dimensionality == _DAY:
+                for u in (ureg.s, ureg.min, ureg.h, ureg.day, ureg.week):
+                    if math.isclose(q.to(u).magnitude, 1.0, rel_tol=1e-12):
+                        return u
+        return ureg.day
+
+    def read_compartments(self) -> dict[str, Compartment]:
+        sm = self.sm
+        out = {}
+        self.comp_volume: dict[str, tuple | None] = {}  # id -> (volume, SBML unit) if 3-D
+        self.comp_names: dict[str, str] = {}  # id -> mechsim compartment name
+        for i in range(sm.getNumCompartments()):
+            c = sm.getCompartment(i)
+            cid = c.getId()
+            what = f"compartment '{cid}'"
+            if cid in self.rules_by_var:
+                raise self.error(f"{what}: a rule changes its size; mechsim volumes are "
+                                 "constant")
+            dims = c.getSpatialDimensions() if c.isSetSpatialDimensions() else 3.0
+            if dims != 3:
+                self.comp_volume[cid] = None  # allowed only if nothing needs it
+                continue
+            units = c.getUnits() if c.isSetUnits() else sm.getVolumeUnits()
+            q = self.unit_quantity(units, what)
+            if q.dimensionality != _VOLUME:
+                raise self.error(f"{what}: units '{units}' are not a volume")
+            info = self.element_info(c)
+            name = info.get("name") or cid
+            if cid in self.ias:
+                text = self.formula(self.ias[cid].getMath(), f"initialAssignment to {cid}")
+                volume = self.expr(text, f"{what} volume")
+            elif c.isSetSize():
+                volume = self.quantity(c.getSize(), q, ureg.L)
+            else:
+                raise self.error(f"{what} has no size")
+            self.comp_volume[cid] = (volume, q)
+            self.comp_names[cid] = name
+            if cid != self.info.get("amounts_compartment"):
+                out[cid] = Compartment(name, volume, self.where)
+        return out
+
+    def compartment_symbols(self, comps: dict[str, Compartment]) -> list[Compartment]:
+        """Compartments used as values in formulas become parameters or rules of that name."""
+        for cid in sorted(self.needed_compartments):
+            if self.comp_volume.get(cid) is None:
+                raise self.error(f"compartment '{cid}' is used in a formula but is not a "
+                                 "3-dimensional volume")
+            volume, _ = self.comp_volume[cid]
+            name = self.names[cid]
+            if isinstance(volume, Expr):
+                self.rules.append(Rule(name, volume, ureg.L, volume.where))
+            else:
+                self.parameters.append(Parameter(name, volume, where=f"{self.where}: "
+                                                 f"compartment '{cid}'"))
+            if cid in comps:
+                comps[cid] = Compartment(comps[cid].name, Expr(name), comps[cid].where)
+        return list(comps.values())
+
+    def read_parameters(self) -> None:
+        sm = self.sm
+        for i in range(sm.getNumParameters()):
+            p = sm.getParameter(i)
+            pid = p.getId()
+            what = f"parameter '{pid}'"
+            name = self.names[pid]
+            rule = self.rules_by_var.get(pid)
+            where = self.where
+            info = self.element_info(p)
+            if (rule is not None and rule.isAssignment()) or (rule is None and pid in self.ias):
+                # a rule: its unit is optional (inferred), and mechsim's own exports give
+                # the reporting unit in the annotation
+                unit = None
+                if p.isSetUnits() and not (self.from_mechsim and "unit" not in info):
+                    unit = self.display_unit(self.unit_quantity(p.getUnits(), what), info,
+                                             what)
+                source = rule if rule is not None else self.ias[pid]
+                label = "assignmentRule for" if rule is not None else "initialAssignment to"
+                expr = self.expr(self.formula(source.getMath(), f"{label} {pid}"), what)
+                varying = sorted(expr.names & (self.species_names | {TIME}))
+                if rule is None and varying:
+                    raise self.error(f"initialAssignment to parameter '{pid}' uses "
+                                     f"'{varying[0]}' (a species or time); mechsim can only "
+                                     "compute parameters from other parameters")
+                self.rules.append(Rule(name, expr, unit, where))
+                continue
+            q = self.unit_quantity(p.getUnits() if p.isSetUnits() else "", what)
+            unit = self.display_unit(q, info, what)
+            if rule is not None:  # rate rule: becomes an amount species with an input
+                self.rate_rule_species(p, name, unit, q, where)
+            else:
+                value = p.getValue() if p.isSetValue() else math.nan
+                self.parameters.append(Parameter(name, self.quantity(value, q, unit),
+                                                 info.get("source"), info.get("note"), where))
+
+    def rate_rule_species(self, p, name, unit, q, where) -> None:
+        pid = p.getId()
+        value = p.getValue() if p.isSetValue() else math.nan
+        if pid in self.ias:
+            initial = self.expr(self.formula(self.ias[pid].getMath(),
+                                             f"initialAssignment to {pid}"), where)
+        else:
+            initial = self.quantity(value, q, unit)
+        self.rr_species.append(Species(name, unit, initial, None, where))
+        rate = self.formula(self.rules_by_var[pid].getMath(), f"rateRule for {pid}")
+        rname = self.fresh_reaction(f"rate_rule_{name}")
+        self.extra_reactions.append(Reaction(rname, (), ((name, 1.0),),
+                                             self.expr(rate, f"rateRule for {pid}"),
+                                             None, where))
+
+    def fresh_reaction(self, base: str) -> str:
+        name = base
+        while name in self.reaction_ids or name in self.reaction_names:
+            name += "_"
+        self.reaction_names.add(name)
+        return name
+
+    def in_reactions(self) -> set[str]:
+        """Species changed by some reaction (not boundary or constant)."""
+        sm = self.sm
+        out = set()
+        for i in range(sm.getNumReactions()):
+            r = sm.getReaction(i)
+            for k in range(r.getNumReactants()):
+                out.add(r.getReactant(k).getSpecies())
+            for k in range(r.getNumProducts()):
+                out.add(r.getProduct(k).getSpecies())
+        for s in out:
+            if sm.getSpecies(s) is None:
+                raise self.error(f"a reaction refers to unknown species '{s}'")
+        return {s for s in out if not (sm.getSpecies(s).getBoundaryCondition() or
+                                       sm.getSpecies(s).getConstant())}
+
+    def read_species(self) -> list[Species]:
+        sm = self.sm
+        changed = self.in_reactions()
+        out = []
+        amounts = self.info.get("amounts_compartment")
+        for i in range(sm.getNumSpecies()):
+            s = sm.getSpecies(i)
+            sid = s.getId()
+            what = f"species '{sid}'"
+            where = self.where
+            units = s.getSubstanceUnits() if s.isSetSubstanceUnits() else sm.getSubstanceUnits()
+            sub = self.unit_quantity(units, what)
+            cid = s.getCompartment()
+            conc = not s.getHasOnlySubstanceUnits()
+            if conc:
+                vol = self.comp_volume.get(cid)
+                if vol is None:
+                    raise self.error(f"{what}: a concentration (hasOnlySubstanceUnits=false) "
+                                     f"needs a 3-dimensional compartment, '{cid}' is not")
+                q = sub / vol[1]
+            else:
+                q = sub
+            info = self.element_info(s)
+            unit = self.display_unit(q, info, what)
+            name = self.names[sid]
+            compartment = None
+            if cid != amounts and self.comp_volume.get(cid) is not None:
+                compartment = self.comp_names[cid]
+                if not conc and dict(q.dimensionality).get("[length]", 0) <= -3:
+                    compartment = None  # an amount measured per volume: keep it an amount
+            rule = self.rules_by_var.get(sid)
+            if rule is not None:
+                if sid in changed:
+                    raise self.error(f"{what}: a {'rate' if rule.isRate() else 'assignment'} "
+                                     "rule changes a species that reactions also change; not "
+                                     "supported")
+                if rule.isAssignment():
+                    text = self.formula(rule.getMath(), f"assignmentRule for {sid}")
+                    self.rules.append(Rule(name, self.expr(text, what), unit, where))
+                    continue
+            if sid in self.ias:
+                initial = self.expr(self.formula(self.ias[sid].getMath(),
+                                                 f"initialAssignment to {sid}"), what)
+            else:
+                initial = self.initial_value(s, conc, sub, q, unit, what)
+            out.append(Species(name, unit, initial, compartment, where))
+            if rule is not None:  # rate rule on a species no reaction changes
+                rate = self.formula(rule.getMath(), f"rateRule for {sid}")
+                rname = self.fresh_reaction(f"rate_rule_{name}")
+                self.extra_reactions.append(Reaction(
+                    rname, (), ((name, 1.0),), self.expr(rate, f"rateRule for {sid}"),
+                    compartment if conc else None, where))
+        return out + self.rr_species
+
+    def initial_value(self, s, conc, sub, q, unit, what):
+        """initialAmount/initialConcentration as the species' own kind of value."""
+        cid = s.getCompartment()
+        if s.isSetInitialConcentration():
+            value, given_conc = s.getInitialConcentration(), True
+        elif s.isSetInitialAmount():
+            value, given_conc = s.getInitialAmount(), False
+        else:
+            raise self.error(f"{what} has no initial value")
+        if given_conc == conc or value == 0:
+            return self.quantity(value, q, unit)
+        volume, vq = self.comp_volume.get(cid) or (None, None)
+        if volume is None:
+            raise self.error(f"{what}: initial value needs the size of compartment '{cid}'")
+        gq = sub / vq if given_conc else sub  # unit of the value as given
+        given = ureg.Quantity(value * gq.magnitude, gq.units)
+        if isinstance(volume, Expr):  # computed size: initial = value / V or value * V
+            self.needed_compartments.add(cid)
+            pname = self.fresh(f"{self.names[s.getId()]}_initial")
+            self.parameters.append(Parameter(pname, given.to(self.nice_unit(given)),
+                                             where=f"{self.where}: {what}"))
+            op = "/" if conc else "*"
+            return self.expr(f"{pname} {op} {self.names[cid]}", f"{what} initial")
+        out = given / volume if conc else given * volume
+        return out.to(unit)
+
+    def read_reactions(self) -> list[Reaction]:
+        sm = self.sm
+        out = []
+        for i in range(sm.getNumReactions()):
+            r = sm.getReaction(i)
+            rid = r.getId()
+            what = f"reaction '{rid}'"
+            where = self.where
+            kl = r.getKineticLaw()
+            if kl is None or not kl.isSetMath():
+                raise self.error(f"{what} has no kinetic law")
+            local = {}
+            for k in range(kl.getNumLocalParameters()):
+                lp = kl.getLocalParameter(k)
+                lq = self.unit_quantity(lp.getUnits() if lp.isSetUnits() else "",
+                                        f"local parameter '{lp.getId()}' of {what}")
+                pname = self.fresh(f"{rid}_{lp.getId()}")
+                local[lp.getId()] = pname
+                unit = self.nice_unit(lq)
+                self.parameters.append(Parameter(pname, self.quantity(
+                    lp.getValue() if lp.isSetValue() else math.nan, lq, unit), where=where))
+            sides = []
+            for refs in ([r.getReactant(k) for k in range(r.getNumReactants())],
+                         [r.getProduct(k) for k in range(r.getNumProducts())]):
+                terms: dict[str, float] = {}
+                for ref in refs:
+                    sp = sm.getSpecies(ref.getSpecies())
+                    if ref.isSetId() and (ref.getId() in self.rules_by_var or
+                                          ref.getId() in self.ias):
+                        raise self.error(f"{what}: stoichiometry of {ref.getSpecies()} is "
+                                         "computed (rule or initialAssignment); not supported")
+                    if sp.getBoundaryCondition() or sp.getConstant():
+                        continue
+                    n = ref.getStoichiometry() if ref.isSetStoichiometry() else 1.0
+                    if n < 0 or not math.isfinite(n):
+                        raise self.error(f"{what}: stoichiometry {n} of {ref.getSpecies()}")
+                    if n == 0:
+                        continue
+                    name = self.names[ref.getSpecies()]
+                    terms[name] = terms.get(name, 0.0) + n
+                sides.append(tuple(terms.items()))
+            if not (sides[0] or sides[1]):
+                continue  # changes nothing mechsim integrates
+            math_node, compartment = self.strip_compartment(kl.getMath())
+            text = self.formula(math_node, f"kinetic law of {rid}", local)
+            info = self.element_info(r)
+            name = info.get("name") or rid
+            self.reaction_names.add(name)
+            if compartment is not None:
+                self.stripped[name] = rid
+            out.append(Reaction(name, sides[0], sides[1], self.expr(text, f"{what} rate"),
+                                compartment, where))
+        return out
+
+    def strip_compartment(self, node):
+        """``comp * rate`` -> (rate, comp): a per-volume rate in that compartment."""
+        L = self.L
+        if node is None or node.getType() != L.AST_TIMES:
+            return node, None
+        factors = []
+
+        def flatten(n):
+            if n.getType() == L.AST_TIMES:
+                for k in range(n.getNumChildren()):
+                    flatten(n.getChild(k))
+            else:
+                factors.append(n)
+
+        flatten(node)
+        for k, f in enumerate(factors):
+            if f.getType() == L.AST_NAME and self.comp_volume.get(f.getName()) is not None \
+                    and len(factors) > 1:
+                rest = factors[:k] + factors[k + 1:]
+                if len(rest) == 1:
+                    new = rest[0].deepCopy()
+                else:
+                    new = L.ASTNode(L.AST_TIMES)
+                    for x in rest:
+                        new.addChild(x.deepCopy())
+                cid = f.getName()
+                # mechsim's 1-L placeholder: the rate is already a flux in mechsim's terms
+                if cid == self.info.get("amounts_compartment"):
+                    return new, None
+                return new, self.comp_names[cid]
+        return node, None
+
+    def read_drugs(self):
+        from .model_file import value_or_expr
+
+        given = self.drugs_arg
+        if given is None:
+            for d in self.info["drugs"]:
+                yield Drug(d["name"], value_or_expr(d["molecular_weight"],
+                                                    f"drug {d['name']} molecular_weight",
+                                                    self.where), self.where)
+            return
+        for name, value in given.items():
+            if isinstance(value, Drug):
+                yield value
+                continue
+            yield Drug(name, value_or_expr(value, f"drug {name} molecular_weight",
+                                           "read_sbml(drugs=...)"), "read_sbml(drugs=...)")
+
+    def read_routes(self):
+        from .model_file import value_or_expr
+
+        given = self.routes_arg
+        if given is None:
+            entries = [(d.pop("name"), d) for d in (dict(x) for x in self.info["routes"])]
+            where = self.where
+        else:
+            entries = list(given.items())
+            where = "read_sbml(routes=...)"
+        for name, raw in entries:
+            if isinstance(raw, Route):
+                yield raw
+                continue
+            entry = {"target": raw} if isinstance(raw, str) else raw
+            if not isinstance(entry, Mapping) or "target" not in entry:
+                raise ValidationError(f"route {name}: give a target species name or a table "
+                                      f"with 'target', got {raw!r}", where)
+            unknown = sorted(set(entry) - {"target", "drug", "bioavailability", "lag"})
+            if unknown:
+                raise ValidationError(f"route {name}: unknown key {unknown[0]!r}", where)
+            target = self.names.get(entry["target"], entry["target"])
+            opt = {k: value_or_expr(entry[k], f"route {name} {k}", where)
+                   for k in ("bioavailability", "lag") if entry.get(k) is not None}
+            yield Route(name, target, entry.get("drug"), opt.get("bioavailability"),
+                        opt.get("lag"), where)
+
