@@ -25,6 +25,7 @@ _EXPORTS = {
     "Regimen": "dosing", "Model": "model", "Result": "result", "Diagnostics": "result",
     "Quantity": "units", "ureg": "units",
     "Metric": "analysis", "dose_response": "analysis", "concentration_effect": "analysis",
+    "local_sensitivity": "analysis", "sobol_indices": "analysis",
     "MechsimError": "errors", "ParseError": "errors", "UnitError": "errors",
     "ValidationError": "errors", "RegimenError": "errors", "SolverError": "errors",
 }
@@ -32,7 +33,7 @@ __all__ = [
     "CompiledModel", "Diagnostics", "MechsimError", "Metric", "Model", "ParameterSet",
     "ParseError", "Quantity", "Regimen", "RegimenError", "Result", "SolverError", "UnitError",
     "ValidationError", "__version__", "compile_model", "concentration_effect", "dose_response",
-    "load_model", "load_params", "simulate", "ureg",
+    "load_model", "load_params", "local_sensitivity", "simulate", "sobol_indices", "ureg",
 ]
 
 

@@ -27,6 +27,9 @@ EXAMPLES = {
     "dose-response": ('mechsim dose-response cd40_apc --regimen "{dose} iv every 4 weeks x 3" '
                       '--doses "0.001..10 mg/kg" --n 12 --until "12 weeks" '
                       '--metric "pct_baseline(IL6, 12 weeks)" --plot il6.png'),
+    "sensitivity": ('mechsim sensitivity cd40_apc --regimen "3 mg/kg iv every 4 weeks x 3" '
+                    '--until "12 weeks" --every "1 day" --metric "value(IL6_rel, 12 weeks)" '
+                    '--method sobol --vary R0,kdeg_R,CL,f_IL6 --n 64 --plot il6_sobol.png'),
     "run": "mechsim run examples/scenarios/icaria_mm.toml --out icaria_run",
     "export": (f'mechsim export cd38_myeloma --format sbml --regimen "{ISA}" --until "12 weeks" '
                '-o cd38_icaria.xml'),
@@ -256,6 +259,48 @@ def cmd_dose_response(args) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+
+def cmd_sensitivity(args) -> int:
+    from .analysis import local_sensitivity, sobol_indices
+    from .plotting import save_figure
+
+    out = _check_suffix(args.out, (".csv",), "--out")
+    plot = _check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    common = dict(until=args.until, params=args.params, overrides=_parse_sets(args.set),
+                  every=args.every, progress=not args.quiet, workers=args.workers)
+    if args.method == "local":
+        results = local_sensitivity(args.model, args.regimen, args.metric,
+                                    _names(args.parameters), relative_step=args.step, **common)
+    else:
+        ranges = {}
+        for item in args.range or []:
+            name, sep, text = item.partition("=")
+            if not sep:
+                raise ValidationError(f"--range expects NAME=LOW..HIGH UNIT, got {item!r}")
+            ranges[name.strip()] = text.strip()
+        varied = _names(args.vary)
+        if bool(ranges) == bool(varied):
+            raise ValidationError("--method sobol needs either --vary NAME,... or --range "
+                                  "NAME=LOW..HIGH UNIT (not both)")
+        results = sobol_indices(args.model, args.regimen, args.metric, ranges or varied,
+                                n=args.n, seed=args.seed, factor=args.factor, scale=args.scale,
+                                **common)
+    for k, result in enumerate(results):
+        print(result)
+        suffix = "" if len(results) == 1 else f"_{k + 1}"
+        if out is not None:
+            path = out.with_name(f"{out.stem}{suffix}{out.suffix}")
+            _atomic_write(path, result.to_csv)
+        if plot is not None:
+            path = plot.with_name(f"{plot.stem}{suffix}{plot.suffix}")
+            save_figure(result.plot().figure, path)
+            print(f"wrote {path}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .io.sbml import export_sbml, sbml_warnings, validate_sbml
 
@@ -329,6 +374,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
     p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
 
+    p = _sub(sub, "sensitivity", "local sensitivity coefficients (tornado) or global Sobol "
+                                 "indices of metrics (needs the sensitivity extra for sobol)",
+             cmd_sensitivity)
+    p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--regimen", default=None, help="dosing text")
+    p.add_argument("--until", required=True, help='length of each run, e.g. "12 weeks"')
+    p.add_argument("--metric", action="append", required=True,
+                   help='metric, e.g. "min(M)" (repeatable)')
+    p.add_argument("--method", choices=["local", "sobol"], default="local")
+    p.add_argument("--parameters", default=None,
+                   help="local: comma-separated parameters (default: all non-zero)")
+    p.add_argument("--step", type=float, default=1e-3, help="local: relative step (1e-3)")
+    p.add_argument("--vary", default=None,
+                   help="sobol: parameters varied over value/FACTOR..value*FACTOR")
+    p.add_argument("--range", action="append", metavar="NAME=LOW..HIGH UNIT",
+                   help='sobol: explicit range, e.g. "CL=0.1..0.4 L/day" (repeatable)')
+    p.add_argument("--factor", type=float, default=2.0, help="sobol: range factor (2)")
+    p.add_argument("--scale", choices=["log", "linear"], default="log",
+                   help="sobol: sample uniformly in log p (default) or in p")
+    p.add_argument("--n", type=int, default=256, help="sobol: base sample size, a power of 2")
+    p.add_argument("--seed", type=int, default=0, help="sobol: random seed (0)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes")
+    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
+    _model_options(p)
+    p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
+    p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+
     p = _sub(sub, "export", "write a model (and a regimen's doses, as events) as SBML Level 3 "
                             "in canonical units (needs the sbml extra)", cmd_export)
     p.add_argument("model", help="built-in model name or model file")
@@ -355,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    if args.command == "dose-response":
+    if args.command in ("dose-response", "sensitivity"):
         args.metric = list(args.metric)
     # progress bars (on stderr) only when a person is watching the output
     args.quiet = getattr(args, "quiet", False) or not sys.stdout.isatty()

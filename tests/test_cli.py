@@ -228,3 +228,16 @@ def test_export_sbml_and_load_it_back(tmp_path, capsys):
     assert "depot + V1*D + V2*Dp + V1*DR" in capsys.readouterr().out
     assert _main_in(tmp_path, ["export", "cd40_apc", "-o", "x.txt"]) == 2
     assert "must end in .xml or .sbml" in capsys.readouterr().err
+
+
+def test_sensitivity_local_and_sobol(tmp_path, capsys):
+    args = ["sensitivity", "one_compartment", "--regimen", "1000 nmol iv", "--until", "40 day",
+            "--metric", "max(C)"]
+    assert main([*args, "--parameters", "V,CL", "--out", str(tmp_path / "s.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "V" in out and "-1.0000" in out
+    assert main([*args, "--method", "sobol", "--vary", "V,CL", "--n", "8",
+                 "--plot", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    assert _main_in(tmp_path, [*args, "--method", "sobol"]) == 2
+    assert "--vary" in capsys.readouterr().err

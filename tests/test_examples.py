@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
+# Minutes-long scripts (calibrations and global sensitivity) run with `pytest -m slow`.
+SLOW = {"calibrate_cd38.py", "sensitivity_cd38.py", "sensitivity_cd40.py"}
+EXAMPLES = [pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.name in SLOW else [])
+            for p in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))]
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", EXAMPLES)
 def test_example_runs(script, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600, env={"MPLBACKEND": "Agg", "PATH": ""})

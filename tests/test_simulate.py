@@ -233,3 +233,30 @@ def test_value_before_an_infusion_starts_is_kept():
     expected = infusion_1cpt(np.array([1.0, 2.0]), 24000, 1 / 24, V, K) + \
         infusion_1cpt(np.array([0.0, 1.0]), 24000, 1 / 24, V, K)
     np.testing.assert_allclose(before.magnitude[1:], expected, rtol=1e-6)
+
+
+def test_default_absolute_tolerance_follows_each_state_unit():
+    # cytokines in pg/mL are 1e-9 g/L in canonical units: a canonical 1e-12 would be 1000 pg/mL
+    res = simulate("cd40_apc", "10 mg/kg iv", until="1 day")
+    atol = dict(zip(res.state_names, res.diagnostics.atol))
+    assert atol["IL6"] == pytest.approx(1e-21)   # 1e-12 pg/mL in g/L
+    assert atol["D"] == pytest.approx(1e-12)     # 1e-12 nM
+    assert atol["depot"] == pytest.approx(1e-12)  # 1e-12 nmol
+
+
+def test_no_drug_mass_balance_is_not_rounding_noise():
+    # found by the CD40 property tests: 1e-30 nM of rounding in an empty drug law read as 1.0
+    model = mechsim.load_model("cd40_apc").with_parameters({"V1": "1.141582235320785 L"})
+    res = simulate(model, None, until="24 weeks", every="0.25 day")
+    assert res.diagnostics.max_conservation_residual < 1e-6
+
+
+def test_output_times_a_rounding_error_from_a_dose_are_merged():
+    # default grid for 24 weeks contains 63.00000000000001 next to the dose at day 63
+    regimen = ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycle x 1 then on days 1,15 "
+               "of 28-day cycles; 4 mg oral on days 1-21 of 28-day cycles")
+    res = simulate("cd38_myeloma", regimen, until="24 weeks")
+    assert np.all(np.diff(res.time_days) > 1e-6)
+    res = simulate("one_compartment", "1 nmol iv every 1 day x 3", until="3 day",
+                   times=mechsim.Quantity([0, 1 + 1e-14, 2 - 1e-13, 3], "day"))
+    np.testing.assert_array_equal(res.time_days, [0, 1, 2, 3])

@@ -9,7 +9,15 @@ from .dose_response import (
 )
 from .endpoints import Response, best_response, progression_time, response_category
 from .metrics import METRICS, Metric
+from .sensitivity import (
+                            LocalSensitivity,
+                            SobolResult,
+                            local_sensitivity,
+                            ranges_from_params,
+                            sobol_indices,
+)
 
-__all__ = ["METRICS", "ExposureResponse", "HillFit", "Metric", "Response", "best_response",
-           "concentration_effect", "dose_range", "dose_response", "progression_time",
-           "response_category"]
+__all__ = ["METRICS", "ExposureResponse", "HillFit", "LocalSensitivity", "Metric", "Response",
+           "SobolResult", "best_response", "concentration_effect", "dose_range",
+           "dose_response", "local_sensitivity", "progression_time", "ranges_from_params",
+           "response_category", "sobol_indices"]
