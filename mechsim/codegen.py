@@ -53,10 +53,20 @@ def protect_powers(expr: sympy.Expr) -> sympy.Expr:
 
 
 def _safe_pow(x, e):
+    # Only non-integer exponents get here.  A state a hair below zero is solver noise at the
+    # level of atol (an unbound receptor after washout); x**1.5 of it would be NaN and stop
+    # the run, so the base is taken as 0, which is where the exact solution is.
+    if x < 0:
+        x = 0.0
     try:
         return math.pow(x, e)
-    except (ValueError, OverflowError):  # negative base, fractional power; let solver retry
-        return math.nan if x < 0 else math.inf
+    except (ValueError, OverflowError):  # 0 to a negative power
+        return math.inf
+
+
+def _vector_pow(x, e):
+    with np.errstate(divide="ignore"):
+        return np.power(np.maximum(x, 0.0), e)
 
 
 def _safe_log(x):
@@ -77,7 +87,7 @@ def _safe_exp(x):
 _HELPERS = {
     "scalar": {"_pow": _safe_pow, "_log": _safe_log, "_sqrt": _safe_sqrt, "_exp": _safe_exp,
                "_abs": abs, "_sign": np.sign, "_array": np.array, "_zeros": np.zeros},
-    "vector": {"_pow": np.power, "_log": np.log, "_sqrt": np.sqrt, "_exp": np.exp,
+    "vector": {"_pow": _vector_pow, "_log": np.log, "_sqrt": np.sqrt, "_exp": np.exp,
                "_abs": np.abs, "_sign": np.sign, "_array": np.array, "_zeros": np.zeros,
                "_shape": np.shape},
 }

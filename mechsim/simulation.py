@@ -401,6 +401,9 @@ def _solver_error(cm, rhs, p, u, y0, values, tout, a, b, message) -> SolverError
     if not bad:
         scale = np.abs(dy) / np.maximum(np.abs(y), 1e-12)
         bad = [cm.state_names[i] for i in np.argsort(scale)[::-1][:3]]
+    if message.strip() in ("Integration successful.", "The solver successfully reached the end "
+                           "of the integration interval."):
+        message = "the solution became NaN or infinite"
     return SolverError(
         f"solver failed near t = {t:g} day (segment {a:g}..{b:g} day): {message.strip()}; "
         f"states involved: {', '.join(bad)}; hint: check parameter values and units, "

@@ -37,8 +37,9 @@ an explicit ``test_counterexample_*``):
   isatuximab.  (The M-protein is a filtered N, so this is an argument, not a proof.)
 * With no drug at all N = exp(kg*t), over the whole generated space; also with both drugs
   given and every kill rate set to zero.
-* hill is not generated: with a non-integer hill the solver fails as soon as RC dips below
-  zero by solver noise after washout (RO**1.5 of a negative number).
+* hill is not generated (kept at 2).  A non-integer hill used to stop the solver once RC
+  dipped below zero by solver noise after washout (RO**1.5 of a negative number); the code
+  generator now takes such a base as 0 (tests/test_simulate.py covers it).
 """
 
 import math
