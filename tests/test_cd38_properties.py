@@ -5,10 +5,10 @@ Generated patients: CLinf_ref, V1_ref, V2_ref, Q_ref, KD, kon, R0, kint, kdeg, k
 kout_NK, k_pd, lambda_pd, kel_M and WT log-uniform over a 10x range centred on the typical
 values (typical x 10**U(-1/2, 1/2), three significant digits); M0 log-uniform over the
 published 5-70 g/L; r0 uniform 1-1.94 (non-IgG to IgG); NK_max_depletion uniform 0-0.95;
-RO50 uniform 0.2-0.8.  Isatuximab 0-30 mg/kg as IV bolus or 1-h / 3-h infusion, weekly,
-every 2 or 3 weeks (1-10 doses) or on the ICARIA-MM schedule (open-ended or 1-6 maintenance
-cycles), with or without pomalidomide + dexamethasone (Pd, 4 mg days 1-21 of 28).  Two runs
-that are compared share one output grid.
+RO50 uniform 0.2-0.8; hill uniform 1-3.  Isatuximab 0-30 mg/kg as IV bolus or 1-h / 3-h
+infusion, weekly, every 2 or 3 weeks (1-10 doses) or on the ICARIA-MM schedule (open-ended
+or 1-6 maintenance cycles), with or without pomalidomide + dexamethasone (Pd, 4 mg days 1-21
+of 28).  Two runs that are compared share one output grid.
 
 What the model does and does not guarantee (found by these tests; each exception is kept as
 an explicit ``test_counterexample_*``):
@@ -37,9 +37,10 @@ an explicit ``test_counterexample_*``):
   isatuximab.  (The M-protein is a filtered N, so this is an argument, not a proof.)
 * With no drug at all N = exp(kg*t), over the whole generated space; also with both drugs
   given and every kill rate set to zero.
-* hill is not generated (kept at 2).  A non-integer hill used to stop the solver once RC
-  dipped below zero by solver noise after washout (RO**1.5 of a negative number); the code
-  generator now takes such a base as 0 (tests/test_simulate.py covers it).
+* hill is generated in 1-3.  A non-integer hill used to stop the solver once RC dipped below
+  zero by solver noise after washout (RO**1.5 of a negative number); the code generator now
+  takes such a base as 0 (tests/test_simulate.py covers it).  hill < 1 is not generated: its
+  Jacobian is infinite at RO = 0.
 """
 
 import math
@@ -93,7 +94,7 @@ def parameter_sets(draw, span: float = 10.0, **fixed):
     m0 = 10 ** draw(st.floats(math.log10(5), math.log10(70)), label="M0")
     values["M0"] = Q(_three_digits(m0), "g/L")
     for name, low, high in (("r0", 1.0, 1.94), ("NK_max_depletion", 0.0, 0.95),
-                            ("RO50", 0.2, 0.8)):
+                            ("RO50", 0.2, 0.8), ("hill", 1.0, 3.0)):
         values[name] = Q(_three_digits(draw(st.floats(low, high), label=name)), "")
     values.update({name: Q(v) if isinstance(v, str) else v for name, v in fixed.items()})
     return values
