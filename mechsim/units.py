@@ -34,8 +34,8 @@ ureg.define("@alias week = wk = wks")
 Quantity = ureg.Quantity
 pint.set_application_registry(ureg)
 
-# Base unit chosen for each of pint's base dimensions.
-_CANONICAL_BASE = {
+# Base unit chosen for each of pint's base dimensions (the solver's coherent system).
+CANONICAL_BASE = {
     "[time]": ureg.day,
     "[substance]": ureg.nmol,
     "[length]": ureg.dm,
@@ -102,7 +102,7 @@ def _short(exc: Exception) -> str:
 def _canonical_for(dims: tuple) -> pint.Unit:
     unit = ureg.dimensionless
     for name, power in dims:
-        unit = unit * _CANONICAL_BASE[name] ** power
+        unit = unit * CANONICAL_BASE[name] ** power
     return unit
 
 

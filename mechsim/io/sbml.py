@@ -36,6 +36,7 @@ from ..errors import MechsimError, ParseError, RegimenError, UnitError, Validati
 from ..expr import FUNCTIONS, TIME, Expr
 from ..model import Compartment, Drug, Model, Parameter, Reaction, Route, Rule, Species
 from ..units import (
+    CANONICAL_BASE,
     dimension_text,
     format_quantity,
     format_unit,
@@ -72,15 +73,7 @@ _BASE = {
 }
 _ORDER = ("[substance]", "[mass]", "[current]", "[temperature]", "[luminosity]", "[length]",
           "[time]")
-_BASE_UNIT = {  # the same, as pint units
-    "[time]": ureg.day,
-    "[substance]": ureg.nmol,
-    "[length]": ureg.dm,
-    "[mass]": ureg.g,
-    "[current]": ureg.A,
-    "[temperature]": ureg.K,
-    "[luminosity]": ureg.cd,
-}
+_BASE_UNIT = CANONICAL_BASE  # the same, as pint units
 _DAY = ureg.day.dimensionality
 _VOLUME = ureg.L.dimensionality
 
