@@ -56,7 +56,24 @@ print("Trough before cycle 2 (day 29), 10 mg/kg ICARIA schedule:")
 print(f"  mechanistic cd38_myeloma   {mechanistic.magnitude:6.1f} mg/L")
 print(f"  popPK (Fau 2020)           {poppk.magnitude:6.1f} mg/L")
 print(f"  difference                 {mechanistic.magnitude / poppk.magnitude - 1:+6.1%}"
-      "   (published anchor: ~115-120 mg/L)")
+      "   (published anchor: ~115-120 mg/L; kdeg is calibrated to the popPK value)")
+
+# Cycle 6 (days 141-168, Q2W dosing): not used in any calibration, so a prediction.
+poppk_year = mechsim.simulate("isatuximab_poppk", ISATUXIMAB, until="169 day", every="0.25 day")
+
+
+def cycle_6_trough_and_peak(res, concentration):
+    times, before = res.before_dose(concentration)
+    trough = before[int(np.argmin(abs(times.to("day").magnitude - 168)))]
+    in_cycle = (res.time.to("day").magnitude > 140) & (res.time.to("day").magnitude <= 168)
+    return trough.to("mg/L").magnitude, res[concentration][in_cycle].to("mg/L").magnitude.max()
+
+
+mech_trough, mech_peak = cycle_6_trough_and_peak(results["Isa-Pd"], "C_mass")
+pop_trough, pop_peak = cycle_6_trough_and_peak(poppk_year, "C")
+print("Cycle 6 (Q2W) trough / peak (prediction; anchor ~120 / ~290 mg/L):")
+print(f"  mechanistic cd38_myeloma   {mech_trough:6.1f} / {mech_peak:5.1f} mg/L")
+print(f"  popPK (Fau 2020)           {pop_trough:6.1f} / {pop_peak:5.1f} mg/L")
 
 fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
 panels = [
