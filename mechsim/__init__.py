@@ -21,7 +21,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # public name -> module that defines it
 _EXPORTS = {
     "load_model": "io", "load_params": "io", "ParameterSet": "io",
-    "simulate": "simulation", "compile_model": "compile", "CompiledModel": "compile",
+    "simulate": "simulation", "simulate_many": "batch", "BatchResult": "batch",
+    "compile_model": "compile", "CompiledModel": "compile",
     "Regimen": "dosing", "Model": "model", "Result": "result", "Diagnostics": "result",
     "Quantity": "units", "ureg": "units",
     "Metric": "analysis", "dose_response": "analysis", "concentration_effect": "analysis",
@@ -30,10 +31,11 @@ _EXPORTS = {
     "ValidationError": "errors", "RegimenError": "errors", "SolverError": "errors",
 }
 __all__ = [
-    "CompiledModel", "Diagnostics", "MechsimError", "Metric", "Model", "ParameterSet",
+    "BatchResult", "CompiledModel", "Diagnostics", "MechsimError", "Metric", "Model", "ParameterSet",
     "ParseError", "Quantity", "Regimen", "RegimenError", "Result", "SolverError", "UnitError",
     "ValidationError", "__version__", "compile_model", "concentration_effect", "dose_response",
-    "load_model", "load_params", "local_sensitivity", "simulate", "sobol_indices", "ureg",
+    "load_model", "load_params", "local_sensitivity", "simulate", "simulate_many",
+    "sobol_indices", "ureg",
 ]
 
 

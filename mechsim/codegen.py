@@ -7,12 +7,14 @@ hold nothing else, not even builtins).  No identifier or text from a model file 
 generated code, so a model file cannot inject anything.  ``compile()`` turns the tree into a
 code object and :class:`types.FunctionType` makes it callable.
 
-Two flavours are generated from the same expressions:
+Three flavours are generated from the same expressions:
 
 * ``scalar``: arguments are 1-D arrays, values are unpacked with ``tolist()`` and math uses
   :mod:`math` on Python floats (several times faster than numpy scalars in an ODE callback);
 * ``vector``: arguments may carry trailing batch axes (e.g. states x patients); math uses numpy
-  and every output broadcasts over the batch.
+  and every output broadcasts over the batch;
+* ``numba``: like ``scalar`` but values are read by indexing, so that :mod:`mechsim.jit` can
+  compile the function with numba; the caller supplies numba versions of the helpers.
 """
 
 from __future__ import annotations
@@ -175,7 +177,8 @@ class _Printer:
 
 def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Symbol]],
              outputs: Sequence[tuple[tuple[int, ...], sympy.Expr]], shape: tuple[int, ...],
-             mode: str, batch_from: str | None = None) -> types.FunctionType:
+             mode: str, batch_from: str | None = None,
+             helpers: dict | None = None) -> types.FunctionType:
     """Build ``name(*args)`` returning an array of ``shape`` filled at the given indices.
 
     Parameters
@@ -193,6 +196,8 @@ def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Sy
         ``"scalar"`` or ``"vector"`` (see the module docstring).
     batch_from
         In vector mode, the argument whose trailing axes give the batch shape.
+    helpers
+        The helper table for ``numba`` mode (``_pow``, ``_log``, ... compiled by numba).
     """
     names: dict[sympy.Symbol, str] = {}
     body: list[ast.stmt] = []
@@ -200,6 +205,12 @@ def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Sy
         local = [f"{arg}_{i}" for i in range(len(symbols))]
         names.update(zip(symbols, local))
         if not symbols:
+            continue
+        if mode == "numba":  # numba cannot unpack an array of unknown length into a tuple
+            body.extend(ast.Assign(targets=[_name(n, store=True)],
+                                   value=ast.Subscript(value=_name(arg), slice=ast.Constant(i),
+                                                       ctx=ast.Load()))
+                        for i, n in enumerate(local))
             continue
         source = _call_method(arg, "tolist") if mode == "scalar" else _name(arg)
         target = ast.Tuple(elts=[_name(n, store=True) for n in local], ctx=ast.Store())
@@ -238,7 +249,7 @@ def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Sy
     module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
     code = compile(module, filename=f"<mechsim generated {name}>", mode="exec")
     fn_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
-    namespace = {"__builtins__": {}, **_HELPERS[mode]}
+    namespace = {"__builtins__": {}, **(helpers if mode == "numba" else _HELPERS[mode])}
     return types.FunctionType(fn_code, namespace, name)
 
 

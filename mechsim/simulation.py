@@ -28,7 +28,7 @@ from .units import dimension_text, parse_quantity, to_canonical, ureg
 
 __all__ = ["DosePlan", "as_days", "dose_plan", "integrate", "prepare_model", "simulate"]
 
-METHODS = ("LSODA", "BDF", "Radau")
+METHODS = ("LSODA", "BDF", "Radau", "NDF")
 BODY_WEIGHT = "WT"  # the parameter that per-body-weight doses (mg/kg) are multiplied by
 
 
@@ -126,49 +126,81 @@ def check_fixed_values(cm: CompiledModel, p: np.ndarray) -> None:
             raise ValidationError(f"parameter {BODY_WEIGHT} (body weight) must be positive")
 
 
-def dose_plan(cm: CompiledModel, regimen: Regimen, p: np.ndarray, until: float) -> DosePlan:
-    """Convert a regimen's doses for one parameter vector (body weight, MW, F, lag)."""
-    check_fixed_values(cm, p)
-    volumes = cm.volumes(p)
-    boluses, infusions, bolus_amounts, inf_rates = [], [], [], []
+@dataclass(frozen=True)
+class DoseEvent:
+    """One administration reduced to numbers.
+
+    ``time`` in days before any lag; ``amount`` canonical (nmol or g, per kg when
+    ``per_body_weight``), converted to what the route's state holds by multiplying with the
+    molecular weight to the power ``mw_power`` (-1: mass into moles, +1: moles into mass, 0:
+    no conversion); ``duration`` of an infusion in days, None for a bolus.
+    """
+
+    time: float
+    route: str
+    amount: float
+    mw_power: int
+    per_body_weight: bool
+    duration: float | None
+
+
+def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[DoseEvent, ...]:
+    """A regimen's doses up to ``until`` as numbers.  Does every unit conversion, so runs
+    that share a regimen (a population) convert it once."""
+    events = []
     for admin in regimen.administrations(until):
         dose = admin.dose
         route = cm.route(dose.route)
-        bioavailability, lag, mw = cm.route_factors(dose.route, p)
-        time = admin.time + lag
+        amount = to_canonical(dose.amount)
+        dims = dose.amount.dimensionality
+        if dose.per_body_weight:
+            if BODY_WEIGHT not in cm.parameter_names:
+                raise RegimenError(f"dose '{dose.amount:~}' is per body weight, but model "
+                                   f"{cm.name} has no parameter {BODY_WEIGHT} (body weight)")
+            dims = dims * ureg.kg.dimensionality
+        kind = "mass" if dims == ureg.g.dimensionality else "substance"
+        if kind != route.amount_kind and route.molecular_weight is None:
+            raise RegimenError(f"route {route.name}: a dose in "
+                               f"{'mass' if kind == 'mass' else 'moles'} needs the drug's "
+                               f"molecular_weight, and model {cm.name} names no drug for "
+                               "this route")
+        mw_power = 0 if kind == route.amount_kind else (-1 if kind == "mass" else 1)
+        events.append(DoseEvent(admin.time, dose.route, amount, mw_power,
+                                dose.per_body_weight, dose.infusion_duration_days()))
+    return tuple(events)
+
+
+def dose_plan(cm: CompiledModel, regimen: Regimen | tuple[DoseEvent, ...], p: np.ndarray,
+              until: float) -> DosePlan:
+    """Convert a regimen's doses for one parameter vector (body weight, MW, F, lag)."""
+    events = dose_events(cm, regimen, until) if isinstance(regimen, Regimen) else regimen
+    check_fixed_values(cm, p)
+    volumes = cm.volumes(p)
+    weight = p[cm.parameter_names.index(BODY_WEIGHT)] \
+        if BODY_WEIGHT in cm.parameter_names else np.nan
+    factors = {}
+    boluses, infusions, bolus_amounts, inf_rates = [], [], [], []
+    for event in events:
+        if event.route not in factors:
+            factors[event.route] = cm.route_factors(event.route, p)
+        bioavailability, lag, mw = factors[event.route]
+        time = event.time + lag
         if time >= until:  # the run covers [0, until]; a dose at `until` would change nothing
             continue
-        amount = _dose_amount(cm, dose, route, mw, p) * bioavailability
-        vol = float(volumes[route.state])
-        if dose.is_infusion:
-            duration = dose.infusion_duration_days()
-            rate = amount / duration
-            infusions.append((time, time + duration, route.state, rate / vol))
+        amount = event.amount * mw ** event.mw_power if event.mw_power else event.amount
+        if event.per_body_weight:
+            amount *= weight
+        amount *= bioavailability
+        state = cm.routes[event.route].state
+        vol = float(volumes[state])
+        if event.duration is not None:
+            rate = amount / event.duration
+            infusions.append((time, time + event.duration, state, rate / vol))
             inf_rates.append(rate)
         else:
-            boluses.append((time, route.state, amount / vol))
+            boluses.append((time, state, amount / vol))
             bolus_amounts.append(amount)
     return DosePlan(tuple(boluses), tuple(infusions), tuple(bolus_amounts), tuple(inf_rates))
-
-
-def _dose_amount(cm: CompiledModel, dose, route, mw: float, p: np.ndarray) -> float:
-    """Dose in the canonical amount the target holds (nmol or g)."""
-    amount = to_canonical(dose.amount)
-    dims = dose.amount.dimensionality
-    if dose.per_body_weight:
-        if BODY_WEIGHT not in cm.parameter_names:
-            raise RegimenError(f"dose '{dose.amount:~}' is per body weight, but model "
-                               f"{cm.name} has no parameter {BODY_WEIGHT} (body weight)")
-        amount *= p[cm.parameter_names.index(BODY_WEIGHT)]
-        dims = dims * ureg.kg.dimensionality
-    kind = "mass" if dims == ureg.g.dimensionality else "substance"
-    if kind == route.amount_kind:
-        return amount
-    if route.molecular_weight is None:  # mw is nan then
-        raise RegimenError(f"route {route.name}: a dose in {'mass' if kind == 'mass' else 'moles'}"
-                           f" needs the drug's molecular_weight, and model {cm.name} names no "
-                           "drug for this route")
-    return amount / mw if kind == "mass" else amount * mw
 
 
 def _as_regimen(regimen) -> Regimen:
@@ -247,12 +279,14 @@ def simulate(model: Model | str, regimen: Regimen | str | None = None, *, until,
         raise ValidationError(f"`until` must be after 0, got {until!r}")
     reg = _as_regimen(regimen)
     plan = dose_plan(cm, reg, p, end)
-    grid = output_grid(plan, end, times, every)
+    grid = output_grid(plan.breakpoints(end), end, times, every)
     return integrate(cm, p, plan, grid, rtol=rtol, atol=atol, method=method,
                      regimen_text=str(reg))
 
 
-def output_grid(plan: DosePlan, until: float, times=None, every=None) -> np.ndarray:
+def output_grid(breaks: np.ndarray, until: float, times=None, every=None) -> np.ndarray:
+    """Output times in days: ``times``, a spacing ``every``, or by default 1001 even times
+    plus every discontinuity in ``breaks`` (sorted dose and infusion edges, 0 and until)."""
     if times is not None and every is not None:
         raise ValidationError("give either `times` or `every`, not both")
     if times is not None:
@@ -263,10 +297,9 @@ def output_grid(plan: DosePlan, until: float, times=None, every=None) -> np.ndar
             raise ValidationError(f"`every` must be positive, got {every!r}")
         grid = np.append(np.arange(0.0, until, step), until)
     else:
-        grid = np.union1d(np.linspace(0.0, until, 1001), plan.breakpoints(until))
+        grid = np.union1d(np.linspace(0.0, until, 1001), breaks)
     # Snap output times that are a rounding error away from a dose or infusion edge onto it
     # (linspace gives 63.00000000000001 for a dose at 63): LSODA rejects such tiny steps.
-    breaks = plan.breakpoints(until)
     if breaks.size:
         nearest = breaks[np.clip(np.searchsorted(breaks, grid), 1, breaks.size) - 1]
         after = breaks[np.clip(np.searchsorted(breaks, grid), 0, breaks.size - 1)]
@@ -285,27 +318,76 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
     """Integrate one parameter vector over ``[0, grid[-1]]`` and build the Result."""
     if method not in METHODS:
         raise ValidationError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
-    n = len(cm.state_names)
-    if atol is None:  # 1e-12 of each state's unit: pg/mL is 1e-9 of the canonical g/L
-        atol = 1e-12 * np.array([to_canonical(ureg.Quantity(1.0, u)) for u in cm.state_units])
-    atol_arr = np.broadcast_to(np.asarray(atol, dtype=float), (n,)) \
-        if np.ndim(atol) == 0 or len(atol) == n else None
-    if atol_arr is None:
-        raise ValidationError(f"`atol` needs one value or {n} (one per state), got {len(atol)}")
-    if not (rtol > 0 and np.all(atol_arr > 0)):
+    atol_arr = default_atol(cm, atol)
+    if not rtol > 0:
         raise ValidationError("`rtol` and `atol` must be positive")
     until = float(grid[-1])
-    y = y_initial = np.asarray(cm.initial_state(p), dtype=float)
+    y_initial = np.asarray(cm.initial_state(p), dtype=float)
+    breaks = plan.breakpoints(until)
+    solve = _solve_compiled if method == "NDF" else _solve_scipy
+    out, pre_t, pre_y, totals = solve(cm, p, plan, grid, y_initial, rtol, atol_arr, method)
+    return assemble_result(cm, p, plan, grid, out, y_initial, pre_t, pre_y, totals,
+                           len(breaks) - 1, method, rtol, atol, atol_arr, regimen_text)
+
+
+def default_atol(cm: CompiledModel, atol) -> np.ndarray:
+    """Absolute tolerance per state in canonical units; None gives 1e-12 of each state's own
+    unit (pg/mL is 1e-9 of the canonical g/L, so its atol is 1e-21 g/L)."""
+    n = len(cm.state_names)
+    if atol is None:
+        atol = 1e-12 * np.array([to_canonical(ureg.Quantity(1.0, u)) for u in cm.state_units])
+    if np.ndim(atol) == 0:
+        atol_arr = np.full(n, float(atol))
+    elif len(atol) == n:
+        atol_arr = np.array(atol, dtype=float)
+    else:
+        raise ValidationError(f"`atol` needs one value or {n} (one per state), got {len(atol)}")
+    if not np.all(atol_arr > 0):
+        raise ValidationError("`rtol` and `atol` must be positive")
+    return atol_arr
+
+
+def assemble_result(cm, p, plan, grid, out, y_initial, pre_t, pre_y, totals, segments, method,
+                    rtol, atol, atol_arr, regimen_text) -> Result:
+    """A :class:`Result` from integrated states: observables, diagnostics, mass balance."""
+    n = len(cm.state_names)
+    residuals = _conservation_residuals(cm, p, plan, grid, out, y_initial, atol_arr)
+    pre_states = np.array(pre_y).reshape(len(pre_t), n)
+    pre_obs = cm.observables(np.array(pre_t), pre_states.T, p).T \
+        if cm.observable_names and pre_t else np.empty((len(pre_t), 0))
+    diagnostics = Diagnostics(method=method, rtol=rtol,
+                              atol=float(atol_arr[0]) if atol is not None and np.ndim(atol) == 0
+                              else tuple(float(x) for x in atol_arr),
+                              steps=int(totals[0]), rhs_evaluations=int(totals[1]),
+                              jacobian_evaluations=int(totals[2]), segments=segments,
+                              conservation_residuals=residuals)
+    return Result(
+        model=cm.name, time_days=grid, time_unit=cm.time_unit,
+        state_names=cm.state_names, state_units=cm.state_units, states=out,
+        observable_names=cm.observable_names, observable_units=cm.observable_units,
+        observables=cm.observables(grid, out, p) if cm.observable_names else
+        np.empty((0, len(grid))),
+        diagnostics=diagnostics,
+        pre_dose_days=np.array(pre_t), pre_dose_states=pre_states,
+        pre_dose_observables=pre_obs,
+        regimen=regimen_text,
+    )
+
+
+def _solve_scipy(cm, p, plan, grid, y_initial, rtol, atol_arr, method):
+    """Integrate segment by segment with odeint (LSODA) or solve_ivp (BDF, Radau)."""
+    n = len(cm.state_names)
+    until = float(grid[-1])
+    y = y_initial
     rhs, jac = cm.rhs("scalar"), cm.jacobian("scalar")
     out = np.empty((n, len(grid)))
     bolus_at: dict[float, list[tuple[int, float]]] = {}
     for t, i, jump in plan.boluses:
         bolus_at.setdefault(t, []).append((i, jump))
-    breaks = plan.breakpoints(until)
     dose_times = plan.dose_times()
     pre_t, pre_y = [], []
     totals = np.zeros(3, dtype=int)
-    for a, b in pairwise(breaks):
+    for a, b in pairwise(plan.breakpoints(until)):
         if a in dose_times:  # keep the value just before each dose (troughs)
             pre_t.append(a)
             pre_y.append(y.copy())
@@ -319,27 +401,52 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
         y = values[:, -1]
         totals += counts
     out[:, grid == until] = y[:, None]
+    return out, pre_t, pre_y, totals
 
-    residuals = _conservation_residuals(cm, p, plan, grid, out, y_initial, atol_arr)
-    pre_states = np.array(pre_y).reshape(len(pre_t), n)
-    pre_obs = cm.observables(np.array(pre_t), pre_states.T, p).T \
-        if cm.observable_names and pre_t else np.empty((len(pre_t), 0))
-    diagnostics = Diagnostics(method=method, rtol=rtol,
-                              atol=float(atol_arr[0]) if np.ndim(atol) == 0 else tuple(atol_arr),
-                              steps=int(totals[0]), rhs_evaluations=int(totals[1]),
-                              jacobian_evaluations=int(totals[2]), segments=len(breaks) - 1,
-                              conservation_residuals=residuals)
-    return Result(
-        model=cm.name, time_days=grid, time_unit=cm.time_unit,
-        state_names=cm.state_names, state_units=cm.state_units, states=out,
-        observable_names=cm.observable_names, observable_units=cm.observable_units,
-        observables=cm.observables(grid, out, p) if cm.observable_names else
-        np.empty((0, len(grid))),
-        diagnostics=diagnostics,
-        pre_dose_days=np.array(pre_t), pre_dose_states=pre_states,
-        pre_dose_observables=pre_obs,
-        regimen=regimen_text,
-    )
+
+def segment_arrays(plan: DosePlan, until: float, n: int):
+    """The plan as arrays for the compiled engine: segment starts and ends, the infusion
+    input on each segment, the bolus jump at each start, and which starts are doses."""
+    breaks = plan.breakpoints(until)
+    starts, ends = breaks[:-1], breaks[1:]
+    index = {t: k for k, t in enumerate(starts)}
+    rates = np.zeros((len(starts), n))
+    for start, end, i, rate in plan.infusions:
+        rates[(starts >= start) & (starts < end), i] += rate
+    jumps = np.zeros((len(starts), n))
+    for t, i, jump in plan.boluses:
+        if t in index:
+            jumps[index[t], i] += jump
+    doses = plan.dose_times()
+    is_dose = np.array([t in doses for t in starts], dtype=bool)
+    return starts, ends, rates, jumps, is_dose
+
+
+def _solve_compiled(cm, p, plan, grid, y_initial, rtol, atol_arr, method):
+    """Integrate with the numba-compiled NDF engine (:mod:`mechsim.jit`)."""
+    from . import jit
+
+    if not jit.available():
+        raise ValidationError("method 'NDF' needs numba: pip install \"mechsim[fast]\"")
+    n = len(cm.state_names)
+    starts, ends, rates, jumps, is_dose = segment_arrays(plan, float(grid[-1]), n)
+    out = np.empty((n, len(grid)))
+    pre = np.empty((len(starts), n))
+    stats = np.zeros(4)
+    status = jit.compiled_runner(cm)(p, starts, ends, rates, jumps, grid, float(rtol),
+                                     atol_arr.astype(float), y_initial.astype(float), out, pre,
+                                     stats)
+    if status != jit.OK:
+        raise compiled_solver_error(cm, status, stats)
+    return out, list(starts[is_dose]), list(pre[is_dose]), stats[:3].astype(int)
+
+
+def compiled_solver_error(cm, status, stats) -> SolverError:
+    from .jit import STATUS_TEXT
+
+    return SolverError(f"solver NDF failed near t = {stats[3]:g} day: {STATUS_TEXT[status]}; "
+                       f"model {cm.name}; hint: check parameter values and units, loosen "
+                       "rtol/atol or try method='LSODA'")
 
 
 def _apply_boluses(y, jumps):

@@ -10,7 +10,7 @@ from mechsim import SolverError, UnitError, ValidationError, simulate
 from mechsim.testing import accumulation_ratio, bolus_1cpt, infusion_1cpt, oral_1cpt, superpose
 
 V, K = 10.0, math.log(2)  # one_compartment defaults: L, 1/day
-METHODS = ["LSODA", "BDF", "Radau"]
+METHODS = ["LSODA", "BDF", "Radau", "NDF"]  # NDF: the numba-compiled engine
 TIGHT = dict(rtol=1e-10, atol=1e-14)
 
 

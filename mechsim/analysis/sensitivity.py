@@ -85,7 +85,7 @@ class _Runs:
         self.description = f"{self.model.name}: {self.regimen}"
         plan = self.plan(self.p0)
         from ..simulation import output_grid
-        output_grid(plan, self.end, None, every)  # a bad `every` fails now
+        output_grid(plan.breakpoints(self.end), self.end, None, every)  # a bad `every` fails now
         for m in metrics:
             _check_metric(m, self.cm, self.end, plan)
 
@@ -157,7 +157,7 @@ def _evaluate_one(args, job) -> list[pint.Quantity]:
 
     cm, regimen_text, end, every, rtol, atol, metrics = args
     p, plan, label = job
-    grid = output_grid(plan, end, None, every)
+    grid = output_grid(plan.breakpoints(end), end, None, every)
     try:
         res = integrate(cm, p, plan, grid, rtol=rtol, atol=atol, regimen_text=regimen_text)
     except SolverError as exc:
