@@ -94,7 +94,8 @@ def main() -> int:
               f"{'' if rel <= 0.01 else '   <- update params/'}")
     print("\ntarget                         model (fitted)")
     out = outcomes(model, fitted)
-    print(f"trough before cycle 2 {trough_target:5.1f} mg/L (popPK)   {out.pop('trough'):5.1f} mg/L")
+    trough = out.pop("trough")
+    print(f"trough before cycle 2 {trough_target:5.1f} mg/L (popPK)   {trough:5.1f} mg/L")
     for arm, (pfs, reduction) in out.items():
         print(f"{arm:<7} median PFS {MEDIAN_PFS_MONTHS[arm]:5.2f} months   {pfs:5.2f} months")
         print(f"{arm:<7} best M-protein fall {REDUCTION_TARGET[arm]:4.0%} (assumed)   "

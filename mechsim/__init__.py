@@ -31,7 +31,8 @@ _EXPORTS = {
     "ValidationError": "errors", "RegimenError": "errors", "SolverError": "errors",
 }
 __all__ = [
-    "BatchResult", "CompiledModel", "Diagnostics", "MechsimError", "Metric", "Model", "ParameterSet",
+    "BatchResult", "CompiledModel", "Diagnostics", "MechsimError", "Metric", "Model",
+    "ParameterSet",
     "ParseError", "Quantity", "Regimen", "RegimenError", "Result", "SolverError", "UnitError",
     "ValidationError", "__version__", "compile_model", "concentration_effect", "dose_response",
     "load_model", "load_params", "local_sensitivity", "simulate", "simulate_many",

@@ -118,8 +118,7 @@ def _jit(fn):
 @_jit
 def _nb_pow(x, e):
     # same convention as codegen._safe_pow: solver noise below zero is taken as zero
-    if x < 0.0:
-        x = 0.0
+    x = max(x, 0.0)
     if x == 0.0 and e < 0.0:
         return math.inf
     return x ** e
@@ -377,11 +376,7 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
         f_m = err_m ** (-1.0 / order) if err_m > 0.0 else MAX_FACTOR / safety
         f_0 = err ** (-1.0 / (order + 1)) if err > 0.0 else MAX_FACTOR / safety
         f_p = err_p ** (-1.0 / (order + 2)) if err_p > 0.0 else MAX_FACTOR / safety
-        best = f_0
-        if f_m > best:
-            best = f_m
-        if f_p > best:
-            best = f_p
+        best = max(f_m, f_0, f_p)
         if best == f_m and f_m > f_0:
             order -= 1
         elif best == f_p and f_p > f_0:

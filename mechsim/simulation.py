@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import numpy as np
@@ -148,8 +148,12 @@ def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[Dose
     """A regimen's doses up to ``until`` as numbers.  Does every unit conversion, so runs
     that share a regimen (a population) convert it once."""
     events = []
+    converted: dict[int, DoseEvent] = {}  # a block repeats one Dose object: convert it once
     for admin in regimen.administrations(until):
         dose = admin.dose
+        if id(dose) in converted:
+            events.append(replace(converted[id(dose)], time=admin.time))
+            continue
         route = cm.route(dose.route)
         amount = to_canonical(dose.amount)
         dims = dose.amount.dimensionality
@@ -165,8 +169,10 @@ def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[Dose
                                f"molecular_weight, and model {cm.name} names no drug for "
                                "this route")
         mw_power = 0 if kind == route.amount_kind else (-1 if kind == "mass" else 1)
-        events.append(DoseEvent(admin.time, dose.route, amount, mw_power,
-                                dose.per_body_weight, dose.infusion_duration_days()))
+        event = converted[id(dose)] = DoseEvent(admin.time, dose.route, amount, mw_power,
+                                                 dose.per_body_weight,
+                                                 dose.infusion_duration_days())
+        events.append(event)
     return tuple(events)
 
 
