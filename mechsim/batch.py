@@ -28,16 +28,15 @@ from .simulation import (
     METHODS,
     DosePlan,
     _as_regimen,
+    _solve_compiled,
     _solve_scipy,
     as_days,
     assemble_result,
-    compiled_solver_error,
     default_atol,
     dose_events,
     dose_plan,
     output_grid,
     prepare_model,
-    segment_arrays,
 )
 from .units import canonical_unit, dimension_text, format_quantity, parse_quantity, ureg
 
@@ -197,18 +196,19 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     chunks = [range(lo, min(lo + _chunk_size(n_runs, workers), n_runs))
               for lo in range(0, n_runs, _chunk_size(n_runs, workers))]
     if method == "NDF":
-        solve_chunk = _compiled_chunk_solver(cm)
-        pool_type = ThreadPoolExecutor
+        from . import jit
+
+        jit.compiled_runner(cm)  # compile here, once, before any thread starts
+        pool_type = ThreadPoolExecutor  # the compiled runs release the GIL
     else:
-        solve_chunk = _scipy_chunk
         pool_type = ProcessPoolExecutor
     args = [(cm, matrix[c.start:c.stop], plans[c.start:c.stop], grid, rtol, atol_arr, method)
             for c in chunks]
     if workers == 1 or len(chunks) == 1:
-        outcomes = [solve_chunk(*a) for a in args]
+        outcomes = [_solve_chunk(*a) for a in args]
     else:
         with pool_type(max_workers=workers) as pool:
-            outcomes = list(pool.map(solve_chunk, *zip(*args)))
+            outcomes = list(pool.map(_solve_chunk, *zip(*args)))
     for c, (chunk_states, chunk_pre, chunk_counts, failure) in zip(chunks, outcomes):
         if failure is not None:
             k, exc = failure
@@ -244,40 +244,19 @@ def _choose_method(method: str) -> str:
     return method
 
 
-def _compiled_chunk_solver(cm: CompiledModel):
-    from . import jit
-
-    runner = jit.compiled_runner(cm)  # compile here, once, before any thread starts
-    n = len(cm.state_names)
-
-    def solve(cm, matrix, plans, grid, rtol, atol_arr, method):
-        states = np.empty((len(plans), n, grid.size))
-        pre, counts = [], np.zeros((len(plans), 3), dtype=np.int64)
-        for k, (p, plan) in enumerate(zip(matrix, plans)):
-            starts, ends, rates, jumps, is_dose = segment_arrays(plan, float(grid[-1]), n)
-            before = np.empty((len(starts), n))
-            stats = np.zeros(4)
-            y0 = np.asarray(cm.initial_state(p), dtype=float)
-            status = runner(np.ascontiguousarray(p), starts, ends, rates, jumps, grid,
-                            float(rtol), atol_arr, y0, states[k], before, stats)
-            if status != jit.OK:
-                return states, pre, counts, (k, compiled_solver_error(cm, status, stats))
-            pre.append((starts[is_dose], before[is_dose]))
-            counts[k] = stats[:3]
-        return states, pre, counts, None
-    return solve
-
-
-def _scipy_chunk(cm, matrix, plans, grid, rtol, atol_arr, method):
-    """Runs of one chunk with scipy's integrators (module level: it crosses processes)."""
+def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method):
+    """Runs of one chunk, each exactly as :func:`mechsim.simulate` integrates it (module
+    level: it crosses processes).  Returns states, pre-dose values, counters and the first
+    failure as (index in chunk, SolverError) or None."""
+    solve = _solve_compiled if method == "NDF" else _solve_scipy
     n = len(cm.state_names)
     states = np.empty((len(plans), n, grid.size))
     pre, counts = [], np.zeros((len(plans), 3), dtype=np.int64)
     for k, (p, plan) in enumerate(zip(matrix, plans)):
         y0 = np.asarray(cm.initial_state(p), dtype=float)
         try:
-            out, pre_t, pre_y, totals = _solve_scipy(cm, p, plan, grid, y0, rtol, atol_arr,
-                                                      method)
+            out, pre_t, pre_y, totals = solve(cm, np.ascontiguousarray(p), plan, grid, y0,
+                                              rtol, atol_arr, method)
         except SolverError as exc:
             return states, pre, counts, (k, exc)
         states[k] = out
