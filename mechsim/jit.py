@@ -239,6 +239,10 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
 
     Output points ``a < grid[g..] < b`` are filled by interpolation.  Returns (status, g, t).
     """
+    # Time runs locally from 0 to span = b - a: the step-size floor is then set by the
+    # segment's length, not by the size of t (late in a long run a fast transient after a
+    # dose needs steps finer than the spacing of floats near t = 600 days).
+    span = b - a
     n = y.shape[0]
     gamma, alpha, error_const = _GAMMA, _ALPHA, _ERROR_CONST
     eps = 2.220446049250313e-16
@@ -251,7 +255,7 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
     scale = atol + rtol * np.abs(y)
     d0, d1 = _rms(y, scale), _rms(f0, scale)
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-    h0 = min(h0, b - a)
+    h0 = min(h0, span)
     f1 = rhs(a + h0, y + h0 * f0, p) + u
     stats[1] += 1
     d2 = _rms(f1 - f0, scale) / h0
@@ -259,14 +263,19 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
         h1 = max(1e-6, h0 * 1e-3)
     else:
         h1 = math.sqrt(0.01 / max(d1, d2))
-    h = min(100.0 * h0, h1, b - a)
+    h = min(100.0 * h0, h1, span)
+    # A state near zero with a large inflow (an infusion into a drained compartment) drives
+    # the estimate below the resolution of t late in long runs; start a little above it and
+    # let the error test shrink the step if it must.
+    min_step = 16.0 * eps * span
+    h = min(max(h, 1000.0 * min_step), span)
 
     d = np.zeros((MAX_ORDER + 3, n))
     d[0] = y
     d[1] = f0 * h
     order = 1
     n_equal = 0
-    t = a
+    t = 0.0
     lu = np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
     y_pred = np.empty(n)
@@ -275,20 +284,19 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
     corr = np.empty(n)
     dy = np.empty(n)
     steps = 0
-    min_step = 16.0 * eps * max(abs(b), 1.0)
-    while t < b:
+    while t < span:
         if steps >= max_steps:
             y[:] = d[0]
-            return TOO_MANY_STEPS, g, t
+            return TOO_MANY_STEPS, g, a + t
         if h < min_step:
             y[:] = d[0]
-            return STEP_TOO_SMALL, g, t
-        if t + h >= b or b - (t + h) < min_step:
-            factor = (b - t) / h
+            return STEP_TOO_SMALL, g, a + t
+        if t + h >= span or span - (t + h) < min_step:
+            factor = (span - t) / h
             _rescale(d, order, factor)
-            h = b - t
+            h = span - t
             n_equal = 0
-            t_new = b
+            t_new = span
         else:
             t_new = t + h
         y_pred[:] = d[0]
@@ -301,7 +309,7 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
         psi /= alpha[order]
         c = h / alpha[order]
 
-        jm = jac(t_new, y_pred, p)
+        jm = jac(a + t_new, y_pred, p)
         stats[2] += 1
         for i in range(n):
             for j in range(n):
@@ -316,7 +324,7 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
             rate = 0.0
             for k in range(NEWTON_MAXITER):
                 n_iter = k + 1
-                f = rhs(t_new, y_new, p)
+                f = rhs(a + t_new, y_new, p)
                 stats[1] += 1
                 finite = True
                 for i in range(n):
@@ -363,9 +371,9 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
         d[order + 1] = corr
         for i in range(order, -1, -1):
             d[i] += d[i + 1]
-        while g < n_grid and grid[g] < b and grid[g] <= t:
+        while g < n_grid and grid[g] < b and grid[g] - a <= t:
             if grid[g] > a:
-                _interpolate(d, order, t, h, grid[g], out[:, g])
+                _interpolate(d, order, t, h, grid[g] - a, out[:, g])
             g += 1
         if n_equal < order + 1:
             continue
@@ -388,8 +396,8 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
     y[:] = d[0]
     for i in range(n):
         if not math.isfinite(y[i]):
-            return NOT_FINITE, g, t
-    return OK, g, t
+            return NOT_FINITE, g, a + t
+    return OK, g, b
 
 
 def _run(rhs, jac, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre, stats):

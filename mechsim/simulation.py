@@ -490,8 +490,9 @@ def _segment(rhs, jac, p, u, y0, a, b, inner, rtol, atol, method, cm):
             else:
                 sol = solve_ivp(f, (a, b), y0, method=method, t_eval=tout, jac=j, rtol=rtol,
                                 atol=atol)
-                ok = sol.status == 0 and sol.y.shape[1] == len(tout)
-                values = sol.y
+                # a failed solve_ivp may return fewer columns than asked, or none at all
+                values = np.asarray(sol.y, dtype=float).reshape(len(y0), -1)
+                ok = sol.status == 0 and values.shape[1] == len(tout)
                 counts = (len(sol.t), sol.nfev, sol.njev)
                 message = sol.message
     except (ZeroDivisionError, OverflowError, ValueError, FloatingPointError) as exc:
@@ -499,13 +500,13 @@ def _segment(rhs, jac, p, u, y0, a, b, inner, rtol, atol, method, cm):
                           f"({type(exc).__name__}: {exc}); a state or parameter probably "
                           "reached zero or a negative value; check parameter values") from None
     if not ok or not np.all(np.isfinite(values)):
-        raise _solver_error(cm, rhs, p, u, y0, values, tout, a, b, message)
+        raise _solver_error(cm, rhs, p, u, y0, values, tout, a, b, message, method)
     return values, np.array(counts, dtype=int)
 
 
-def _solver_error(cm, rhs, p, u, y0, values, tout, a, b, message) -> SolverError:
+def _solver_error(cm, rhs, p, u, y0, values, tout, a, b, message, method) -> SolverError:
     finite = np.all(np.isfinite(values), axis=0)
-    last = int(np.argmin(finite)) - 1 if not finite.all() else len(tout) - 1
+    last = int(np.argmin(finite)) - 1 if not finite.all() else values.shape[1] - 1
     y = values[:, last] if last >= 0 else y0
     t = tout[last] if last >= 0 else a
     with np.errstate(all="ignore"):
@@ -520,7 +521,7 @@ def _solver_error(cm, rhs, p, u, y0, values, tout, a, b, message) -> SolverError
     return SolverError(
         f"solver failed near t = {t:g} day (segment {a:g}..{b:g} day): {message.strip()}; "
         f"states involved: {', '.join(bad)}; hint: check parameter values and units, "
-        "loosen rtol/atol or try method='BDF'")
+        f"loosen rtol/atol or try method='{'Radau' if method != 'Radau' else 'LSODA'}'")
 
 
 def _conservation_residuals(cm, p, plan, grid, states, y_initial, atol) -> dict[str, float]:
