@@ -43,6 +43,11 @@ from .units import canonical_unit, dimension_text, format_quantity, parse_quanti
 __all__ = ["BatchResult", "simulate_many"]
 
 _OBSERVABLE_CHUNK = 1024  # runs per observables evaluation (bounds the temporary arrays)
+# Methods tried, in order, when a run fails: Radau (implicit Runge-Kutta, L-stable, its own
+# step control) passes extreme stiffness where the BDF-family methods give up, e.g. a
+# receptor pool grown a millionfold binding drug within seconds; LSODA is the last resort.
+FALLBACK = {"NDF": ("Radau", "LSODA"), "LSODA": ("Radau",), "BDF": ("Radau", "LSODA"),
+            "Radau": ("LSODA",)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +70,7 @@ class BatchResult:
     method: str = "LSODA"
     rtol: float = 1e-8
     atol: tuple[float, ...] = ()
+    fallbacks: tuple[tuple[int, str], ...] = ()  # (run, method) redone after a failure
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -117,8 +123,8 @@ class BatchResult:
                                np.asarray(cm.initial_state(p), dtype=float), list(pre_t),
                                list(pre_y), self.counters[i],
                                len(self.plans[i].breakpoints(float(self.time_days[-1]))) - 1,
-                               self.method, self.rtol, np.array(self.atol),
-                               np.array(self.atol), self.regimens[i])
+                               dict(self.fallbacks).get(i, self.method), self.rtol,
+                               np.array(self.atol), np.array(self.atol), self.regimens[i])
 
 
 def _in_unit(canonical: np.ndarray, unit: pint.Unit) -> pint.Quantity:
@@ -130,7 +136,8 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
                   parameters: Mapping[str, object] | None = None, until, times=None,
                   every=None, params=None, overrides: Mapping | None = None,
                   rtol: float = 1e-8, atol=None, method: str = "auto",
-                  workers: int | None = None) -> BatchResult:
+                  workers: int | None = None, executor=None,
+                  chunk_size: int | None = None) -> BatchResult:
     """Simulate many runs of one model: one per parameter row and/or regimen.
 
     Parameters
@@ -149,6 +156,17 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     workers
         Runs integrated at the same time (threads for NDF, processes otherwise); default:
         the number of CPUs.  Results do not depend on it.
+    executor
+        Any object with ``submit(fn, *args)`` returning a future with ``.result()``: a
+        ``concurrent.futures`` pool or a Dask ``distributed.Client``.  Chunks of runs are
+        submitted to it instead of a pool made here (``workers`` is then ignored).
+    chunk_size
+        Runs per submitted task; default: about four chunks per worker.
+
+    A run that fails is redone with the next method of ``FALLBACK`` (NDF: Radau, then
+    LSODA); ``fallbacks`` lists (run, method used), and ``result(i).diagnostics.method``
+    says it too.  The error of the first method is raised only if every method fails.
+    Results do not depend on ``workers``, ``executor`` or ``chunk_size``.
 
     Examples
     --------
@@ -192,9 +210,9 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     states = np.empty((n_runs, n_states, grid.size))
     counters = np.zeros((n_runs, 3), dtype=np.int64)
     pre_dose: list = [None] * n_runs
-    workers = max(1, int(workers or os.cpu_count() or 1))
-    chunks = [range(lo, min(lo + _chunk_size(n_runs, workers), n_runs))
-              for lo in range(0, n_runs, _chunk_size(n_runs, workers))]
+    workers = _positive("workers", workers, os.cpu_count() or 1)
+    size = _positive("chunk_size", chunk_size, -(-n_runs // (4 * workers)))
+    chunks = [range(lo, min(lo + size, n_runs)) for lo in range(0, n_runs, size)]
     if method == "NDF":
         from . import jit
 
@@ -204,12 +222,16 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         pool_type = ProcessPoolExecutor
     args = [(cm, matrix[c.start:c.stop], plans[c.start:c.stop], grid, rtol, atol_arr, method)
             for c in chunks]
-    if workers == 1 or len(chunks) == 1:
+    if executor is not None:
+        futures = [executor.submit(_solve_chunk, *a) for a in args]
+        outcomes = [f.result() for f in futures]
+    elif workers == 1 or len(chunks) == 1:
         outcomes = [_solve_chunk(*a) for a in args]
     else:
         with pool_type(max_workers=workers) as pool:
             outcomes = list(pool.map(_solve_chunk, *zip(*args)))
-    for c, (chunk_states, chunk_pre, chunk_counts, failure) in zip(chunks, outcomes):
+    fallbacks = []
+    for c, (chunk_states, chunk_pre, chunk_counts, failure, redone) in zip(chunks, outcomes):
         if failure is not None:
             k, exc = failure
             i = c.start + k
@@ -217,18 +239,22 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         states[c.start:c.stop] = chunk_states
         counters[c.start:c.stop] = chunk_counts
         pre_dose[c.start:c.stop] = chunk_pre
+        fallbacks.extend((c.start + k, used) for k, used in redone)
     return BatchResult(
         compiled=cm, time_days=grid, states=states, parameter_values=matrix,
         plans=tuple(plans),
         regimens=tuple(str(regimen_list[i if len(regimen_list) > 1 else 0])
                        for i in range(n_runs)),
         pre_dose=tuple(pre_dose), counters=counters, method=method, rtol=float(rtol),
-        atol=tuple(float(a) for a in atol_arr))
+        atol=tuple(float(a) for a in atol_arr), fallbacks=tuple(fallbacks))
 
 
-def _chunk_size(n_runs: int, workers: int) -> int:
-    # a few chunks per worker balance uneven runs without much scheduling overhead
-    return max(1, -(-n_runs // (4 * workers)))
+def _positive(name: str, value, default: int) -> int:
+    if value is None:
+        return max(1, int(default))
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValidationError(f"`{name}` must be a positive integer or None, got {value!r}")
+    return int(value)
 
 
 def _choose_method(method: str) -> str:
@@ -246,23 +272,32 @@ def _choose_method(method: str) -> str:
 
 def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method):
     """Runs of one chunk, each exactly as :func:`mechsim.simulate` integrates it (module
-    level: it crosses processes).  Returns states, pre-dose values, counters and the first
-    failure as (index in chunk, SolverError) or None."""
-    solve = _solve_compiled if method == "NDF" else _solve_scipy
+    level: it crosses processes).  Returns states, pre-dose values, counters, the first
+    failure as (index in chunk, SolverError) or None, and (index in chunk, method) of the
+    runs finished by a fallback method."""
     n = len(cm.state_names)
     states = np.empty((len(plans), n, grid.size))
-    pre, counts = [], np.zeros((len(plans), 3), dtype=np.int64)
-    for k, (p, plan) in enumerate(zip(matrix, plans)):
+    pre, counts, redone = [], np.zeros((len(plans), 3), dtype=np.int64), []
+    for k, (row, plan) in enumerate(zip(matrix, plans)):
+        p = np.ascontiguousarray(row)
         y0 = np.asarray(cm.initial_state(p), dtype=float)
-        try:
-            out, pre_t, pre_y, totals = solve(cm, np.ascontiguousarray(p), plan, grid, y0,
-                                              rtol, atol_arr, method)
-        except SolverError as exc:
-            return states, pre, counts, (k, exc)
+        first_error = None
+        for attempt in (method, *FALLBACK[method]):
+            solve = _solve_compiled if attempt == "NDF" else _solve_scipy
+            try:
+                out, pre_t, pre_y, totals = solve(cm, p, plan, grid, y0, rtol, atol_arr,
+                                                  attempt)
+                break
+            except SolverError as exc:
+                first_error = first_error or exc
+        else:
+            return states, pre, counts, (k, first_error), redone
+        if attempt != method:
+            redone.append((k, attempt))
         states[k] = out
         pre.append((np.array(pre_t), np.array(pre_y).reshape(len(pre_t), n)))
         counts[k] = totals
-    return states, pre, counts, None
+    return states, pre, counts, None, redone
 
 
 def _column(model: Model, name: str, values) -> np.ndarray:

@@ -169,3 +169,44 @@ def test_a_solver_failure_names_the_run_and_the_time():
     with pytest.raises(SolverError, match=r"run 1 .*failed near t = "):
         simulate_many("one_compartment", "1000 nmol iv", until="30 day",
                       parameters={"CL": ["1 L/day", "-1e5 L/day"]}, method="NDF")
+
+
+def test_a_failed_run_is_redone_by_the_next_method(cd38, monkeypatch):
+    """When NDF fails for one run, that run is integrated by Radau and reported; the others
+    are untouched."""
+    from mechsim import batch as batch_module
+
+    patients = lognormal_patients(cd38, 3)
+    clean = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
+                          every="1 day", workers=1)
+    real = batch_module._solve_compiled
+    calls = {"n": 0}
+
+    def failing_second_run(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SolverError("injected failure")
+        return real(*args)
+
+    monkeypatch.setattr(batch_module, "_solve_compiled", failing_second_run)
+    redone = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
+                           every="1 day", workers=1)
+    assert redone.fallbacks == ((1, "Radau"),)
+    assert redone.result(1).diagnostics.method == "Radau"
+    assert np.array_equal(redone.states[[0, 2]], clean.states[[0, 2]])
+    np.testing.assert_allclose(redone.states[1], clean.states[1], rtol=1e-5, atol=1e-9)
+
+
+def test_ndf_passes_a_fast_transient_late_in_a_long_run(cd38):
+    """A fast-growing tumour (receptor pool ~1e8 nM by day 590) binds each new infusion within
+    seconds: the step needed is finer than the spacing of floats near t = 600 days.  The
+    engine counts time from each segment's start, so it passes; Radau agrees."""
+    overrides = {"CLinf_ref": "0.00278 L/h", "M0": "7.8 g/L", "kg": "0.0321 1/day",
+                 "k_pd": "0.1226 1/day", "k_isa": "0.0441 1/day", "r0": 1.0}
+    regimen = f"{ISATUXIMAB}; 4 mg oral on days 1-21 of 28-day cycles"
+    fast = simulate(cd38, regimen, until="600 day", every="50 day", overrides=overrides,
+                    method="NDF", rtol=1e-6)
+    careful = simulate(cd38, regimen, until="600 day", every="50 day", overrides=overrides,
+                       method="Radau", rtol=1e-6)
+    assert fast["N"][-1].magnitude > 1e6  # the regime that used to fail
+    np.testing.assert_allclose(fast["N"].magnitude, careful["N"].magnitude, rtol=1e-4)
