@@ -53,6 +53,10 @@ def load_params(name_or_path: str | Path) -> ParameterSet:
 def read_params(path: Path | str) -> ParameterSet:
     src = TomlSource.read(path)
     unknown = sorted(set(src.data) - {"meta", "parameters"})
+    if {"variability", "covariates"} & set(unknown):
+        raise ParseError("this is a population file (it has [variability] or [covariates]): "
+                         "use it as the population of a trial, not as parameter values",
+                         src.path)
     if unknown:
         raise ParseError(f"unknown table [{unknown[0]}] in a parameter file (allowed: meta, "
                          "parameters)", src.where((unknown[0],)))

@@ -1,0 +1,311 @@
+"""Virtual populations: between-patient variability, covariates and a seed.
+
+A :class:`Population` is read from a population file (format in docs/populations.md, reader
+in :mod:`mechsim.io.population_file`) and turned into virtual patients by
+:meth:`Population.sample`:
+
+1. every continuous random variable (a varied model parameter or a continuous covariate)
+   gets a standard-normal deviate; correlations mix them through a Cholesky factor (a
+   Gaussian copula, so a uniform variable can be correlated too);
+2. each deviate is mapped to its distribution: log-normal ``median * exp(omega * z)`` with
+   ``omega**2 = log(1 + cv**2)``, normal ``mean + sd * z``, uniform ``lower + (upper - lower)
+   * Phi(z)``; a patient outside any bound is redrawn whole (truncation, which keeps the
+   correlations);
+3. categorical covariates are drawn from their shares;
+4. covariate effects are applied in file order: ``power`` (``value * (cov/ref)**exponent``),
+   ``multiply`` and ``set`` for one level of a categorical covariate.  A covariate named like
+   a model parameter sets that parameter (e.g. body weight ``WT`` in a model with allometry).
+
+The draws depend only on the seed and the patient count, never on how runs are scheduled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+
+import numpy as np
+import pint
+from scipy.special import ndtr
+
+from .errors import ValidationError
+from .model import Model
+from .units import canonical_unit, dimension_text, format_quantity, ureg
+
+__all__ = ["Categorical", "Distribution", "Effect", "Population", "VirtualPatients"]
+
+_MAX_REDRAWS = 200  # rounds of redrawing out-of-bounds patients before giving up
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A continuous random variable: a model parameter's variability or a covariate.
+
+    ``center`` is the median (log-normal) or mean (normal); None takes the model's value.
+    ``spread`` is omega (log-normal, dimensionless) or the standard deviation (normal).
+    """
+
+    name: str
+    kind: str                                   # "lognormal" | "normal" | "uniform"
+    center: pint.Quantity | None = None
+    spread: pint.Quantity | float | None = None
+    lower: pint.Quantity | None = None
+    upper: pint.Quantity | None = None
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A categorical covariate: levels and their shares (summing to 1)."""
+
+    name: str
+    levels: tuple[tuple[str, float], ...]
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A covariate effect on a model parameter.
+
+    ``kind`` "power": parameter * (covariate / reference) ** exponent; "multiply" / "set":
+    for patients whose categorical ``covariate`` is ``level``, multiply by ``value`` or set
+    the parameter to ``value``.
+    """
+
+    covariate: str
+    parameter: str
+    kind: str
+    value: pint.Quantity | float
+    reference: pint.Quantity | None = None
+    level: str | None = None
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Population:
+    """Everything needed to draw virtual patients for one model (see module docstring)."""
+
+    name: str
+    model: str | None
+    variability: tuple[Distribution, ...] = ()
+    covariates: tuple[Distribution | Categorical, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    correlations: tuple[tuple[str, str, float], ...] = ()
+    seed: int | None = None
+    description: str = ""
+    path: str | None = field(default=None, compare=False)
+
+    def check(self, model: Model) -> None:
+        """Every named parameter exists in ``model`` with the right dimension."""
+        if self.model is not None and self.model != model.name:
+            raise ValidationError(f"population {self.name} is for model {self.model!r}, not "
+                                  f"{model.name!r}", self.path)
+        known = model.parameters_by_name
+        covariates = {c.name for c in self.covariates}
+        for d in self.variability:
+            _dimension(known, d.name, d.where, d.center, d.lower, d.upper,
+                       d.spread if d.kind == "normal" else None)
+        for c in self.covariates:
+            if c.name in known and isinstance(c, Distribution):
+                _dimension(known, c.name, c.where, c.center, c.lower, c.upper)
+            elif c.name in known:
+                raise ValidationError(f"covariate {c.name} is categorical but {model.name} "
+                                      f"has a numeric parameter of that name", c.where)
+        for e in self.effects:
+            if e.covariate not in covariates:
+                raise ValidationError(f"effect on {e.parameter}: unknown covariate "
+                                      f"{e.covariate!r} (declared: "
+                                      f"{', '.join(sorted(covariates)) or 'none'})", e.where)
+            _dimension(known, e.parameter, e.where,
+                       e.value if e.kind == "set" else None)
+            cov = next(c for c in self.covariates if c.name == e.covariate)
+            if e.kind == "power":
+                if not isinstance(cov, Distribution):
+                    raise ValidationError(f"effect on {e.parameter}: a power model needs a "
+                                          f"numeric covariate; {cov.name} is categorical",
+                                          e.where)
+                if e.reference.dimensionality != _center_dims(cov, known):
+                    raise ValidationError(
+                        f"effect on {e.parameter}: reference {format_quantity(e.reference)} "
+                        f"does not have the dimension of covariate {cov.name}", e.where)
+            else:
+                if not isinstance(cov, Categorical):
+                    raise ValidationError(f"effect on {e.parameter}: '{e.kind}' needs a "
+                                          f"categorical covariate; {cov.name} is numeric",
+                                          e.where)
+                if e.level not in dict(cov.levels):
+                    raise ValidationError(
+                        f"effect on {e.parameter}: {cov.name} has no level {e.level!r} "
+                        f"(levels: {', '.join(k for k, _ in cov.levels)})", e.where)
+        continuous = {d.name for d in self._continuous()}
+        for a, b, _ in self.correlations:
+            for name in (a, b):
+                if name not in continuous:
+                    raise ValidationError(f"correlation names {name!r}, which is not a varied "
+                                          "parameter or numeric covariate", self.path)
+
+    def _continuous(self) -> list[Distribution]:
+        return list(self.variability) + [c for c in self.covariates
+                                         if isinstance(c, Distribution)]
+
+    def sample(self, model: Model, n: int, seed: int | None = None) -> VirtualPatients:
+        """``n`` virtual patients of ``model`` (parameters applied); ``seed`` overrides the
+        file's seed."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValidationError(f"number of patients must be a positive integer, got {n!r}")
+        seed = self.seed if seed is None else seed
+        if seed is None:
+            raise ValidationError(f"population {self.name} has no seed: give one in [meta] "
+                                  "or as an argument (runs must be reproducible)", self.path)
+        self.check(model)
+        known = model.parameters_by_name
+        rng = np.random.default_rng(seed)
+        dists = self._continuous()
+        values = _draw_continuous(dists, self._correlation_matrix(dists), known, int(n), rng,
+                                  self.path)
+        labels = {}
+        for c in self.covariates:
+            if isinstance(c, Categorical):
+                names = np.array([k for k, _ in c.levels])
+                cut = np.cumsum([share for _, share in c.levels])
+                labels[c.name] = names[np.minimum(np.searchsorted(cut, rng.random(n),
+                                                                  side="right"),
+                                                  len(names) - 1)]
+        params = {d.name: values[d.name] for d in self.variability}
+        for c in self.covariates:
+            if c.name in known and isinstance(c, Distribution):
+                params[c.name] = values[c.name]
+        for e in self.effects:
+            current = params.get(e.parameter)
+            if current is None:
+                current = np.full(n, _canonical(known[e.parameter].value))
+            if e.kind == "power":
+                ratio = values[e.covariate] / _canonical(e.reference)
+                params[e.parameter] = current * ratio ** float(e.value)
+            else:
+                hit = labels[e.covariate] == e.level
+                new = (current * float(e.value) if e.kind == "multiply"
+                       else np.full(n, _canonical(e.value)))
+                params[e.parameter] = np.where(hit, new, current)
+        covariates = {c.name: labels[c.name] if isinstance(c, Categorical) else values[c.name]
+                      for c in self.covariates}
+        units = {name: known[name].value.units for name in params}
+        units.update({c.name: _center_unit(c, known) for c in self.covariates
+                      if isinstance(c, Distribution)})
+        return VirtualPatients(parameters=params, covariates=covariates, units=units,
+                               seed=int(seed))
+
+    def _correlation_matrix(self, dists: list[Distribution]) -> np.ndarray:
+        index = {d.name: i for i, d in enumerate(dists)}
+        corr = np.eye(len(dists))
+        for a, b, r in self.correlations:
+            corr[index[a], index[b]] = corr[index[b], index[a]] = r
+        if len(dists):
+            try:
+                np.linalg.cholesky(corr)
+            except np.linalg.LinAlgError:
+                raise ValidationError("the correlations do not form a valid correlation "
+                                      "matrix (not positive definite)", self.path) from None
+        return corr
+
+
+@dataclass(frozen=True, eq=False)
+class VirtualPatients:
+    """Sampled patients: parameter columns (canonical floats) and covariates."""
+
+    parameters: Mapping[str, np.ndarray]
+    covariates: Mapping[str, np.ndarray]
+    units: Mapping[str, pint.Unit]
+    seed: int
+
+    def __len__(self) -> int:
+        columns = list(self.parameters.values()) + list(self.covariates.values())
+        return len(columns[0]) if columns else 0
+
+    def quantities(self) -> dict[str, pint.Quantity]:
+        """Parameter columns as Quantities in their model units (for simulate_many)."""
+        return {name: _from_canonical(v, self.units[name])
+                for name, v in self.parameters.items()}
+
+    def covariate(self, name: str):
+        """A covariate column: a Quantity (numeric) or an array of level names."""
+        v = self.covariates[name]
+        return v if v.dtype.kind in "US" else _from_canonical(v, self.units[name])
+
+
+def _canonical(q: pint.Quantity) -> float:
+    return float(q.to(canonical_unit(q)).magnitude)
+
+
+def _from_canonical(values: np.ndarray, unit: pint.Unit) -> pint.Quantity:
+    q = ureg.Quantity(values, canonical_unit(ureg.Quantity(1.0, unit)))
+    return q.to(unit)
+
+
+def _center_dims(d: Distribution, known) -> object:
+    for q in (d.center, d.lower, d.upper):
+        if q is not None:
+            return q.dimensionality
+    if d.name not in known:
+        raise ValidationError(f"covariate {d.name}: give its median or mean", d.where)
+    return known[d.name].value.dimensionality
+
+
+def _center_unit(d: Distribution, known) -> pint.Unit:
+    for q in (d.center, d.lower, d.upper):
+        if q is not None:
+            return q.units
+    return known[d.name].value.units  # _center_dims has checked it exists
+
+
+def _dimension(known, name: str, where, *quantities) -> None:
+    if name not in known:
+        close = get_close_matches(name, list(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValidationError(f"unknown parameter {name!r}{hint}", where)
+    dims = known[name].value.dimensionality
+    for q in quantities:
+        if q is not None and q.dimensionality != dims:
+            raise ValidationError(f"{name}: {format_quantity(q)} does not have the dimension "
+                                  f"of the parameter ({dimension_text(dims)})", where)
+
+
+def _draw_continuous(dists, corr, known, n, rng, path) -> dict[str, np.ndarray]:
+    """Columns of canonical values, truncated to the bounds by redrawing whole patients."""
+    if not dists:
+        return {}
+    chol = np.linalg.cholesky(corr)
+    center = []
+    for d in dists:
+        c = d.center if d.center is not None else known.get(d.name).value \
+            if d.name in known else None
+        if c is None and d.kind != "uniform":
+            raise ValidationError(f"covariate {d.name}: give its median or mean", d.where)
+        center.append(_canonical(c) if c is not None else math.nan)
+    lows = np.array([_canonical(d.lower) if d.lower is not None else -np.inf for d in dists])
+    highs = np.array([_canonical(d.upper) if d.upper is not None else np.inf for d in dists])
+
+    def transform(z: np.ndarray) -> np.ndarray:
+        out = np.empty_like(z)
+        for j, d in enumerate(dists):
+            if d.kind == "lognormal":
+                out[:, j] = center[j] * np.exp(float(d.spread) * z[:, j])
+            elif d.kind == "normal":
+                out[:, j] = center[j] + _canonical(d.spread) * z[:, j]
+            else:
+                out[:, j] = lows[j] + (highs[j] - lows[j]) * ndtr(z[:, j])
+        return out
+
+    values = transform(rng.standard_normal((n, len(dists))) @ chol.T)
+    for _ in range(_MAX_REDRAWS):
+        bad = np.flatnonzero(np.any((values < lows) | (values > highs), axis=1))
+        if bad.size == 0:
+            break
+        values[bad] = transform(rng.standard_normal((bad.size, len(dists))) @ chol.T)
+    else:
+        raise ValidationError(f"the bounds reject almost every patient ({_MAX_REDRAWS} "
+                              "redraws were not enough): widen them or check the "
+                              "medians", path)
+    return {d.name: values[:, j] for j, d in enumerate(dists)}
