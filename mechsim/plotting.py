@@ -13,7 +13,7 @@ import numpy as np
 
 from .units import format_unit
 
-__all__ = ["plot_exposure_response", "plot_timecourse", "save_figure"]
+__all__ = ["plot_exposure_response", "plot_kaplan_meier", "plot_timecourse", "save_figure"]
 
 
 def _unit_text(unit) -> str:
@@ -93,6 +93,40 @@ def plot_exposure_response(er, ax=None):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax.figure.tight_layout()
+    return ax
+
+
+def plot_kaplan_meier(curves: Mapping, *, published: Mapping | None = None, ax=None,
+                      note: str | None = None, title: str | None = None):
+    """Kaplan-Meier curves (time in months) with shaded confidence bands; a dotted line at
+    each simulated median and a marker at each published median.  Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    published = dict(published or {})
+    for label, km in curves.items():
+        (line,) = ax.step(km.time, km.survival, where="post", label=f"{label} (n={km.n}): "
+                          f"median {km.median:.2f} mo ({km.median_lower:.2f}-"
+                          f"{km.median_upper:.2f})")
+        ax.fill_between(km.time, km.lower, km.upper, step="post", alpha=0.2,
+                        color=line.get_color(), linewidth=0)
+        if math.isfinite(km.median):
+            ax.plot([km.median, km.median], [0, 0.5], ":", color=line.get_color())
+        if published.get(label) is not None:
+            ax.plot([published[label]], [0.5], "D", color=line.get_color(), markersize=6,
+                    markeredgecolor="black",
+                    label=f"{label}: published median {published[label]:g} mo")
+    ax.axhline(0.5, color="grey", linewidth=0.5)
+    ax.set_xlabel("time (months)")
+    ax.set_ylabel("progression-free survival")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=8, loc="upper right")
+    if note:
+        ax.text(0.02, 0.04, note, transform=ax.transAxes, fontsize=8, va="bottom")
+    if title:
+        ax.set_title(title, fontsize=10)
     return ax
 
 

@@ -17,7 +17,8 @@ import pint
 from ..errors import ValidationError
 from ..units import ureg
 
-__all__ = ["Response", "best_response", "progression_time", "response_category"]
+__all__ = ["Response", "best_response", "progression_time", "progression_times",
+           "response_category"]
 
 
 class Response(StrEnum):
@@ -70,15 +71,32 @@ def progression_time(time: pint.Quantity, m_protein: pint.Quantity, *,
     """
     t, m = _magnitudes(time, m_protein)
     rise = ureg.Quantity(absolute).to("g/L").magnitude
-    nadir = np.minimum.accumulate(m)
+    return ureg.Quantity(float(progression_times(t, m[None, :], relative, rise)[0]), ureg.day)
+
+
+def progression_times(t: np.ndarray, m: np.ndarray, relative: float = 0.25,
+                      rise: float = 5.0) -> np.ndarray:
+    """:func:`progression_time` for many patients at once, on plain numbers.
+
+    ``t`` (times,) in days, ``m`` (patients, times) in g/L, ``rise`` in g/L.  Returns the
+    progression time of each patient in days, ``inf`` where there is none.
+    """
+    m = np.atleast_2d(m)
+    nadir = np.minimum.accumulate(m, axis=1)
     threshold = np.maximum(nadir * (1 + relative), nadir + rise)
-    above = np.flatnonzero(m >= threshold)
-    if above.size == 0:
-        return ureg.Quantity(math.inf, ureg.day)
-    i = int(above[0])
-    if i == 0:
-        return ureg.Quantity(t[0], ureg.day)
-    # the running nadir is fixed between i-1 and i while M rises: interpolate the crossing
-    level = threshold[i - 1]
-    frac = (level - m[i - 1]) / (m[i] - m[i - 1]) if m[i] != m[i - 1] else 1.0
-    return ureg.Quantity(t[i - 1] + min(max(frac, 0.0), 1.0) * (t[i] - t[i - 1]), ureg.day)
+    above = m >= threshold
+    hit = above.any(axis=1)
+    i = np.where(hit, above.argmax(axis=1), 0)
+    rows = np.arange(m.shape[0])
+    out = np.full(m.shape[0], math.inf)
+    first = hit & (i == 0)
+    out[first] = t[0]
+    later = hit & (i > 0)
+    r, k = rows[later], i[later]
+    # the running nadir is fixed between k-1 and k while M rises: interpolate the crossing
+    level = threshold[r, k - 1]
+    step = m[r, k] - m[r, k - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(step != 0, (level - m[r, k - 1]) / step, 1.0)
+    out[later] = t[k - 1] + np.clip(frac, 0.0, 1.0) * (t[k] - t[k - 1])
+    return out

@@ -1,0 +1,321 @@
+"""Virtual clinical trials: arms of virtual patients, per-patient endpoints, summaries.
+
+A :class:`Trial` gives each arm a regimen and a size, draws that many patients from a
+:class:`~mechsim.population.Population`, simulates them together
+(:func:`~mechsim.batch.simulate_many`) and computes, per patient, the myeloma endpoints of
+:mod:`mechsim.analysis.endpoints` on the trial's ``marker`` (serum M-protein):
+
+* best response: the largest fall from baseline up to progression (or the end of follow-up),
+  as PR (>= 50 %) and VGPR (>= 90 %);
+* progression-free survival: the first rise >= 25 % and >= 5 g/L above the running nadir,
+  censored at the data cut-off.  ``follow_up`` is the time from the first enrolment to the
+  cut-off; with ``accrual``, patients enter uniformly over that period, so each is followed
+  for ``follow_up - entry`` (administrative censoring as in a real trial's analysis).
+
+:class:`TrialResult` summarises the arms (response rates with exact CIs, Kaplan-Meier medians
+with CIs, Cox hazard ratios against the control arm), writes the patient table and the
+summary as CSV and draws the Kaplan-Meier figure.
+
+Arms are randomised: each draws its own patients from a seed derived from the trial seed and
+the arm's position.  ``paired=True`` gives every arm the same patients instead (a twin
+design: a per-patient comparison of treatments).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .analysis.endpoints import Response, progression_times, response_category
+from .analysis.survival import HazardRatio, KaplanMeier, hazard_ratio, kaplan_meier, proportion
+from .dosing import Regimen
+from .errors import ValidationError
+from .population import Population
+from .units import ureg
+
+__all__ = ["Published", "Trial", "TrialArm", "TrialResult", "run_trial"]
+
+DAYS_PER_MONTH = float(ureg.Quantity(1, "month").to("day").magnitude)  # 365.25 / 12
+
+
+@dataclass(frozen=True)
+class TrialArm:
+    name: str
+    label: str
+    regimen: Regimen
+    size: int
+    overrides: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Published:
+    """Published results to show next to the simulated ones (any may be missing)."""
+
+    median_pfs_months: tuple[tuple[str, float], ...] = ()
+    orr: tuple[tuple[str, float], ...] = ()
+    vgpr: tuple[tuple[str, float], ...] = ()
+    hazard_ratio: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A virtual trial (see the module docstring).  ``control`` names the reference arm of
+    the hazard ratios (default: the last arm)."""
+
+    model: str
+    population: Population
+    arms: tuple[TrialArm, ...]
+    follow_up: str = "24 month"
+    accrual: str | None = None
+    assess_every: str = "1 day"
+    control: str | None = None
+    params: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, str], ...] = ()
+    seed: int | None = None
+    paired: bool = False
+    marker: str = "M"
+    rtol: float = 1e-6
+    published: Published = field(default_factory=Published)
+
+    def __post_init__(self):
+        if not self.arms:
+            raise ValidationError("a trial needs at least one arm")
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValidationError("trial arms need distinct names")
+        for arm in self.arms:
+            if isinstance(arm.size, bool) or not isinstance(arm.size, int) or arm.size < 1:
+                raise ValidationError(f"arm {arm.name}: size must be a positive integer, "
+                                      f"got {arm.size!r}")
+        if self.control is not None and self.control not in names:
+            raise ValidationError(f"control arm {self.control!r} is not an arm (arms: "
+                                  f"{', '.join(names)})")
+        if self.accrual is not None and not (
+                0 <= ureg.Quantity(self.accrual).to("day").magnitude
+                < ureg.Quantity(self.follow_up).to("day").magnitude):
+            raise ValidationError(f"accrual ({self.accrual}) must be shorter than the "
+                                  f"follow-up ({self.follow_up})")
+        if not 0 < self.rtol < 1:
+            raise ValidationError(f"rtol must lie in (0, 1), got {self.rtol!r}")
+
+    @property
+    def control_arm(self) -> str:
+        return self.control or self.arms[-1].name
+
+    def arm_seed(self, index: int) -> int:
+        """The seed of arm ``index``'s patients (the same for every arm when paired)."""
+        seed = self.seed if self.seed is not None else self.population.seed
+        if seed is None:
+            raise ValidationError("a trial needs a seed (in the population file or the "
+                                  "trial) so that it can be rerun")
+        if self.paired:
+            return int(seed)
+        return int(np.random.SeedSequence([int(seed), index]).generate_state(1)[0])
+
+
+@dataclass(frozen=True, eq=False)
+class TrialResult:
+    """Per-patient endpoints of every arm (arrays in arm order) and their summaries."""
+
+    trial: Trial
+    arm: np.ndarray = field(repr=False)             # arm name per patient
+    patient: np.ndarray = field(repr=False)         # index within the arm
+    columns: Mapping[str, np.ndarray] = field(repr=False)   # covariates, sampled parameters
+    column_units: Mapping[str, str] = field(repr=False)
+    best_reduction: np.ndarray = field(repr=False)
+    pfs_days: np.ndarray = field(repr=False)        # progression or censoring time
+    progressed: np.ndarray = field(repr=False)
+    solver_fallbacks: int = 0
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{a.name}: {a.size}" for a in self.trial.arms)
+        return f"TrialResult({self.trial.model}; {sizes})"
+
+    def _rows(self, arm: str) -> np.ndarray:
+        if arm not in {a.name for a in self.trial.arms}:
+            raise KeyError(f"no arm {arm!r} (arms: "
+                           f"{', '.join(a.name for a in self.trial.arms)})")
+        return self.arm == arm
+
+    def response(self, arm: str) -> np.ndarray:
+        """Best response category of each patient of ``arm``."""
+        return np.array([response_category(r) for r in self.best_reduction[self._rows(arm)]])
+
+    def rate(self, arm: str, at_least: Response = Response.PR,
+             alpha: float = 0.05) -> tuple[float, float, float]:
+        """Share of ``arm`` with best response at least ``at_least``, with exact CI."""
+        cats = self.response(arm)
+        hits = sum(Response(c).at_least(at_least) for c in cats)
+        return proportion(hits, len(cats), alpha=alpha)
+
+    def kaplan_meier(self, arm: str, alpha: float = 0.05) -> KaplanMeier:
+        """PFS curve of ``arm`` with times in months."""
+        rows = self._rows(arm)
+        return kaplan_meier(self.pfs_days[rows] / DAYS_PER_MONTH, self.progressed[rows],
+                            alpha=alpha)
+
+    def hazard_ratio(self, arm: str, control: str | None = None,
+                     alpha: float = 0.05) -> HazardRatio:
+        """Cox PFS hazard ratio of ``arm`` against ``control`` (default: the trial's)."""
+        control = control or self.trial.control_arm
+        rows = self._rows(arm) | self._rows(control)
+        return hazard_ratio(self.pfs_days[rows], self.progressed[rows],
+                            self.arm[rows] == arm, alpha=alpha)
+
+    def summary(self, alpha: float = 0.05) -> list[dict]:
+        """One row per (arm, endpoint): simulated value, CI and the published value."""
+        pub = self.trial.published
+        level = f"{round(100 * (1 - alpha))} % CI"
+        rows = []
+        for a in self.trial.arms:
+            km = self.kaplan_meier(a.name, alpha)
+            orr = self.rate(a.name, Response.PR, alpha)
+            vgpr = self.rate(a.name, Response.VGPR, alpha)
+            rows += [
+                _row(a, "patients", len(self.response(a.name)), None, None, "", None, level),
+                _row(a, "progressions", km.events, None, None, "", None, level),
+                _row(a, "median PFS", km.median, km.median_lower, km.median_upper, "month",
+                     dict(pub.median_pfs_months).get(a.name), level),
+                _row(a, "ORR (>= PR)", *orr, "", dict(pub.orr).get(a.name), level),
+                _row(a, ">= VGPR", *vgpr, "", dict(pub.vgpr).get(a.name), level),
+            ]
+            if a.name != self.trial.control_arm:
+                hr = self.hazard_ratio(a.name, alpha=alpha)
+                rows.append(_row(a, f"PFS hazard ratio vs {self.trial.control_arm}", hr.value,
+                                 hr.lower, hr.upper, "", pub.hazard_ratio, level))
+        return rows
+
+    def write_patients(self, path: str | Path) -> None:
+        """One row per virtual patient: arm, covariates, sampled parameters, endpoints."""
+        names = list(self.columns)
+        with Path(path).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["arm", "patient"] +
+                            [f"{n} ({self.column_units[n]})" if self.column_units[n] else n
+                             for n in names] +
+                            ["best_reduction", "best_response", "pfs (month)", "progressed"])
+            cats = [response_category(r) for r in self.best_reduction]
+            for i in range(self.arm.size):
+                writer.writerow([self.arm[i], int(self.patient[i])] +
+                                [_cell(self.columns[n][i]) for n in names] +
+                                [repr(float(self.best_reduction[i])), str(cats[i]),
+                                 repr(float(self.pfs_days[i] / DAYS_PER_MONTH)),
+                                 int(self.progressed[i])])
+
+    def write_summary(self, path: str | Path, alpha: float = 0.05) -> None:
+        rows = self.summary(alpha)
+        with Path(path).open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def plot_km(self, ax=None, *, alpha: float = 0.05, title: str | None = None):
+        """Kaplan-Meier PFS curves with confidence bands, medians and, if known, the
+        published medians; returns the axes."""
+        from .plotting import plot_kaplan_meier
+
+        curves = {a.label: self.kaplan_meier(a.name, alpha) for a in self.trial.arms}
+        published = {a.label: dict(self.trial.published.median_pfs_months).get(a.name)
+                     for a in self.trial.arms}
+        text = None
+        if len(self.trial.arms) > 1:
+            parts = []
+            for a in self.trial.arms:
+                if a.name != self.trial.control_arm:
+                    hr = self.hazard_ratio(a.name, alpha=alpha)
+                    parts.append(f"HR {a.label} vs "
+                                 f"{self._label(self.trial.control_arm)}: {hr.value:.2f} "
+                                 f"({hr.lower:.2f}-{hr.upper:.2f})")
+            if self.trial.published.hazard_ratio is not None:
+                parts.append(f"published HR {self.trial.published.hazard_ratio:g}")
+            text = "\n".join(parts)
+        return plot_kaplan_meier(curves, published=published, ax=ax, note=text,
+                                 title=title or self.trial.model)
+
+    def _label(self, name: str) -> str:
+        return next(a.label for a in self.trial.arms if a.name == name)
+
+
+def _row(arm: TrialArm, endpoint: str, value, lower, upper, unit: str, published, level):
+    def num(x):
+        return "" if x is None else repr(float(x))
+
+    return {"arm": arm.label, "endpoint": endpoint, "simulated": num(value),
+            f"lower ({level})": num(lower), f"upper ({level})": num(upper), "unit": unit,
+            "published": num(published)}
+
+
+def _cell(value) -> str:
+    return str(value) if isinstance(value, str | np.str_) else repr(float(value))
+
+
+def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
+              chunk_size: int | None = None) -> TrialResult:
+    """Simulate every arm of ``trial`` and compute each patient's endpoints.
+
+    ``executor``, ``workers`` and ``chunk_size`` go to :func:`mechsim.simulate_many`; the
+    result does not depend on them.
+    """
+    from .batch import simulate_many
+    from .simulation import as_days, prepare_model
+
+    base = prepare_model(trial.model, list(trial.params) or None, dict(trial.overrides))
+    follow_up = as_days(trial.follow_up, "follow_up")
+    if not follow_up > 0:
+        raise ValidationError(f"follow-up must be positive, got {trial.follow_up!r}")
+    arms, patients, best, pfs, events = [], [], [], [], []
+    columns: dict[str, list] = {}
+    units: dict[str, str] = {}
+    fallbacks = 0
+    for index, arm in enumerate(trial.arms):
+        model = base.with_parameters(dict(arm.overrides)) if arm.overrides else base
+        people = trial.population.sample(model, arm.size, seed=trial.arm_seed(index))
+        batch = simulate_many(model, arm.regimen, parameters=people.quantities(),
+                              until=follow_up * ureg.day, every=trial.assess_every,
+                              rtol=trial.rtol, executor=executor, workers=workers,
+                              chunk_size=chunk_size)
+        fallbacks += len(batch.fallbacks)
+        t = batch.time_days
+        try:
+            marker = batch[trial.marker].to("g/L").magnitude
+        except KeyError as exc:
+            raise ValidationError(f"trial marker: {exc.args[0]}") from None
+        except Exception:
+            raise ValidationError(f"trial marker {trial.marker!r} must be a mass "
+                                  "concentration such as serum M-protein (g/L)") from None
+        progression = progression_times(t, marker)
+        censor = np.full(arm.size, t[-1])
+        if trial.accrual is not None:
+            entry = np.random.default_rng([trial.arm_seed(index), 1]).uniform(
+                0.0, as_days(trial.accrual, "accrual"), arm.size)
+            censor = censor - entry
+        event = progression <= censor
+        time = np.where(event, progression, censor)
+        seen = np.where(t[None, :] <= time[:, None], marker, np.inf).min(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reduction = np.where(marker[:, 0] > 0, 1.0 - seen / marker[:, 0], 0.0)
+        arms.append(np.full(arm.size, arm.name))
+        patients.append(np.arange(arm.size))
+        best.append(np.maximum(reduction, 0.0))
+        pfs.append(time)
+        events.append(event)
+        for name in people.covariates:
+            column = people.covariate(name)
+            columns.setdefault(name, []).append(
+                column if isinstance(column, np.ndarray) else column.magnitude)
+            units[name] = "" if isinstance(column, np.ndarray) else f"{column.units:~P}"
+        for name, q in people.quantities().items():
+            if name in people.covariates:
+                continue
+            columns.setdefault(name, []).append(q.magnitude)
+            units[name] = f"{q.units:~P}"
+    merged = {name: np.concatenate(parts) for name, parts in columns.items()}
+    return TrialResult(trial=trial, arm=np.concatenate(arms), patient=np.concatenate(patients),
+                       columns=merged, column_units=units, best_reduction=np.concatenate(best),
+                       pfs_days=np.concatenate(pfs), progressed=np.concatenate(events),
+                       solver_fallbacks=fallbacks)
