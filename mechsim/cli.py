@@ -8,6 +8,7 @@ Files are written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -91,14 +92,22 @@ def _atomic_write(path: Path, write) -> None:
 # ---- subcommands -------------------------------------------------------------------------
 def cmd_list(args) -> int:
     from .io import builtin_names, load_model, load_params
+    from .io.population_file import is_population, load_population
 
     print("models:")
     for name in builtin_names("models"):
         print(f"  {name:<24} {load_model(name).description}")
+    names = builtin_names("params")
+    populations = [n for n in names if is_population(n)]
     print("parameter sets:")
-    for name in builtin_names("params"):
-        ps = load_params(name)
-        print(f"  {name:<24} [{ps.model or 'any model'}] {ps.description}")
+    for name in names:
+        if name not in populations:
+            ps = load_params(name)
+            print(f"  {name:<24} [{ps.model or 'any model'}] {ps.description}")
+    print("populations (for virtual trials):")
+    for name in populations:
+        pop = load_population(name)
+        print(f"  {name:<24} [{pop.model or 'any model'}] {pop.description}")
     return 0
 
 
@@ -263,31 +272,37 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
-def cmd_sensitivity(args) -> int:
+def _sensitivity(args, executor):
     from .analysis import local_sensitivity, sobol_indices
+
+    common = dict(until=args.until, params=args.params, overrides=_parse_sets(args.set),
+                  every=args.every, progress=not args.quiet, workers=args.workers,
+                  executor=executor)
+    if args.method == "local":
+        return local_sensitivity(args.model, args.regimen, args.metric,
+                                 _names(args.parameters), relative_step=args.step, **common)
+    ranges = {}
+    for item in args.range or []:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValidationError(f"--range expects NAME=LOW..HIGH UNIT, got {item!r}")
+        ranges[name.strip()] = text.strip()
+    varied = _names(args.vary)
+    if bool(ranges) == bool(varied):
+        raise ValidationError("--method sobol needs either --vary NAME,... or --range "
+                              "NAME=LOW..HIGH UNIT (not both)")
+    return sobol_indices(args.model, args.regimen, args.metric, ranges or varied, n=args.n,
+                         seed=args.seed, factor=args.factor, scale=args.scale, **common)
+
+
+def cmd_sensitivity(args) -> int:
     from .plotting import save_figure
 
     out = _check_suffix(args.out, (".csv",), "--out")
     plot = _check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
-    common = dict(until=args.until, params=args.params, overrides=_parse_sets(args.set),
-                  every=args.every, progress=not args.quiet, workers=args.workers)
-    if args.method == "local":
-        results = local_sensitivity(args.model, args.regimen, args.metric,
-                                    _names(args.parameters), relative_step=args.step, **common)
-    else:
-        ranges = {}
-        for item in args.range or []:
-            name, sep, text = item.partition("=")
-            if not sep:
-                raise ValidationError(f"--range expects NAME=LOW..HIGH UNIT, got {item!r}")
-            ranges[name.strip()] = text.strip()
-        varied = _names(args.vary)
-        if bool(ranges) == bool(varied):
-            raise ValidationError("--method sobol needs either --vary NAME,... or --range "
-                                  "NAME=LOW..HIGH UNIT (not both)")
-        results = sobol_indices(args.model, args.regimen, args.metric, ranges or varied,
-                                n=args.n, seed=args.seed, factor=args.factor, scale=args.scale,
-                                **common)
+    _check_workers(args.workers)
+    with _executor(args.scheduler) as executor:
+        results = _sensitivity(args, executor)
     for k, result in enumerate(results):
         print(result)
         suffix = "" if len(results) == 1 else f"_{k + 1}"
@@ -320,10 +335,56 @@ def cmd_run(args) -> int:
 
     scenario = read_scenario(args.scenario)
     out = Path(args.out or f"{scenario.name}_run")
-    run_scenario(scenario, out, progress=not args.quiet, command=args.command_line)
+    if args.trial_size is not None and args.trial_size < 1:
+        raise ValidationError(f"--trial-size must be a positive integer, got {args.trial_size}")
+    _check_workers(args.workers)
+    with _executor(args.scheduler) as executor:
+        run_scenario(scenario, out, progress=not args.quiet, command=args.command_line,
+                     workers=args.workers, executor=executor, trial_size=args.trial_size)
     for path in sorted(out.iterdir()):
         print(f"wrote {path}")
+    if (out / "trial_summary.csv").exists():
+        _print_trial_summary(out / "trial_summary.csv")
     return 0
+
+
+def _print_trial_summary(path: Path) -> None:
+    import csv
+
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    print("\nvirtual trial (simulated [95 % CI] | published):")
+    for arm, endpoint, value, low, high, unit, published in rows[1:]:
+        ci = f" [{float(low):.3g}, {float(high):.3g}]" if low and high else ""
+        pub = f" | {float(published):.4g}" if published else ""
+        print(f"  {arm:8s} {endpoint:28s} {float(value):.4g}{ci} {unit}{pub}")
+
+
+def _check_workers(workers) -> None:
+    if workers is not None and workers < 1:
+        raise ValidationError(f"--workers must be a positive integer, got {workers}")
+
+
+@contextlib.contextmanager
+def _executor(address: str | None):
+    """A Dask client connected to ``address`` (``--scheduler``), or None."""
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValidationError("--scheduler needs Dask: pip install \"mechsim[dask]\"") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValidationError(f"cannot reach the Dask scheduler at {address!r}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                              ) from None
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sobol: sample uniformly in log p (default) or in p")
     p.add_argument("--n", type=int, default=256, help="sobol: base sample size, a power of 2")
     p.add_argument("--seed", type=int, default=0, help="sobol: random seed (0)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes")
+    _scale_options(p)
     p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
     _model_options(p)
     p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
@@ -416,7 +477,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", help="scenario file (.toml)")
     p.add_argument("--out", default=None, help="output folder (must not exist; default "
                                                "NAME_run)")
+    p.add_argument("--trial-size", type=int, default=None, metavar="N",
+                   help="virtual patients per trial arm, replacing the scenario's sizes")
+    _scale_options(p)
     return parser
+
+
+def _scale_options(p) -> None:
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="runs at the same time on this machine (default: the CPUs)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786 (needs the dask "
+                        "extra); results are the same as on one machine")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,14 +33,19 @@ from .analysis.dose_response import dose_range
 from .dosing import Regimen
 from .errors import MechsimError, ParseError, ValidationError
 from .io.common import resolve
+from .io.population_file import load_population
 from .io.toml_source import TomlSource
-from .units import format_unit, parse_unit, ureg
+from .trial import Published, Trial, TrialArm
+from .units import format_unit, parse_quantity, parse_unit, ureg
 
 __all__ = ["Arm", "Scenario", "read_scenario", "run_scenario"]
 
 _SCENARIO_KEYS = {"name", "description", "model", "params", "until", "every", "seed",
                   "outputs", "log", "time_unit"}
 _DR_KEYS = {"regimen", "doses", "n", "metric", "background"}
+_TRIAL_KEYS = {"population", "size", "follow_up", "accrual", "assess_every", "control", "marker",
+               "paired", "rtol", "published"}
+_PUBLISHED_KEYS = {"source", "median_pfs", "orr", "vgpr", "hazard_ratio"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class Scenario:
     overrides: tuple[tuple[str, str], ...] = ()
     metrics: tuple[tuple[str, Metric], ...] = ()
     dose_response: tuple[tuple[str, object], ...] = ()
+    trial: Trial | None = None
     text: str = field(default="", repr=False, compare=False)
     path: str | None = field(default=None, compare=False)
 
@@ -95,10 +101,11 @@ def read_scenario(path: str | Path) -> Scenario:
     path = Path(path)
     src = TomlSource.read(path)
     data = src.data
-    unknown = sorted(set(data) - {"scenario", "overrides", "arms", "metrics", "dose_response"})
+    unknown = sorted(set(data) - {"scenario", "overrides", "arms", "metrics", "dose_response",
+                                  "trial"})
     if unknown:
         raise ParseError(f"unknown table [{unknown[0]}] (allowed: arms, dose_response, "
-                         "metrics, overrides, scenario)", src.where((unknown[0],)))
+                         "metrics, overrides, scenario, trial)", src.where((unknown[0],)))
     head = data.get("scenario")
     if not isinstance(head, dict):
         raise ParseError("a scenario needs a [scenario] table", src.path)
@@ -163,6 +170,9 @@ def read_scenario(path: str | Path) -> Scenario:
     seed = head.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ParseError("scenario.seed must be an integer", src.where(("scenario",), "seed"))
+    overrides = _overrides(data.get("overrides", {}), src.where(("overrides",)))
+    trial = _trial(src, data["trial"], path, model, params, overrides, arms, seed) \
+        if "trial" in data else None
     return Scenario(
         name=str(head.get("name", path.stem)), model=model, arms=tuple(arms),
         until=str(head["until"]),
@@ -172,9 +182,110 @@ def read_scenario(path: str | Path) -> Scenario:
         every=head.get("every"), seed=seed,
         log=_strings(head.get("log", []), "scenario.log", src.where(("scenario",), "log")),
         time_unit=_time_unit(head.get("time_unit"), src.where(("scenario",), "time_unit")),
-        overrides=_overrides(data.get("overrides", {}), src.where(("overrides",))),
-        metrics=tuple(metrics), dose_response=tuple(sweep.items()),
+        overrides=overrides, metrics=tuple(metrics), dose_response=tuple(sweep.items()),
+        trial=trial,
         text=path.read_text(encoding="utf-8"), path=str(path))
+
+
+def _trial(src: TomlSource, raw, path: Path, model: str, params, overrides, arms,
+           seed) -> Trial:
+    """The [trial] table: a virtual trial over the scenario's arms (docs/scenarios.md)."""
+    where = src.where(("trial",))
+    if not isinstance(raw, dict):
+        raise ParseError("[trial] must be a table", where)
+    extra = sorted(set(raw) - _TRIAL_KEYS)
+    if extra:
+        raise ParseError(f"[trial]: unknown key {extra[0]!r} (allowed: "
+                         f"{', '.join(sorted(_TRIAL_KEYS))})", src.where(("trial",), extra[0]))
+    if not isinstance(raw.get("population"), str):
+        raise ParseError("[trial]: population (a population file or built-in name) is "
+                         "required", where)
+    pop = raw["population"]
+    population = load_population(str(path.parent / pop) if pop.endswith(".toml") else pop)
+    size = raw.get("size")
+    names = [a.name for a in arms]
+    if isinstance(size, dict):
+        missing = sorted(set(names) - set(size))
+        unknown = sorted(set(size) - set(names))
+        if missing or unknown:
+            raise ParseError(f"[trial] size: give one size per arm ({', '.join(names)}); "
+                             f"{'missing ' + missing[0] if missing else 'unknown ' + unknown[0]}",
+                             src.where(("trial",), "size"))
+        sizes = size
+    else:
+        sizes = dict.fromkeys(names, size)
+    for name, n in sizes.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParseError(f"[trial] size of arm {name} must be a positive integer, got "
+                             f"{n!r}", src.where(("trial",), "size"))
+    for key in ("follow_up", "accrual", "assess_every", "control", "marker"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ParseError(f"[trial] {key} must be text", src.where(("trial",), key))
+    if "paired" in raw and not isinstance(raw["paired"], bool):
+        raise ParseError("[trial] paired must be true or false", src.where(("trial",), "paired"))
+    rtol = raw.get("rtol", 1e-6)
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)):
+        raise ParseError("[trial] rtol must be a number", src.where(("trial",), "rtol"))
+    published = _published(src, raw.get("published", {}), names)
+    try:
+        for key in ("follow_up", "accrual", "assess_every"):
+            if key in raw:
+                q = ureg.Quantity(raw[key]) if raw[key].strip() else None
+                if q is None or q.dimensionality != ureg.day.dimensionality or \
+                        not q.magnitude > 0:
+                    raise ParseError(f"[trial] {key} must be a positive time such as "
+                                     "\"24 months\"", src.where(("trial",), key))
+        return Trial(model=model, population=population,
+                     arms=tuple(TrialArm(a.name, a.label, a.regimen, sizes[a.name],
+                                         a.overrides) for a in arms),
+                     follow_up=raw.get("follow_up", "24 month"), accrual=raw.get("accrual"),
+                     assess_every=raw.get("assess_every", "1 day"),
+                     control=raw.get("control"), params=params, overrides=overrides,
+                     seed=seed, paired=raw.get("paired", False),
+                     marker=raw.get("marker", "M"), rtol=float(rtol), published=published)
+    except MechsimError as exc:
+        raise type(exc)(f"[trial]: {exc.message}", exc.where or where) from None
+    except Exception as exc:  # pint's parse errors for follow_up / assess_every
+        raise ParseError(f"[trial]: cannot read a time ({exc})", where) from None
+
+
+def _published(src: TomlSource, raw, arms: list[str]) -> Published:
+    where = src.where(("trial", "published"))
+    if not isinstance(raw, dict):
+        raise ParseError("[trial.published] must be a table", where)
+    extra = sorted(set(raw) - _PUBLISHED_KEYS)
+    if extra:
+        raise ParseError(f"[trial.published]: unknown key {extra[0]!r} (allowed: "
+                         f"{', '.join(sorted(_PUBLISHED_KEYS))})", where)
+
+    def per_arm(key, read):
+        table = raw.get(key, {})
+        if not isinstance(table, dict) or set(table) - set(arms):
+            raise ParseError(f"[trial.published] {key} must be a table arm = value with arms "
+                             f"from {', '.join(arms)}", where)
+        return tuple((arm, read(key, v)) for arm, v in table.items())
+
+    def rate(key, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise ParseError(f"[trial.published] {key}: rates are numbers in [0, 1], got "
+                             f"{v!r}", where)
+        return float(v)
+
+    def months(key, v):
+        q = parse_quantity(v, what=f"[trial.published] {key}", where=where)
+        if q.dimensionality != ureg.day.dimensionality:
+            raise ParseError(f"[trial.published] {key}: a time such as \"11.5 month\" is "
+                             f"expected, got {v!r}", where)
+        return float(q.to("month").magnitude)
+
+    hr = raw.get("hazard_ratio")
+    if hr is not None and (isinstance(hr, bool) or not isinstance(hr, (int, float)) or
+                           not hr > 0):
+        raise ParseError("[trial.published] hazard_ratio must be a positive number", where)
+    return Published(median_pfs_months=per_arm("median_pfs", months), orr=per_arm("orr", rate),
+                     vgpr=per_arm("vgpr", rate),
+                     hazard_ratio=None if hr is None else float(hr),
+                     source=str(raw.get("source", "")))
 
 
 def _time_unit(text, where: str) -> str | None:
@@ -191,8 +302,14 @@ def _sha256(path: Path) -> str:
 
 
 def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: bool = False,
-                 command: list[str] | None = None) -> Path:
-    """Run every arm (and the sweep) and write the output folder; returns its path."""
+                 command: list[str] | None = None, workers: int | None = None,
+                 executor=None, trial_size: int | None = None) -> Path:
+    """Run every arm, the sweep and the trial, and write the output folder; returns its path.
+
+    ``workers`` and ``executor`` (a ``concurrent.futures`` pool or a Dask client) spread the
+    virtual trial's patients; ``trial_size`` replaces every arm's size (a quick look before
+    the full run).  The results do not depend on ``workers`` or ``executor``.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -209,6 +326,10 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
     if out.exists():
         raise ValidationError(f"output folder {out} already exists; choose another --out or "
                               "remove it (nothing was written)")
+    if scenario.trial is not None:
+        from .analysis.survival import require_lifelines
+
+        require_lifelines()  # before minutes of simulation, not after
     base = prepare_model(scenario.model, list(scenario.params) or None,
                          dict(scenario.overrides))
     results = {}
@@ -220,6 +341,16 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
     first = next(iter(results.values()))
     for name in scenario.outputs:
         first.unit(name)  # unknown outputs fail before anything is written
+    trial = None
+    if scenario.trial is not None:
+        from dataclasses import replace
+
+        from .trial import run_trial
+
+        spec = scenario.trial
+        if trial_size is not None:
+            spec = replace(spec, arms=tuple(replace(a, size=trial_size) for a in spec.arms))
+        trial = run_trial(spec, workers=workers, executor=executor)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -248,7 +379,13 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
                                   progress=progress)
             curve.to_csv(tmp / "dose_response.csv")
             save_figure(curve.plot().figure, tmp / "dose_response.png")
-        _write_provenance(scenario, base, tmp / "provenance.json", command)
+        if trial is not None:
+            trial.write_patients(tmp / "trial_patients.csv")
+            trial.write_summary(tmp / "trial_summary.csv")
+            ax = trial.plot_km(title=scenario.description or scenario.name)
+            ax.figure.tight_layout()
+            save_figure(ax.figure, tmp / "km.png")
+        _write_provenance(scenario, base, tmp / "provenance.json", command, trial)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -257,7 +394,7 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
     return out
 
 
-def _write_provenance(scenario: Scenario, model, path: Path, command) -> None:
+def _write_provenance(scenario: Scenario, model, path: Path, command, trial=None) -> None:
     from . import __version__
 
     files = {}
@@ -271,12 +408,20 @@ def _write_provenance(scenario: Scenario, model, path: Path, command) -> None:
                    for p in model.parameter_sets]
     param_files += [resolve(p, "params") for p in scenario.params]
     files["params"] = [{"path": str(p), "sha256": _sha256(p)} for p in param_files]
+    if scenario.trial is not None and scenario.trial.population.path:
+        pop = Path(scenario.trial.population.path)
+        files["population"] = {"path": str(pop), "sha256": _sha256(pop)}
     record = {
         "mechsim_version": __version__,
         "python": platform.python_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command if command is not None else sys.argv,
         "seed": scenario.seed,
+        "trial": None if trial is None else {
+            "arm_sizes": {a.name: a.size for a in trial.trial.arms},
+            "arm_seeds": {a.name: trial.trial.arm_seed(i)
+                          for i, a in enumerate(trial.trial.arms)},
+            "solver_fallbacks": trial.solver_fallbacks},
         "files": files,
         "scenario_text": scenario.text,
     }

@@ -114,7 +114,9 @@ def test_dose_response_flagships_fit_an_ed50(tmp_path, capsys, model, regimen, d
 @pytest.mark.parametrize("scenario", ["icaria_mm.toml", "iscalimab_q4w.toml"])
 def test_run_shipped_scenarios(tmp_path, capsys, scenario):
     out = tmp_path / "run"
-    assert main(["run", os.path.join(EXAMPLES, scenario), "--out", str(out)]) == 0
+    # the ICARIA trial with 20 patients per arm here; the full trial is in test_icaria_trial
+    assert main(["run", os.path.join(EXAMPLES, scenario), "--out", str(out),
+                 "--trial-size", "20"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert {"metrics.csv", "provenance.json", "timecourse.png", "dose_response.png",
             "dose_response.csv"} <= set(names)
@@ -122,6 +124,10 @@ def test_run_shipped_scenarios(tmp_path, capsys, scenario):
     assert provenance["files"]["model"]["sha256"] and provenance["scenario_text"]
     assert provenance["command"][:2] == ["mechsim", "run"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    if scenario == "icaria_mm.toml":
+        assert {"trial_patients.csv", "trial_summary.csv", "km.png"} <= set(names)
+        assert provenance["trial"]["arm_sizes"] == {"isa_pd": 20, "pd": 20}
+        assert provenance["files"]["population"]["sha256"]
 
 
 BAD = [

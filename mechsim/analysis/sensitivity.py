@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -108,12 +109,14 @@ class _Runs:
                 raise
             raise type(exc)(f"{exc.message} ({label})", exc.where) from None
 
-    def evaluate(self, jobs, *, progress: bool, desc: str, workers: int | None):
+    def evaluate(self, jobs, *, progress: bool, desc: str, workers: int | None,
+                 executor=None):
         """Metric values (one list of Quantities per job) for ``[(p, plan, label), ...]``.
 
         The first job runs here (it also generates the model's functions, which forked
         workers then inherit); with ``workers`` the rest run in worker processes, each given
-        the model once (initializer) rather than with every chunk of jobs.
+        the model once (initializer) rather than with every chunk of jobs.  An ``executor``
+        (a ``concurrent.futures`` pool or a Dask client) gets chunks of jobs instead.
         """
         from tqdm import tqdm
 
@@ -123,7 +126,14 @@ class _Runs:
                   leave=False) as bar:
             rows = [_evaluate_one(args, jobs[0])]
             bar.update()
-            if workers is None or workers <= 1 or len(jobs) < 3:
+            if executor is not None:
+                size = max(1, (len(jobs) - 1) // (8 * (workers or os.cpu_count() or 1)))
+                chunks = [jobs[i:i + size] for i in range(1, len(jobs), size)]
+                futures = [executor.submit(_evaluate_chunk, args, c) for c in chunks]
+                for future, chunk in zip(futures, chunks):
+                    rows.extend(future.result())
+                    bar.update(len(chunk))
+            elif workers is None or workers <= 1 or len(jobs) < 3:
                 for job in jobs[1:]:
                     rows.append(_evaluate_one(args, job))
                     bar.update()
@@ -149,6 +159,10 @@ def _init_worker(args) -> None:
 
 def _evaluate_in_worker(job):
     return _evaluate_one(_WORKER_ARGS, job)
+
+
+def _evaluate_chunk(args, jobs):
+    return [_evaluate_one(args, job) for job in jobs]
 
 
 def _evaluate_one(args, job) -> list[pint.Quantity]:
@@ -320,7 +334,7 @@ class LocalSensitivity:
 def local_sensitivity(model, regimen, metric, parameters: Sequence[str] | None = None, *,
                       until, params=None, overrides: Mapping | None = None, every=None,
                       relative_step: float = 1e-3, rtol: float = 1e-10, atol=None,
-                      progress: bool = False, workers: int | None = None
+                      progress: bool = False, workers: int | None = None, executor=None
                       ) -> LocalSensitivity | tuple[LocalSensitivity, ...]:
     """Normalised sensitivity coefficients ``S_p = (dM/M)/(dp/p)`` of a metric.
 
@@ -352,6 +366,9 @@ def local_sensitivity(model, regimen, metric, parameters: Sequence[str] | None =
         solver's canonical units (nmol, nM, L, g, day), as in :func:`~mechsim.simulate`.
     workers
         Number of worker processes (None or 1: run in this process).
+    executor
+        A ``concurrent.futures`` pool or Dask ``distributed.Client`` to run the simulations
+        on instead; the result is the same.
 
     Examples
     --------
@@ -390,7 +407,8 @@ def local_sensitivity(model, regimen, metric, parameters: Sequence[str] | None =
         scheme, steps = _steps(runs, name, h)
         schemes.append(scheme)
         jobs.extend(steps)
-    rows = runs.evaluate(jobs, progress=progress, desc="local sensitivity", workers=workers)
+    rows = runs.evaluate(jobs, progress=progress, desc="local sensitivity", workers=workers,
+                         executor=executor)
 
     values = tuple(runs.parameter(n).value for n in names)
     out = []
@@ -635,7 +653,7 @@ def sobol_indices(model, regimen, metric, ranges, *, until, n: int = 256, seed: 
                   scale: str | Mapping[str, str] = "log", factor: float = 2.0, params=None,
                   overrides: Mapping | None = None, every=None, rtol: float = 1e-8,
                   atol=None, confidence: float = 0.95, resamples: int = 1000,
-                  progress: bool = False, workers: int | None = None
+                  progress: bool = False, workers: int | None = None, executor=None
                   ) -> SobolResult | tuple[SobolResult, ...]:
     """First-order and total Sobol indices of a metric over parameter ranges.
 
@@ -669,6 +687,9 @@ def sobol_indices(model, regimen, metric, ranges, *, until, n: int = 256, seed: 
         Level of the bootstrap intervals (default 0.95).
     workers
         Number of worker processes (None or 1: run in this process).
+    executor
+        A ``concurrent.futures`` pool or Dask ``distributed.Client`` to run the simulations
+        on instead; the result is the same.
 
     Examples
     --------
@@ -751,7 +772,8 @@ def sobol_indices(model, regimen, metric, ranges, *, until, n: int = 256, seed: 
         label = "sample " + ", ".join(f"{name} = {samples[k, j]:.6g} {format_unit(b[0].units)}"
                                       .rstrip() for j, (name, b) in enumerate(zip(names, bounds)))
         jobs.append((p, runs.plan(p, label), label))
-    rows = runs.evaluate(jobs, progress=progress, desc="sobol", workers=workers)
+    rows = runs.evaluate(jobs, progress=progress, desc="sobol", workers=workers,
+                         executor=executor)
 
     out = []
     for k, m in enumerate(metrics):
