@@ -71,6 +71,7 @@ class BatchResult:
     rtol: float = 1e-8
     atol: tuple[float, ...] = ()
     fallbacks: tuple[tuple[int, str], ...] = ()  # (run, method) redone after a failure
+    failures: tuple[tuple[int, float, str], ...] = ()  # (run, day reached, error): partial=True
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -137,7 +138,7 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
                   every=None, params=None, overrides: Mapping | None = None,
                   rtol: float = 1e-8, atol=None, method: str = "auto",
                   workers: int | None = None, executor=None,
-                  chunk_size: int | None = None) -> BatchResult:
+                  chunk_size: int | None = None, partial: bool = False) -> BatchResult:
     """Simulate many runs of one model: one per parameter row and/or regimen.
 
     Parameters
@@ -166,6 +167,10 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     A run that fails is redone with the next method of ``FALLBACK`` (NDF: Radau, then
     LSODA); ``fallbacks`` lists (run, method used), and ``result(i).diagnostics.method``
     says it too.  The error of the first method is raised only if every method fails.
+    With ``partial=True`` a run that no method can finish keeps the values the NDF engine
+    computed up to the time it reached (NaN after) and is listed in ``failures`` as (run,
+    day reached, error) instead of raising: a virtual trial only needs each patient up to
+    progression, and an untreatable tumour can outgrow the solver long after that.
     Results do not depend on ``workers``, ``executor`` or ``chunk_size``.
 
     Examples
@@ -220,8 +225,8 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         pool_type = ThreadPoolExecutor  # the compiled runs release the GIL
     else:
         pool_type = ProcessPoolExecutor
-    args = [(cm, matrix[c.start:c.stop], plans[c.start:c.stop], grid, rtol, atol_arr, method)
-            for c in chunks]
+    args = [(cm, matrix[c.start:c.stop], plans[c.start:c.stop], grid, rtol, atol_arr, method,
+             partial) for c in chunks]
     if executor is not None:
         futures = [executor.submit(_solve_chunk, *a) for a in args]
         outcomes = [f.result() for f in futures]
@@ -230,8 +235,9 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     else:
         with pool_type(max_workers=workers) as pool:
             outcomes = list(pool.map(_solve_chunk, *zip(*args)))
-    fallbacks = []
-    for c, (chunk_states, chunk_pre, chunk_counts, failure, redone) in zip(chunks, outcomes):
+    fallbacks, failures = [], []
+    for c, (chunk_states, chunk_pre, chunk_counts, failure, redone, kept) in zip(chunks,
+                                                                               outcomes):
         if failure is not None:
             k, exc = failure
             i = c.start + k
@@ -240,13 +246,15 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         counters[c.start:c.stop] = chunk_counts
         pre_dose[c.start:c.stop] = chunk_pre
         fallbacks.extend((c.start + k, used) for k, used in redone)
+        failures.extend((c.start + k, reached, text) for k, reached, text in kept)
     return BatchResult(
         compiled=cm, time_days=grid, states=states, parameter_values=matrix,
         plans=tuple(plans),
         regimens=tuple(str(regimen_list[i if len(regimen_list) > 1 else 0])
                        for i in range(n_runs)),
         pre_dose=tuple(pre_dose), counters=counters, method=method, rtol=float(rtol),
-        atol=tuple(float(a) for a in atol_arr), fallbacks=tuple(fallbacks))
+        atol=tuple(float(a) for a in atol_arr), fallbacks=tuple(fallbacks),
+        failures=tuple(failures))
 
 
 def _positive(name: str, value, default: int) -> int:
@@ -270,14 +278,15 @@ def _choose_method(method: str) -> str:
     return method
 
 
-def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method):
+def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method, partial=False):
     """Runs of one chunk, each exactly as :func:`mechsim.simulate` integrates it (module
     level: it crosses processes).  Returns states, pre-dose values, counters, the first
-    failure as (index in chunk, SolverError) or None, and (index in chunk, method) of the
-    runs finished by a fallback method."""
+    failure as (index in chunk, SolverError) or None, (index in chunk, method) of the runs
+    finished by a fallback method, and, with ``partial``, (index in chunk, day reached,
+    message) of the runs kept unfinished."""
     n = len(cm.state_names)
     states = np.empty((len(plans), n, grid.size))
-    pre, counts, redone = [], np.zeros((len(plans), 3), dtype=np.int64), []
+    pre, counts, redone, kept = [], np.zeros((len(plans), 3), dtype=np.int64), [], []
     for k, (row, plan) in enumerate(zip(matrix, plans)):
         p = np.ascontiguousarray(row)
         y0 = np.asarray(cm.initial_state(p), dtype=float)
@@ -291,13 +300,19 @@ def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method):
             except SolverError as exc:
                 first_error = first_error or exc
         else:
-            return states, pre, counts, (k, first_error), redone
+            unfinished = getattr(first_error, "partial", None)
+            if not (partial and unfinished):
+                return states, pre, counts, (k, first_error), redone, kept
+            reached, out, pre_t, pre_y = unfinished
+            totals = (0, 0, 0)
+            kept.append((k, reached, str(first_error)))
+            attempt = method
         if attempt != method:
             redone.append((k, attempt))
         states[k] = out
         pre.append((np.array(pre_t), np.array(pre_y).reshape(len(pre_t), n)))
         counts[k] = totals
-    return states, pre, counts, None, redone
+    return states, pre, counts, None, redone, kept
 
 
 def _column(model: Model, name: str, values) -> np.ndarray:

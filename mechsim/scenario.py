@@ -421,7 +421,8 @@ def _write_provenance(scenario: Scenario, model, path: Path, command, trial=None
             "arm_sizes": {a.name: a.size for a in trial.trial.arms},
             "arm_seeds": {a.name: trial.trial.arm_seed(i)
                           for i, a in enumerate(trial.trial.arms)},
-            "solver_fallbacks": trial.solver_fallbacks},
+            "solver_fallbacks": trial.solver_fallbacks,
+            "solver_stops_after_progression": trial.solver_stops_after_progression},
         "files": files,
         "scenario_text": scenario.text,
     }

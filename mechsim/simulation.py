@@ -443,7 +443,14 @@ def _solve_compiled(cm, p, plan, grid, y_initial, rtol, atol_arr, method):
                                      atol_arr.astype(float), y_initial.astype(float), out, pre,
                                      stats)
     if status != jit.OK:
-        raise compiled_solver_error(cm, status, stats)
+        error = compiled_solver_error(cm, status, stats)
+        # what was integrated before the failure, for callers that can use a partial run
+        # (simulate_many(partial=True)); the rest of the grid is NaN
+        reached = float(stats[3])
+        out[:, grid > reached] = np.nan
+        done = is_dose & (starts <= reached)
+        error.partial = (reached, out, list(starts[done]), list(pre[done]))
+        raise error
     return out, list(starts[is_dose]), list(pre[is_dose]), stats[:3].astype(int)
 
 

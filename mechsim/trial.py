@@ -33,7 +33,7 @@ import numpy as np
 from .analysis.endpoints import Response, progression_times, response_category
 from .analysis.survival import HazardRatio, KaplanMeier, hazard_ratio, kaplan_meier, proportion
 from .dosing import Regimen
-from .errors import ValidationError
+from .errors import SolverError, ValidationError
 from .population import Population
 from .units import ureg
 
@@ -131,6 +131,8 @@ class TrialResult:
     pfs_days: np.ndarray = field(repr=False)        # progression or censoring time
     progressed: np.ndarray = field(repr=False)
     solver_fallbacks: int = 0
+    # patients whose simulation stopped (every solver failed) after they had progressed
+    solver_stops_after_progression: int = 0
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{a.name}: {a.size}" for a in self.trial.arms)
@@ -271,14 +273,14 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
     arms, patients, best, pfs, events = [], [], [], [], []
     columns: dict[str, list] = {}
     units: dict[str, str] = {}
-    fallbacks = 0
+    fallbacks = stops = 0
     for index, arm in enumerate(trial.arms):
         model = base.with_parameters(dict(arm.overrides)) if arm.overrides else base
         people = trial.population.sample(model, arm.size, seed=trial.arm_seed(index))
         batch = simulate_many(model, arm.regimen, parameters=people.quantities(),
                               until=follow_up * ureg.day, every=trial.assess_every,
                               rtol=trial.rtol, executor=executor, workers=workers,
-                              chunk_size=chunk_size)
+                              chunk_size=chunk_size, partial=True)
         fallbacks += len(batch.fallbacks)
         t = batch.time_days
         try:
@@ -289,6 +291,15 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
             raise ValidationError(f"trial marker {trial.marker!r} must be a mass "
                                   "concentration such as serum M-protein (g/L)") from None
         progression = progression_times(t, marker)
+        # A run no solver could finish is usable only if the patient progressed before it
+        # stopped (a tumour growing unchecked long after progression can outgrow the
+        # solver); otherwise PFS would be unknown, and that is an error, not a censoring.
+        for run, reached, message in batch.failures:
+            if not progression[run] < reached:
+                raise SolverError(f"arm {arm.name}, patient {run}: the simulation stopped at "
+                                  f"day {reached:.1f} before the patient progressed: "
+                                  f"{message}")
+        stops += len(batch.failures)
         censor = np.full(arm.size, t[-1])
         if trial.accrual is not None:
             entry = np.random.default_rng([trial.arm_seed(index), 1]).uniform(
@@ -318,4 +329,4 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
     return TrialResult(trial=trial, arm=np.concatenate(arms), patient=np.concatenate(patients),
                        columns=merged, column_units=units, best_reduction=np.concatenate(best),
                        pfs_days=np.concatenate(pfs), progressed=np.concatenate(events),
-                       solver_fallbacks=fallbacks)
+                       solver_fallbacks=fallbacks, solver_stops_after_progression=stops)

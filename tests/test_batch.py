@@ -210,3 +210,30 @@ def test_ndf_passes_a_fast_transient_late_in_a_long_run(cd38):
                        method="Radau", rtol=1e-6)
     assert fast["N"][-1].magnitude > 1e6  # the regime that used to fail
     np.testing.assert_allclose(fast["N"].magnitude, careful["N"].magnitude, rtol=1e-4)
+
+
+RUNAWAY = {"M0": "18 g/L", "k_pd": "0.01 1/day", "k_isa": "0.005 1/day", "WT": "88 kg"}
+
+
+def test_partial_keeps_an_unfinishable_run_up_to_where_it_stopped(cd38):
+    """A tumour that nothing controls (kg 0.037/day for two years: N ~ 1e11 x baseline) makes
+    every stiff method fail near day 728.  Without ``partial`` that is an error; with it the
+    run keeps its values up to the time reached, which match a run stopped earlier, and is
+    listed in ``failures``; the other run is untouched."""
+    regimen = f"{ISATUXIMAB}; 4 mg oral on days 1-21 of 28-day cycles"
+    kg = {"kg": ["0.01 1/day", "0.037 1/day"]}
+    common = dict(overrides=RUNAWAY, every="1 day", rtol=1e-6, workers=1)
+    with pytest.raises(SolverError, match=r"run 1 \(kg = 0.037.*failed near t = 72\d"):
+        simulate_many(cd38, regimen, parameters=kg, until="730 day", **common)
+    kept = simulate_many(cd38, regimen, parameters=kg, until="730 day", partial=True, **common)
+    assert [run for run, _, _ in kept.failures] == [1]
+    reached = kept.failures[0][1]
+    assert 700 < reached < 730
+    t = kept.time_days
+    assert np.isnan(kept.states[1][:, t > reached]).all()
+    assert np.isfinite(kept.states[1][:, t <= reached]).all()
+    assert np.isfinite(kept.states[0]).all()
+    shorter = simulate_many(cd38, regimen, parameters=kg, until="700 day", **common)
+    early = t < 699.5  # before the last segment, where the two grids' runs differ
+    np.testing.assert_allclose(kept.states[:, :, early], shorter.states[:, :, early[:701]],
+                               rtol=1e-6, atol=1e-12)

@@ -293,3 +293,24 @@ def test_scenario_with_bad_published_time(tmp_path):
     path = scenario_file(tmp_path, TRIAL.replace('pd = "6.47 month"', 'pd = "6.47 mg"'))
     with pytest.raises(ParseError, match="a time such as"):
         read_scenario(path)
+
+
+def test_a_patient_who_outgrows_the_solver_after_progressing_keeps_a_valid_pfs():
+    """Every solver stops near day 728 for an uncontrolled tumour (see test_batch); the
+    patient progressed within weeks, so the PFS stands and the stop is counted."""
+    trial = Trial(model="cd38_myeloma",
+                  population=mechsim.Population(name="fixed", model="cd38_myeloma"),
+                  arms=(TrialArm("isa_pd", "Isa-Pd", mechsim.Regimen.parse(f"{ISA}; {POM}"),
+                                 1),),
+                  overrides=(("M0", "18 g/L"), ("k_pd", "0.01 1/day"),
+                             ("k_isa", "0.005 1/day"), ("kg", "0.037 1/day")),
+                  follow_up="730 day", rtol=1e-6, seed=1)
+    result = run_trial(trial, workers=1)
+    assert result.solver_stops_after_progression == 1
+    alone = mechsim.simulate("cd38_myeloma", f"{ISA}; {POM}",
+                             params=["isatuximab", "pomalidomide_dex"],
+                             overrides=dict(trial.overrides), until="120 day", every="1 day",
+                             rtol=1e-6)
+    expected = progression_time(alone.time, alone["M"]).to("day").magnitude
+    assert result.progressed[0]
+    assert result.pfs_days[0] == pytest.approx(expected, rel=1e-4)
