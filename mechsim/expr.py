@@ -12,6 +12,7 @@ import ast
 import keyword
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,9 +42,89 @@ _BINOPS = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
 }
 
+# Limits that keep hostile text from hanging or exhausting the parser (a rate law of the
+# shipped models is under 200 characters and 12 levels deep).
+MAX_CHARS = 10_000
+MAX_DEPTH = 200
+#: Largest |exponent| written as a number: 10**10**10 would make sympy build a ten-billion
+#: digit integer.  Hill coefficients and allometric exponents are far below this.
+MAX_EXPONENT = 1000
+
 
 def _fail(msg: str, text: str, where: str | None) -> ParseError:
-    return ParseError(f"expression {text!r}: {msg}", where)
+    shown = text if len(text) <= 80 else f"{text[:60]}...({len(text)} characters)"
+    return ParseError(f"expression {shown!r}: {msg}", where)
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth of ``tree``, without recursion (the tree may be very deep)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _constant(node: ast.AST) -> float | None:
+    """The value of a validated subtree without names, in floats; None if it has names.
+
+    Raises OverflowError, ZeroDivisionError or ValueError where the arithmetic does (the
+    caller turns them into a ParseError); a non-real result raises ValueError.
+    """
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        return None
+    if isinstance(node, ast.UnaryOp):
+        v = _constant(node.operand)
+        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+    if isinstance(node, ast.Call):
+        v = _constant(node.args[0])
+        if v is None:
+            return None
+        name = node.func.id
+        if name == "exp":
+            return math.exp(v)
+        if name == "sqrt":
+            return math.sqrt(v)
+        return math.log10(v) if name == "log10" else math.log(v)
+    a, b = _constant(node.left), _constant(node.right)
+    if a is None or b is None:
+        return None
+    op = type(node.op)
+    if op is ast.Add:
+        return a + b
+    if op is ast.Sub:
+        return a - b
+    if op is ast.Mult:
+        return a * b
+    if op is ast.Div:
+        return a / b
+    value = math.pow(a, b)  # ValueError for a negative base and a fractional exponent
+    return value
+
+
+def _check_constants(node: ast.AST, text: str, where: str | None) -> None:
+    """Numbers written in the text stay finite and real; exponents stay moderate."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Pow):
+            try:
+                exponent = _constant(sub.right)
+            except (OverflowError, ZeroDivisionError, ValueError):
+                exponent = math.inf
+            if exponent is not None and not abs(exponent) <= MAX_EXPONENT:
+                raise _fail(f"exponent {ast.unparse(sub.right)!r} is too large (at most "
+                            f"{MAX_EXPONENT} in size)", text, where)
+    try:
+        value = _constant(node)
+    except ZeroDivisionError:
+        raise _fail("division by zero", text, where) from None
+    except (OverflowError, ValueError):
+        raise _fail("a part made only of numbers has no finite real value", text,
+                    where) from None
+    if value is not None and not math.isfinite(value):
+        raise _fail("the value is not a finite number", text, where)
 
 
 def _validate(node: ast.AST, text: str, where: str | None) -> None:
@@ -53,7 +134,11 @@ def _validate(node: ast.AST, text: str, where: str | None) -> None:
     elif isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise _fail(f"only numbers are allowed as literals, got {node.value!r}", text, where)
-        if not math.isfinite(node.value):
+        try:
+            finite = math.isfinite(node.value)
+        except OverflowError:  # an integer literal beyond the float range
+            finite = False
+        if not finite:
             raise _fail("numbers must be finite", text, where)
     elif isinstance(node, ast.Name):
         pass
@@ -140,13 +225,29 @@ class Expr:
         text = self.text
         if not isinstance(text, str) or not text.strip():
             raise ParseError(f"expression must be non-empty text, got {text!r}", self.where)
+        if len(text) > MAX_CHARS:
+            raise ParseError(f"expression of {len(text)} characters is too long (at most "
+                             f"{MAX_CHARS}): {text[:40]!r}...", self.where)
+        if "\x00" in text:
+            raise _fail("contains a NUL character", text, self.where)
         try:
-            tree = ast.parse(text.strip(), mode="eval")
+            with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a string
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
             kw = [w for w in re.findall(r"[A-Za-z_]\w*", text) if keyword.iskeyword(w)]
             hint = f" ({kw[0]!r} is a Python keyword and cannot be a name)" if kw else ""
-            raise _fail(f"syntax error: {exc.msg}{hint}", text, self.where) from None
+            msg = exc.msg
+            if "integer string conversion" in msg:  # Python's guard against huge literals
+                msg = "a number has thousands of digits"
+            raise _fail(f"syntax error: {msg}{hint}", text, self.where) from None
+        except (RecursionError, MemoryError):
+            raise _fail(f"nested too deeply (at most {MAX_DEPTH} levels)", text,
+                        self.where) from None
+        if _depth(tree) > MAX_DEPTH:
+            raise _fail(f"nested too deeply (at most {MAX_DEPTH} levels)", text, self.where)
         _validate(tree, text, self.where)
+        _check_constants(tree.body, text, self.where)
         return tree
 
     @cached_property
