@@ -80,12 +80,9 @@ def _check_suffix(path: str | None, allowed: tuple[str, ...], flag: str) -> Path
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from .io.atomic import write_atomically
+
+    write_atomically(path, write)
     print(f"wrote {path}")
 
 

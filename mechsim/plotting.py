@@ -132,15 +132,11 @@ def plot_kaplan_meier(curves: Mapping, *, published: Mapping | None = None, ax=N
 
 def save_figure(fig, path) -> None:
     """Save to ``path`` atomically (a temporary name, then rename), then close it."""
-    from pathlib import Path
-
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    from .io.atomic import write_atomically
+
     try:
-        fig.savefig(tmp, dpi=120)
-        tmp.replace(path)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120))
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)

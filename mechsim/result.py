@@ -32,6 +32,9 @@ class Diagnostics:
         For each conservation law of the stoichiometry (text -> value): the largest
         deviation over the run of ``law(t) - law(0) - dosed(t)``, relative to the largest of
         ``|law|`` and the dosed amount.  With accumulator states this is the mass balance.
+    failed_methods
+        (method, error message) of every method that failed on this run before ``method``
+        finished it (automatic fallback between stiff methods; a NumericalWarning says so).
     """
 
     method: str
@@ -42,6 +45,8 @@ class Diagnostics:
     jacobian_evaluations: int
     segments: int
     conservation_residuals: Mapping[str, float] = field(default_factory=dict)
+    #: (method, error) of each stiff method that failed before ``method`` succeeded
+    failed_methods: tuple[tuple[str, str], ...] = ()
 
     @property
     def max_conservation_residual(self) -> float:
@@ -157,12 +162,15 @@ class Result:
         columns = [self.time.magnitude] + [self[n].magnitude for n in names]
         header = [f"time [{format_unit(self.time_unit)}]"] + \
             [f"{n} [{format_unit(self.unit(n)) or '1'}]" for n in names]
-        path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(np.column_stack(columns).tolist())
-        return path
+        from .io.atomic import write_atomically
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                writer.writerows(np.column_stack(columns).tolist())
+
+        return write_atomically(path, write)
 
     def to_dataframe(self, names: list[str] | None = None):
         """A pandas DataFrame (needs pandas) with units in the column names."""

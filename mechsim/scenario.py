@@ -184,7 +184,7 @@ def read_scenario(path: str | Path) -> Scenario:
         time_unit=_time_unit(head.get("time_unit"), src.where(("scenario",), "time_unit")),
         overrides=overrides, metrics=tuple(metrics), dose_response=tuple(sweep.items()),
         trial=trial,
-        text=path.read_text(encoding="utf-8"), path=str(path))
+        text=src.text, path=str(path))
 
 
 def _trial(src: TomlSource, raw, path: Path, model: str, params, overrides, arms,

@@ -34,6 +34,7 @@ from .analysis.endpoints import Response, progression_times, response_category
 from .analysis.survival import HazardRatio, KaplanMeier, hazard_ratio, kaplan_meier, proportion
 from .dosing import Regimen
 from .errors import SolverError, ValidationError
+from .io.atomic import write_atomically
 from .population import Population
 from .units import ureg
 
@@ -195,26 +196,35 @@ class TrialResult:
     def write_patients(self, path: str | Path) -> None:
         """One row per virtual patient: arm, covariates, sampled parameters, endpoints."""
         names = list(self.columns)
-        with Path(path).open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["arm", "patient"] +
-                            [f"{n} ({self.column_units[n]})" if self.column_units[n] else n
-                             for n in names] +
-                            ["best_reduction", "best_response", "pfs (month)", "progressed"])
-            cats = [response_category(r) for r in self.best_reduction]
-            for i in range(self.arm.size):
-                writer.writerow([self.arm[i], int(self.patient[i])] +
-                                [_cell(self.columns[n][i]) for n in names] +
-                                [repr(float(self.best_reduction[i])), str(cats[i]),
-                                 repr(float(self.pfs_days[i] / DAYS_PER_MONTH)),
-                                 int(self.progressed[i])])
+        cats = [response_category(r) for r in self.best_reduction]
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["arm", "patient"] +
+                                [f"{n} ({self.column_units[n]})" if self.column_units[n]
+                                 else n for n in names] +
+                                ["best_reduction", "best_response", "pfs (month)",
+                                 "progressed"])
+                for i in range(self.arm.size):
+                    writer.writerow([self.arm[i], int(self.patient[i])] +
+                                    [_cell(self.columns[n][i]) for n in names] +
+                                    [repr(float(self.best_reduction[i])), str(cats[i]),
+                                     repr(float(self.pfs_days[i] / DAYS_PER_MONTH)),
+                                     int(self.progressed[i])])
+
+        write_atomically(path, write)
 
     def write_summary(self, path: str | Path, alpha: float = 0.05) -> None:
         rows = self.summary(alpha)
-        with Path(path).open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_atomically(path, write)
 
     def plot_km(self, ax=None, *, alpha: float = 0.05, title: str | None = None):
         """Kaplan-Meier PFS curves with confidence bands, medians and, if known, the

@@ -146,11 +146,11 @@ class ExposureResponse:
 
     def to_csv(self, path) -> None:
         """Write the table with units in the header."""
-        from pathlib import Path
+        from ..io.atomic import write_text_atomically
         header = f"{self.x_label} [{format_unit(self.x.units) or '1'}]," \
                  f"{self.y_label} [{format_unit(self.y.units) or '1'}]"
         rows = "\n".join(f"{a!r},{b!r}" for a, b in self.table())
-        Path(path).write_text(f"{header}\n{rows}\n")
+        write_text_atomically(path, f"{header}\n{rows}\n")
 
     def plot(self, ax=None):
         """Points, fitted curve and ED50 on a log x axis; returns the Axes."""

@@ -316,7 +316,7 @@ class LocalSensitivity:
 
     def to_csv(self, path) -> None:
         """Write ``parameter, value, unit, coefficient, derivative [unit]`` rows."""
-        from pathlib import Path
+        from ..io.atomic import write_text_atomically
         unit = _unit_text(self.derivatives.units)
         rows = [f"parameter,value,unit,coefficient,dM/dlnp [{unit}]"]
         for i in self._order():
@@ -324,7 +324,7 @@ class LocalSensitivity:
             rows.append(f"{self.parameters[i]},{v.magnitude!r},{_unit_text(v.units)},"
                         f"{float(self.coefficients[i])!r},"
                         f"{float(self.derivatives.magnitude[i])!r}")
-        Path(path).write_text("\n".join(rows) + "\n")
+        write_text_atomically(path, "\n".join(rows) + "\n")
 
     def plot(self, ax=None):
         """Tornado plot: one horizontal bar per parameter, largest on top; returns the Axes."""
@@ -605,13 +605,13 @@ class SobolResult:
 
     def to_csv(self, path) -> None:
         """Write one row per parameter: range, S1, ST and their interval bounds."""
-        from pathlib import Path
+        from ..io.atomic import write_text_atomically
         rows = ["parameter,low,high,unit,scale,S1,S1_low,S1_high,ST,ST_low,ST_high"]
         for row, i in zip(self.table(), self._order()):
             rows.append(f"{row[0]},{self.low[i].magnitude!r},{self.high[i].magnitude!r},"
                         f"{_unit_text(self.low[i].units)},{self.scales[i]},"
                         + ",".join(repr(x) for x in row[1:]))
-        Path(path).write_text("\n".join(rows) + "\n")
+        write_text_atomically(path, "\n".join(rows) + "\n")
 
     def plot(self, ax=None):
         """Bars of S1 and ST per parameter with confidence-interval error bars."""

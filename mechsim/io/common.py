@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from pathlib import Path
 
 from ..errors import ParseError, ValidationError
@@ -31,6 +32,8 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
     """A path as given if it exists or looks like a file, else a built-in by name."""
     text = str(name_or_path)
     path = Path(text)
+    if path.is_dir():
+        raise ParseError(f"{text} is a folder; give a {kind[:-1]} file or a built-in name")
     if path.is_file() or path.suffix or "/" in text or "\\" in text:
         if not path.is_file():
             raise ParseError(f"no such file: {text}")
@@ -38,8 +41,11 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
     candidate = builtin_dir(kind) / f"{text}.toml"
     if candidate.is_file():
         return candidate
-    raise ValidationError(f"unknown built-in {kind[:-1]} {text!r} (built-in: "
-                          f"{', '.join(builtin_names(kind)) or 'none'}; or give a file path)")
+    names = builtin_names(kind)
+    close = get_close_matches(text, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValidationError(f"unknown built-in {kind[:-1]} {text!r} ({hint}built-in: "
+                          f"{', '.join(names) or 'none'}; or give a file path)")
 
 
 def read_parameter_table(src: TomlSource, table: tuple[str, ...], raw: dict, *,

@@ -44,6 +44,11 @@ from ..units import (
     to_canonical,
     ureg,
 )
+from .atomic import write_text_atomically
+from .toml_source import check_size
+
+#: Published SBML models reach a few MB; larger files are refused before libsbml reads them.
+MAX_SBML_BYTES = 50_000_000
 
 __all__ = [
     "NAMESPACE",
@@ -139,9 +144,7 @@ def write_sbml(model: Model | str, path: str | Path, regimen=None, *, until=None
                overrides: Mapping | None = None) -> Path:
     """Write :func:`export_sbml` output to ``path``; returns the path."""
     text = export_sbml(model, regimen, until=until, params=params, overrides=overrides)
-    path = Path(path)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomically(path, text)
 
 
 def _unit_text(u: pint.Unit) -> str:
@@ -711,6 +714,7 @@ def read_sbml(path: str | Path, *, routes: Mapping | None = None,
     path = Path(path)
     if not path.is_file():
         raise ParseError(f"no such file: {path}")
+    check_size(path, MAX_SBML_BYTES)
     doc = _libsbml().readSBMLFromFile(str(path))
     return _model_from_document(doc, str(path), routes, drugs)
 

@@ -17,6 +17,39 @@ _HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*=""")
 
 
+#: Model, parameter, population and scenario files are a few kilobytes; anything this large
+#: is a mistake (or an attack on the parser) and is refused before it is read.
+MAX_FILE_BYTES = 5_000_000
+
+
+def check_size(path: Path, limit: int = MAX_FILE_BYTES) -> None:
+    """Refuse a file larger than ``limit`` bytes (ParseError naming the size)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ParseError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise ParseError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if size > limit:
+        raise ParseError(f"file is {size / 1e6:.1f} MB, larger than the {limit / 1e6:g} MB "
+                         "mechsim reads; is it the right file?", str(path))
+
+
+def read_text(path: Path | str, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of a data file, with one-line errors for missing, unreadable, binary
+    or oversized files."""
+    path = Path(path)
+    check_size(path, limit)
+    if path.is_dir():
+        raise ParseError(f"{path} is a folder, not a file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ParseError("not a text file (not UTF-8)", str(path)) from None
+    except OSError as exc:
+        raise ParseError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _split_dotted(text: str) -> tuple[str, ...]:
     parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^.\s]+', text)
     return tuple(p.strip("\"'") for p in parts)
@@ -26,7 +59,7 @@ class TomlSource:
     """A parsed TOML document plus a map from (table, key) to line number."""
 
     def __init__(self, text: str, path: str):
-        self.path = path
+        self.path, self.text = path, text
         try:
             self.data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -50,14 +83,7 @@ class TomlSource:
 
     @classmethod
     def read(cls, path: Path | str) -> TomlSource:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ParseError(f"no such file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ParseError(f"cannot read {path}: {exc}") from None
-        return cls(text, str(path))
+        return cls(read_text(path), str(path))
 
     def entry_where(self, section: str, name: str) -> str:
         """Where ``[section.name]`` starts, or where ``name = ...`` sits in ``[section]``."""
