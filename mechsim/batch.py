@@ -25,6 +25,7 @@ from .errors import MechsimError, SolverError, UnitError, ValidationError
 from .model import Model
 from .result import Result
 from .simulation import (
+    FALLBACK,
     METHODS,
     DosePlan,
     _as_regimen,
@@ -35,6 +36,7 @@ from .simulation import (
     default_atol,
     dose_events,
     dose_plan,
+    every_method_failed,
     output_grid,
     prepare_model,
 )
@@ -46,10 +48,6 @@ _OBSERVABLE_CHUNK = 1024  # runs per observables evaluation (bounds the temporar
 # Methods tried, in order, when a run fails: Radau (implicit Runge-Kutta, L-stable, its own
 # step control) passes extreme stiffness where the BDF-family methods give up, e.g. a
 # receptor pool grown a millionfold binding drug within seconds; LSODA is the last resort.
-FALLBACK = {"NDF": ("Radau", "LSODA"), "LSODA": ("Radau",), "BDF": ("Radau", "LSODA"),
-            "Radau": ("LSODA",)}
-
-
 @dataclass(frozen=True, eq=False)
 class BatchResult:
     """States of every run on a common time grid, with units on the way out.
@@ -290,7 +288,7 @@ def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method, partial=False)
     for k, (row, plan) in enumerate(zip(matrix, plans)):
         p = np.ascontiguousarray(row)
         y0 = np.asarray(cm.initial_state(p), dtype=float)
-        first_error = None
+        first_error, failed = None, []
         for attempt in (method, *FALLBACK[method]):
             solve = _solve_compiled if attempt == "NDF" else _solve_scipy
             try:
@@ -299,10 +297,11 @@ def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method, partial=False)
                 break
             except SolverError as exc:
                 first_error = first_error or exc
+                failed.append((attempt, exc.message))
         else:
             unfinished = getattr(first_error, "partial", None)
             if not (partial and unfinished):
-                return states, pre, counts, (k, first_error), redone, kept
+                return states, pre, counts, (k, every_method_failed(failed)), redone, kept
             reached, out, pre_t, pre_y = unfinished
             totals = (0, 0, 0)
             kept.append((k, reached, str(first_error)))
@@ -357,6 +356,11 @@ def _column(model: Model, name: str, values) -> np.ndarray:
     if not np.all(np.isfinite(canonical)):
         bad = int(np.flatnonzero(~np.isfinite(canonical))[0])
         raise ValidationError(f"parameter {name}: run {bad} has a non-finite value")
+    if dims and np.any(canonical < 0):
+        bad = int(np.flatnonzero(canonical < 0)[0])
+        raise ValidationError(f"parameter {name}: run {bad} is negative "
+                              f"({format_quantity(q[bad] if q.ndim else q)}); only "
+                              "dimensionless parameters may be negative")
     return canonical
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "MechsimError",
+    "NumericalWarning",
     "ParseError",
     "RegimenError",
     "SolverError",
@@ -55,3 +56,8 @@ class RegimenError(MechsimError, ValueError):
 
 class SolverError(MechsimError, RuntimeError):
     """The ODE solver failed; the message names the time, the states involved and a hint."""
+
+
+class NumericalWarning(UserWarning):
+    """A result was computed but is less accurate than asked: a state went negative beyond
+    the tolerance, a conservation law drifted, or a fallback solver method was needed."""

@@ -55,9 +55,15 @@ class Parameter:
                                   self.where)
         value = parse_quantity(self.value, what=f"parameter {self.name}", where=self.where)
         object.__setattr__(self, "value", value)
-        if math.isinf(float(value.magnitude)):
+        magnitude = float(value.magnitude)
+        if math.isinf(magnitude):
             raise ValidationError(f"parameter {self.name} must be finite, got {value}",
                                   self.where)
+        if magnitude < 0 and not value.dimensionless:
+            # volumes, clearances, rate constants, concentrations, masses, times: a negative
+            # value is a sign typo, and it makes the ODEs blow up instead of failing here
+            raise ValidationError(f"parameter {self.name} is negative ({value}); only "
+                                  "dimensionless parameters may be negative", self.where)
 
     @property
     def is_set(self) -> bool:
@@ -268,8 +274,11 @@ class Model:
             if isinstance(value, Parameter):
                 param = value
             else:
-                param = Parameter(name, parse_quantity(value, what=f"parameter {name}",
-                                                       where=src), where=src)
+                q = parse_quantity(value, what=f"parameter {name}", where=src)
+                if math.isnan(float(q.magnitude)):  # NaN means "no value" inside a model
+                    raise ValidationError(f"parameter {name} must be a number, got {value!r}",
+                                          src)
+                param = Parameter(name, q, where=src)
             if param.value.dimensionality != old.value.dimensionality:
                 raise UnitError(f"parameter {name} must have the dimension of "
                                 f"{format_quantity(old.value)} "

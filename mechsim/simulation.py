@@ -20,7 +20,7 @@ from scipy.integrate import odeint, solve_ivp
 
 from .compile import CompiledModel, compile_model
 from .dosing import Regimen
-from .errors import RegimenError, SolverError, UnitError, ValidationError
+from .errors import NumericalWarning, RegimenError, SolverError, UnitError, ValidationError
 from .io import ParameterSet, load_model, load_params
 from .model import Model
 from .result import Diagnostics, Result
@@ -41,17 +41,27 @@ def as_days(value, what: str) -> float:
     if q.dimensionality != ureg.day.dimensionality:
         raise UnitError(f"`{what}` must be a time, got {value!r} "
                         f"({dimension_text(q.dimensionality)})")
-    return to_canonical(q)
+    days = to_canonical(q)
+    if not np.isfinite(days):
+        raise ValidationError(f"`{what}` must be a finite time, got {value!r}")
+    return days
 
 
 def _times_days(values, what: str) -> np.ndarray:
     if isinstance(values, pint.Quantity):
         if values.dimensionality != ureg.day.dimensionality:
             raise UnitError(f"`{what}` must be times, got {dimension_text(values.dimensionality)}")
-        return np.atleast_1d(values.to(ureg.day).magnitude).astype(float)
-    if isinstance(values, str):
-        return np.array([as_days(values, what)])
-    return np.array([as_days(v, what) for v in values], dtype=float)
+        days = np.atleast_1d(values.to(ureg.day).magnitude).astype(float)
+    elif isinstance(values, str):
+        days = np.array([as_days(values, what)])
+    else:
+        days = np.array([as_days(v, what) for v in values], dtype=float)
+    if not np.all(np.isfinite(days)):
+        raise ValidationError(f"`{what}` must be finite times")
+    if days.size > MAX_OUTPUT_POINTS:
+        raise ValidationError(f"`{what}` has {days.size:,} output times (at most "
+                              f"{MAX_OUTPUT_POINTS:,})")
+    return days
 
 
 @dataclass(frozen=True)
@@ -290,6 +300,11 @@ def simulate(model: Model | str, regimen: Regimen | str | None = None, *, until,
                      regimen_text=str(reg))
 
 
+#: Output times per run: a million points of a 20-state model is 160 MB already; more is
+#: a typo in `every` (seconds for days), not a request.
+MAX_OUTPUT_POINTS = 1_000_000
+
+
 def output_grid(breaks: np.ndarray, until: float, times=None, every=None) -> np.ndarray:
     """Output times in days: ``times``, a spacing ``every``, or by default 1001 even times
     plus every discontinuity in ``breaks`` (sorted dose and infusion edges, 0 and until)."""
@@ -301,6 +316,10 @@ def output_grid(breaks: np.ndarray, until: float, times=None, every=None) -> np.
         step = as_days(every, "every")
         if not step > 0:
             raise ValidationError(f"`every` must be positive, got {every!r}")
+        if until / step > MAX_OUTPUT_POINTS:
+            raise ValidationError(f"`every` = {every!r} over {until:g} days asks for "
+                                  f"{until / step:.3g} output points (at most "
+                                  f"{MAX_OUTPUT_POINTS:,}); choose a coarser spacing")
         grid = np.append(np.arange(0.0, until, step), until)
     else:
         grid = np.union1d(np.linspace(0.0, until, 1001), breaks)
@@ -318,6 +337,12 @@ def output_grid(breaks: np.ndarray, until: float, times=None, every=None) -> np.
     return grid
 
 
+#: Stiff methods tried, in order, when the one asked for fails on a run.  All are stiff,
+#: error-controlled and use the same tolerances, so the answer is as accurate either way.
+FALLBACK = {"NDF": ("Radau", "LSODA"), "LSODA": ("Radau",), "BDF": ("Radau", "LSODA"),
+            "Radau": ("LSODA",)}
+
+
 def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray, *,
               rtol: float = 1e-8, atol=None, method: str = "LSODA",
               regimen_text: str = "") -> Result:
@@ -330,10 +355,36 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
     until = float(grid[-1])
     y_initial = np.asarray(cm.initial_state(p), dtype=float)
     breaks = plan.breakpoints(until)
-    solve = _solve_compiled if method == "NDF" else _solve_scipy
-    out, pre_t, pre_y, totals = solve(cm, p, plan, grid, y_initial, rtol, atol_arr, method)
+    failed: list[tuple[str, str]] = []
+    for attempt in (method, *FALLBACK[method]):
+        solve = _solve_compiled if attempt == "NDF" else _solve_scipy
+        try:
+            out, pre_t, pre_y, totals = solve(cm, p, plan, grid, y_initial, rtol, atol_arr,
+                                              attempt)
+            break
+        except SolverError as exc:
+            failed.append((attempt, exc.message))
+    else:
+        raise every_method_failed(failed)
+    if failed:
+        warnings.warn(f"{cm.name}: solver {method} failed ({failed[0][1].split(';')[0]}); "
+                      f"the result comes from {attempt}, with the same tolerances",
+                      NumericalWarning, stacklevel=3)
     return assemble_result(cm, p, plan, grid, out, y_initial, pre_t, pre_y, totals,
-                           len(breaks) - 1, method, rtol, atol, atol_arr, regimen_text)
+                           len(breaks) - 1, attempt, rtol, atol, atol_arr, regimen_text,
+                           tuple(failed))
+
+
+def every_method_failed(failed: list[tuple[str, str]]) -> SolverError:
+    """One error for a run that the method asked for and all its fallbacks failed: the first
+    failure (time, states), the others named, and a hint that fits that situation."""
+    first = failed[0][1].split("; hint:")[0]
+    if len(failed) == 1:
+        return SolverError(failed[0][1])
+    others = " and ".join(m for m, _ in failed[1:])
+    return SolverError(f"{first}; {others} failed too; hint: every stiff method fails here, "
+                       "so look at the model and its values: a state growing without bound, "
+                       "a parameter far out of range or in the wrong unit")
 
 
 def default_atol(cm: CompiledModel, atol) -> np.ndarray:
@@ -354,10 +405,11 @@ def default_atol(cm: CompiledModel, atol) -> np.ndarray:
 
 
 def assemble_result(cm, p, plan, grid, out, y_initial, pre_t, pre_y, totals, segments, method,
-                    rtol, atol, atol_arr, regimen_text) -> Result:
+                    rtol, atol, atol_arr, regimen_text, failed=()) -> Result:
     """A :class:`Result` from integrated states: observables, diagnostics, mass balance."""
     n = len(cm.state_names)
     residuals = _conservation_residuals(cm, p, plan, grid, out, y_initial, atol_arr)
+    _warn_if_inaccurate(cm, out, residuals, rtol, atol_arr)
     pre_states = np.array(pre_y).reshape(len(pre_t), n)
     pre_obs = cm.observables(np.array(pre_t), pre_states.T, p).T \
         if cm.observable_names and pre_t else np.empty((len(pre_t), 0))
@@ -366,7 +418,7 @@ def assemble_result(cm, p, plan, grid, out, y_initial, pre_t, pre_y, totals, seg
                               else tuple(float(x) for x in atol_arr),
                               steps=int(totals[0]), rhs_evaluations=int(totals[1]),
                               jacobian_evaluations=int(totals[2]), segments=segments,
-                              conservation_residuals=residuals)
+                              conservation_residuals=residuals, failed_methods=failed)
     return Result(
         model=cm.name, time_days=grid, time_unit=cm.time_unit,
         state_names=cm.state_names, state_units=cm.state_units, states=out,
@@ -378,6 +430,29 @@ def assemble_result(cm, p, plan, grid, out, y_initial, pre_t, pre_y, totals, seg
         pre_dose_observables=pre_obs,
         regimen=regimen_text,
     )
+
+
+#: A conservation law may drift by this many times rtol before it is reported: each step
+#: adds an error of up to rtol, and a run takes thousands of steps.
+RESIDUAL_FACTOR = 1000.0
+
+
+def _warn_if_inaccurate(cm, out, residuals, rtol, atol_arr) -> None:
+    """Warn (NumericalWarning) about states that went negative beyond the tolerance and
+    conservation laws that drifted: the numbers are returned, with the reason to doubt them."""
+    peak = np.max(np.abs(out), axis=1)
+    lowest = np.min(out, axis=1)
+    allowed = atol_arr + rtol * peak
+    for i in np.flatnonzero(lowest < -allowed):
+        warnings.warn(f"{cm.name}: state {cm.state_names[i]} went negative, down to "
+                      f"{lowest[i]:.3g} (canonical units; tolerance {allowed[i]:.2g}); tighten "
+                      "rtol/atol or check the rate laws", NumericalWarning, stacklevel=4)
+    limit = max(RESIDUAL_FACTOR * rtol, 1e-9)
+    for law, value in residuals.items():
+        if value > limit:
+            warnings.warn(f"{cm.name}: conservation law {law} drifted by {value:.2g} "
+                          f"(relative; more than {limit:.2g}); tighten rtol/atol",
+                          NumericalWarning, stacklevel=4)
 
 
 def _solve_scipy(cm, p, plan, grid, y_initial, rtol, atol_arr, method):
@@ -443,23 +518,40 @@ def _solve_compiled(cm, p, plan, grid, y_initial, rtol, atol_arr, method):
                                      atol_arr.astype(float), y_initial.astype(float), out, pre,
                                      stats)
     if status != jit.OK:
-        error = compiled_solver_error(cm, status, stats)
-        # what was integrated before the failure, for callers that can use a partial run
-        # (simulate_many(partial=True)); the rest of the grid is NaN
         reached = float(stats[3])
         out[:, grid > reached] = np.nan
+        seen = np.flatnonzero(grid <= reached)
+        y_last = out[:, seen[-1]] if seen.size else y_initial
+        involved = _states_involved(cm, cm.rhs("scalar"), p, np.zeros(n), y_last,
+                                    float(grid[seen[-1]]) if seen.size else 0.0)
+        error = compiled_solver_error(cm, status, stats, involved)
+        # what was integrated before the failure, for callers that can use a partial run
+        # (simulate_many(partial=True)); the rest of the grid is NaN
         done = is_dose & (starts <= reached)
         error.partial = (reached, out, list(starts[done]), list(pre[done]))
         raise error
     return out, list(starts[is_dose]), list(pre[is_dose]), stats[:3].astype(int)
 
 
-def compiled_solver_error(cm, status, stats) -> SolverError:
+def compiled_solver_error(cm, status, stats, involved=()) -> SolverError:
     from .jit import STATUS_TEXT
 
+    states = f"states involved: {', '.join(involved)}; " if involved else ""
     return SolverError(f"solver NDF failed near t = {stats[3]:g} day: {STATUS_TEXT[status]}; "
-                       f"model {cm.name}; hint: check parameter values and units, loosen "
-                       "rtol/atol or try method='LSODA'")
+                       f"model {cm.name}; {states}hint: check parameter values and units, "
+                       "loosen rtol/atol or try method='Radau'")
+
+
+def _states_involved(cm, rhs, p, u, y, t) -> list[str]:
+    """States that are not finite, else the three changing fastest relative to their size:
+    where a failing solver was struggling."""
+    with np.errstate(all="ignore"):
+        dy = np.asarray(rhs(t, y, p), dtype=float) + u
+    bad = [cm.state_names[i] for i in np.flatnonzero(~np.isfinite(dy) | ~np.isfinite(y))]
+    if not bad:
+        scale = np.abs(dy) / np.maximum(np.abs(y), 1e-12)
+        bad = [cm.state_names[i] for i in np.argsort(scale)[::-1][:3]]
+    return bad
 
 
 def _apply_boluses(y, jumps):
@@ -492,6 +584,11 @@ def _segment(rhs, jac, p, u, y0, a, b, inner, rtol, atol, method, cm):
                                    full_output=True)
                 ok = info["message"] == "Integration successful."
                 values = sol[1:].T
+                if not ok:
+                    # rows past the failure are garbage: keep those the solver got beyond
+                    reached = np.asarray(info["tcur"], dtype=float)
+                    good = np.cumprod(np.isfinite(reached) & (reached >= tout)).astype(bool)
+                    values = np.where(good[None, :], values, np.nan)
                 counts = (info["nst"][-1], info["nfe"][-1], info["nje"][-1])
                 message = info["message"]
             else:
@@ -516,12 +613,7 @@ def _solver_error(cm, rhs, p, u, y0, values, tout, a, b, message, method) -> Sol
     last = int(np.argmin(finite)) - 1 if not finite.all() else values.shape[1] - 1
     y = values[:, last] if last >= 0 else y0
     t = tout[last] if last >= 0 else a
-    with np.errstate(all="ignore"):
-        dy = np.asarray(rhs(t, y, p), dtype=float) + u
-    bad = [cm.state_names[i] for i in np.flatnonzero(~np.isfinite(dy) | ~np.isfinite(y))]
-    if not bad:
-        scale = np.abs(dy) / np.maximum(np.abs(y), 1e-12)
-        bad = [cm.state_names[i] for i in np.argsort(scale)[::-1][:3]]
+    bad = _states_involved(cm, rhs, p, u, y, t)
     if message.strip() in ("Integration successful.", "The solver successfully reached the end "
                            "of the integration interval."):
         message = "the solution became NaN or infinite"

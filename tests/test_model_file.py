@@ -137,8 +137,21 @@ def test_override_with_wrong_dimension():
 
 
 def test_every_builtin_model_and_params_pair_loads_and_runs():
+    import tomllib
+
     from mechsim.io import builtin_names
+    from mechsim.io.common import builtin_dir
+    from mechsim.io.population_file import is_population, load_population
     for name in builtin_names("params"):
+        if is_population(name):  # a population for virtual trials: sourced entry by entry
+            data = tomllib.loads((builtin_dir("params") / f"{name}.toml").read_text())
+            entries = [*data.get("variability", {}).items(),
+                       *data.get("covariates", {}).items(),
+                       *((e["parameter"], e) for e in data.get("effects", []))]
+            for entry_name, entry in entries:
+                assert entry.get("source") or entry.get("note"), f"{name}: {entry_name}"
+            assert load_population(name).model in builtin_names("models")
+            continue
         ps = load_params(name)
         assert ps.model in builtin_names("models"), name
         for p in ps.parameters:
@@ -210,9 +223,9 @@ REPO_MODEL = __import__("pathlib").Path(__file__).resolve().parent.parent / \
 
 
 @pytest.mark.parametrize("values, regimen, error, message", [
-    ({"tlag": "-1 h"}, "100 mg oral", ValidationError, "lag time is -0.0416667 day"),
+    ({"tlag": "-1 h"}, "100 mg oral", ValidationError, r"parameter tlag is negative \(-1 h"),
     ({"F": "1.5"}, "100 mg oral", ValidationError, "bioavailability is 1.5"),
-    ({"V": "-3 L"}, "100 mg iv", ValidationError, "volume of C is -3 L"),
+    ({"V": "-3 L"}, "100 mg iv", ValidationError, r"parameter V is negative \(-3 l"),
 ])
 def test_impossible_values_set_through_parameters(tmp_path, values, regimen, error, message):
     with pytest.raises(error, match=message):

@@ -1,0 +1,383 @@
+"""The bad-input catalogue: every way of getting it wrong that users have found, once each.
+
+Each case is a model, parameter, population or scenario file with one defect, a command
+line, or an API call, with the exception it must raise and a fragment of its message.
+Every file case is checked twice: through the API (the documented exception) and through
+the CLI (one line on stderr, exit status 2, no output written).  docs/robustness.md
+explains the policy.
+"""
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import mechsim
+from mechsim import ParseError, RegimenError, SolverError, UnitError, ValidationError
+from mechsim.cli import main
+
+# A small valid model; each file case changes one thing in it.
+MODEL = textwrap.dedent("""
+    [model]
+    name = "pk"
+    description = "one compartment with a rule"
+
+    [drugs.drug]
+    molecular_weight = "MW"
+
+    [parameters]
+    MW = { value = "150 kg/mol", source = "test" }
+    V = { value = "3 L", source = "test" }
+    CL = { value = "0.2 L/day", source = "test" }
+    k = { value = "0.1 1/day", source = "test" }
+
+    [compartments]
+    central = "V"
+
+    [species.C]
+    compartment = "central"
+    unit = "nM"
+    initial = "0 nM"
+
+    [species.E]
+    unit = "nmol"
+    initial = 0
+
+    [reactions.elimination]
+    equation = "C -> E"
+    rate = "CL*C"
+
+    [rules]
+    C_mass = { expr = "C*MW", unit = "mg/L" }
+
+    [routes.iv]
+    target = "C"
+    """)
+
+
+def variant(old: str, new: str) -> str:
+    assert old in MODEL, old
+    return MODEL.replace(old, new, 1)
+
+
+# (id, model text, exception, message fragment)
+MODEL_CASES = [
+    ("malformed TOML", MODEL.replace("[model]", "[model"), ParseError, "not valid TOML"),
+    ("duplicate TOML key", variant('V = { value = "3 L", source = "test" }',
+                                   'V = "3 L"\nV = "4 L"'), ParseError, "not valid TOML"),
+    ("empty file", "", ParseError, "missing [species] table"),
+    ("unknown table", MODEL + "\n[reactionz]\n", ParseError, "unknown table [reactionz]"),
+    ("unknown species in an equation", variant('"C -> E"', '"C -> X"'), ValidationError,
+     "'X'"),
+    ("unknown parameter in a rate law", variant('"CL*C"', '"CLL*C"'), ValidationError,
+     "'CLL'"),
+    ("unknown function in a rate law", variant('"CL*C"', '"CL*foo(C)"'), ParseError,
+     "function 'foo' is not allowed"),
+    ("code in a rate law", variant('"CL*C"', '"__import__(\'os\').system(\'true\')"'),
+     ParseError, "is not allowed"),
+    ("attribute access in a rule", variant('"C*MW"', '"C.real"'), ParseError,
+     "Attribute is not allowed"),
+    ("huge exponent", variant('"CL*C"', '"CL*C*10**10**10"'), ParseError,
+     "too large"),
+    ("duplicate name (parameter and species)", variant('k = { value = "0.1 1/day", '
+                                                      'source = "test" }', 'C = "1 nM"'),
+     ValidationError, "'C'"),
+    ("circular rules", MODEL.replace('C_mass = { expr = "C*MW", unit = "mg/L" }',
+                                     'A = { expr = "B", unit = "1" }\n'
+                                     'B = { expr = "A", unit = "1" }'),
+     ValidationError, "circular"),
+    ("rate with the wrong dimension", variant('"CL*C"', '"CL"'), UnitError,
+     "reaction elimination"),
+    ("adding unlike dimensions", variant('"CL*C"', '"CL*C + V"'), UnitError,
+     "cannot add"),
+    ("function of a dimensional argument", variant('"CL*C"', '"CL*C*exp(V)"'), UnitError,
+     "dimensionless argument"),
+    ("unit typo in a value", variant('"3 L"', '"3 Lx"'), UnitError, "Lx"),
+    ("unit typo in a species unit", variant('unit = "nM"', 'unit = "nMM"'), UnitError,
+     "nMM"),
+    ("value with the wrong dimension", variant('"3 L"', '"3 mg"'), UnitError, "volume"),
+    ("negative volume", variant('"3 L"', '"-3 L"'), ValidationError, "negative"),
+    ("zero volume", variant('"3 L"', '"0 L"'), ValidationError, "volume"),
+    ("negative clearance", variant('"0.2 L/day"', '"-0.2 L/day"'), ValidationError,
+     "negative"),
+    ("NaN value", variant('"3 L"', '"nan L"'), ParseError, "must be a number"),
+    ("infinite value", variant('"3 L"', '"inf L"'), ValidationError, "must be finite"),
+    ("species in an unknown compartment", variant('compartment = "central"',
+                                                  'compartment = "tissue"'),
+     ValidationError, "'tissue'"),
+    ("route to an unknown species", variant('target = "C"', 'target = "Q"'),
+     ValidationError, "'Q'"),
+    ("rate law that is not text", variant('rate = "CL*C"', "rate = 5"), ParseError,
+     "expression in quotes"),
+]
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    def write(text, name="model.toml"):
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+    return write
+
+
+def one_line_exit_2(args, tmp_path, capsys) -> str:
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    before = set(Path(tmp_path).rglob("*"))
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert set(Path(tmp_path).rglob("*")) == before  # nothing written, nothing half-written
+    return err
+
+
+@pytest.mark.parametrize(("case", "text", "error", "fragment"), MODEL_CASES,
+                         ids=[c[0] for c in MODEL_CASES])
+def test_bad_model_file(case, text, error, fragment, model_file, tmp_path, capsys):
+    path = model_file(text)
+    with pytest.raises(error) as info:
+        mechsim.simulate(mechsim.load_model(path), "1 mg iv", until="1 day")
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+    err = one_line_exit_2(["simulate", str(path), "--regimen", "1 mg iv", "--until", "1 day",
+                           "--out", "never.csv"], tmp_path, capsys)
+    assert fragment in err
+
+
+def test_bad_model_file_errors_name_the_line(model_file):
+    path = model_file(variant('"CL*C"', '"CLL*C"'))
+    line = next(i for i, s in enumerate(path.read_text().splitlines(), 1) if "CLL" in s)
+    with pytest.raises(ValidationError, match=rf"model.toml:{line}: "):
+        mechsim.load_model(path)
+
+
+# ---- parameter, population and scenario files --------------------------------------------
+
+PARAMS = [
+    ("unknown parameter", '[parameters]\nVV = "3 L"\n', ValidationError, "'VV'"),
+    ("wrong dimension", '[parameters]\nV = "3 mg"\n', UnitError, "V"),
+    ("malformed", "[parameters\n", ParseError, "not valid TOML"),
+    ("not a number", '[parameters]\nV = "lots"\n', UnitError, "lots"),
+    ("a population file", '[variability]\nV = { distribution = "lognormal", cv = "20 %" }\n',
+     ParseError, "population file"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "error", "fragment"), PARAMS,
+                         ids=[c[0] for c in PARAMS])
+def test_bad_parameter_file(case, text, error, fragment, model_file, tmp_path, capsys):
+    model = model_file(MODEL)
+    params = model_file(text, "params.toml")
+    with pytest.raises(error, match=fragment):
+        mechsim.simulate(model, "1 mg iv", until="1 day", params=[str(params)])
+    err = one_line_exit_2(["simulate", str(model), "--params", str(params), "--until", "1 day",
+                           "--out", "never.csv"], tmp_path, capsys)
+    assert fragment in err
+
+
+POPULATIONS = [
+    ("unknown distribution", 'V = { distribution = "gamma", cv = "20 %" }',
+     "distribution must be one of lognormal, normal, uniform, got 'gamma'"),
+    ("negative cv", 'V = { distribution = "lognormal", cv = "-20 %" }', "cv"),
+    ("lower above upper", 'V = { distribution = "lognormal", cv = "20 %", lower = "5 L", '
+                          'upper = "1 L" }', "lower"),
+    ("unknown parameter", 'VV = { distribution = "lognormal", cv = "20 %" }', "'VV'"),
+    ("wrong dimension of a bound", 'V = { distribution = "lognormal", cv = "20 %", '
+                                   'upper = "5 mg" }', "does not have the dimension"),
+    ("normal without sd", 'V = { distribution = "normal" }', "sd"),
+]
+
+
+@pytest.mark.parametrize(("case", "line", "fragment"), POPULATIONS,
+                         ids=[c[0] for c in POPULATIONS])
+def test_bad_population_file(case, line, fragment, model_file):
+    model = mechsim.load_model(model_file(MODEL))
+    path = model_file(f'[meta]\nmodel = "pk"\nseed = 1\n\n[variability]\n{line}\n', "pop.toml")
+    with pytest.raises(mechsim.MechsimError, match=fragment) as info:
+        mechsim.load_population(path).sample(model, 10, seed=1)
+    assert "pop.toml" in str(info.value)
+
+
+def test_bad_correlations_and_categories(model_file):
+    model = mechsim.load_model(model_file(MODEL))
+    head = ('[meta]\nmodel = "pk"\nseed = 1\n\n[variability]\n'
+            'V = { distribution = "lognormal", cv = "20 %" }\n'
+            'CL = { distribution = "lognormal", cv = "20 %" }\n'
+            'k = { distribution = "lognormal", cv = "20 %" }\n')
+    cases = [
+        ('[[correlations]]\nbetween = ["V", "CL"]\nvalue = 1.5\n', "between -1 and 1"),
+        ('[[correlations]]\nbetween = ["V", "CL"]\nvalue = 0.9\n[[correlations]]\n'
+         'between = ["V", "k"]\nvalue = 0.9\n[[correlations]]\nbetween = ["CL", "k"]\n'
+         'value = -0.9\n', "positive definite"),
+        ('[covariates.type]\ncategories = { a = 0.5, b = 0.2 }\n', "shares must add up to 1"),
+    ]
+    for body, fragment in cases:
+        path = model_file(head + body, "pop.toml")
+        with pytest.raises(mechsim.MechsimError, match=fragment):
+            mechsim.load_population(path).sample(model, 10, seed=1)
+
+
+SCENARIO = textwrap.dedent("""
+    [scenario]
+    name = "s"
+    model = "{model}"
+    until = "2 day"
+    every = "1 day"
+    outputs = ["C_mass"]
+    {extra}
+
+    [arms.a]
+    regimen = "1 mg iv"
+    """)
+
+
+@pytest.mark.parametrize(("case", "model", "extra", "fragment"), [
+    ("missing model file", "missing.toml", "", "no such file"),
+    ("missing parameter file", "MODEL", 'params = ["missing_params.toml"]', "no such file"),
+    ("unknown output", "MODEL", "", "C_masss"),
+    ("missing population file", "MODEL", "", "no such file"),
+], ids=lambda v: v if isinstance(v, str) and " " in v else "")
+def test_bad_scenario(case, model, extra, fragment, model_file, tmp_path, capsys):
+    path = model_file(MODEL)
+    text = SCENARIO.format(model=str(path) if model == "MODEL" else model, extra=extra)
+    if case == "unknown output":
+        text = text.replace('["C_mass"]', '["C_masss"]')
+    if case == "missing population file":
+        text += '\n[trial]\npopulation = "nowhere.toml"\nsize = 5\nfollow_up = "1 month"\n'
+    scenario = model_file(text, "s.toml")
+    err = one_line_exit_2(["run", str(scenario), "--out", "out"], tmp_path, capsys)
+    assert fragment in err
+
+
+# ---- command lines -----------------------------------------------------------------------
+
+SHIPPED_SCENARIO = str(Path(__file__).resolve().parent.parent / "examples" / "scenarios"
+                       / "iscalimab_q4w.toml")
+
+CLI = [
+    (["simulate", "cd38_myelom", "--until", "1 day"], "did you mean 'cd38_myeloma'"),
+    (["simulate", "one_compartment", "--regimen", "10 mL iv", "--until", "1 day"],
+     "dose amount must be a mass"),
+    (["simulate", "one_compartment", "--regimen", "10 mg/kg iv", "--until", "1 day"],
+     "body weight"),
+    (["simulate", "one_compartment", "--regimen", "nan mg iv", "--until", "1 day"],
+     "expected a dose"),
+    (["simulate", "one_compartment", "--regimen", "100 mg iv every", "--until", "1 day"],
+     "regimen"),
+    (["simulate", "one_compartment", "--regimen", "100 mg teleport", "--until", "1 day"],
+     "teleport"),
+    (["simulate", "one_compartment", "--regimen", "100 mg iv every 0 days x 3",
+      "--until", "1 day"], "interval"),
+    (["simulate", "one_compartment", "--regimen", "100 mg iv over -1 h", "--until", "1 day"],
+     "regimen"),
+    (["simulate", "one_compartment", "--until", "0 day"], "`until` must be after 0"),
+    (["simulate", "one_compartment", "--until", "-3 day"], "`until` must be after 0"),
+    (["simulate", "one_compartment", "--until", "inf day"], "finite"),
+    (["simulate", "one_compartment", "--until", "1 day", "--every", "0 day"], "every"),
+    (["simulate", "one_compartment", "--until", "100 years", "--every", "1 s"],
+     "output points"),
+    (["simulate", "one_compartment", "--until", "1 day", "--set", "V=10 mg"],
+     "must have the dimension of"),
+    (["simulate", "one_compartment", "--until", "1 day", "--set", "V=-1 L"], "negative"),
+    (["simulate", "one_compartment", "--until", "1 day", "--set", "CL=nan L/day"],
+     "must be a number"),
+    (["simulate", "one_compartment", "--until", "1 day", "--out", "no/such/dir/x.csv"],
+     "does not exist"),
+    (["simulate", "one_compartment", "--until", "1 day", "--out", "x.xlsx"], ".csv"),
+    (["simulate", "one_compartment", "--until", "1 day", "--plot", "x.gif"], ".png"),
+    (["simulate", ".", "--until", "1 day"], "folder"),
+    (["run", "examples_missing/s.toml"], "no such file"),
+    (["run", SHIPPED_SCENARIO, "--workers", "0"], "workers"),
+    (["run", SHIPPED_SCENARIO, "--trial-size", "0"], "trial-size"),
+    (["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses", "1..10 mL",
+      "--metric", "max(C)", "--until", "1 day"], "mass"),
+    (["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses", "1..10 mg",
+      "--metric", "max(C", "--until", "1 day"], "metric"),
+    (["sensitivity", "one_compartment", "--regimen", "1 mg iv", "--until", "1 day",
+      "--metric", "max(C)", "--parameters", "VV"], "'VV'"),
+    (["export", "one_compartment", "--format", "cellml", "-o", "x.xml"], "cellml"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), CLI,
+                         ids=[" ".join(a[:3])[:40] for a, _ in CLI])
+def test_bad_command_line(args, fragment, tmp_path, capsys):
+    err = one_line_exit_2(args, tmp_path, capsys)
+    assert fragment in err, err
+
+
+# ---- API calls ---------------------------------------------------------------------------
+
+API = [
+    ("regimen grammar", lambda: mechsim.Regimen.parse("100 mg iv on days"), RegimenError,
+     "regimen"),
+    ("dose of volume", lambda: mechsim.simulate("one_compartment", "10 mL iv", until="1 day"),
+     RegimenError, "mass"),
+    ("mg/kg without body weight", lambda: mechsim.simulate("one_compartment", "1 mg/kg iv",
+                                                           until="1 day"),
+     RegimenError, "body weight"),
+    ("until zero", lambda: mechsim.simulate("one_compartment", until="0 day"),
+     ValidationError, "after 0"),
+    ("output times after until", lambda: mechsim.simulate("one_compartment", until="2 day",
+                                                          times=["1 day", "3 day"]),
+     ValidationError, "output times must lie in [0, 2] day"),
+    ("non-positive rtol", lambda: mechsim.simulate("one_compartment", until="1 day", rtol=0),
+     ValidationError, "rtol"),
+    ("unknown method", lambda: mechsim.simulate("one_compartment", until="1 day",
+                                                method="Euler"),
+     ValidationError, "Euler"),
+    ("unknown model", lambda: mechsim.load_model("cd40_ap"), ValidationError,
+     "did you mean 'cd40_apc'"),
+    ("unknown output", lambda: mechsim.simulate("one_compartment", until="1 day")["Cx"],
+     ValidationError, "no output named 'Cx'"),
+    ("NaN override", lambda: mechsim.simulate("one_compartment", until="1 day",
+                                              overrides={"V": float("nan")}),
+     mechsim.MechsimError, "V"),
+    ("batch with mismatched columns",
+     lambda: mechsim.simulate_many("one_compartment", parameters={"V": ["1 L", "2 L"],
+                                                                  "CL": ["1 L/day"]},
+                                   until="1 day"), ValidationError, "runs"),
+    ("batch workers zero", lambda: mechsim.simulate_many("one_compartment", until="1 day",
+                                                         workers=0),
+     ValidationError, "workers"),
+    ("population sample of zero", lambda: mechsim.load_population("icaria_population")
+     .sample(mechsim.load_model("cd38_myeloma"), 0, seed=1), ValidationError, "n"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "error", "fragment"), API, ids=[c[0] for c in API])
+def test_bad_api_call(case, call, error, fragment):
+    with pytest.raises(error) as info:
+        call()
+    assert fragment in str(info.value)
+
+
+# ---- the solver --------------------------------------------------------------------------
+
+BLOW_UP = variant('k = { value = "0.1 1/day", source = "test" }',
+                  'k = { value = "0.1 1/day", source = "test" }\nc1 = "1 nM"').replace(
+    'rate = "CL*C"', 'rate = "-k*C*C*V/c1"')
+
+
+def test_a_blow_up_names_time_state_and_hint(model_file, tmp_path, capsys):
+    """dC/dt = k C^2 / (1 nM) from C0 = 10 nM reaches infinity at t = 1/(k C0/1 nM) = 1 day:
+    no method can pass it, and the error says when, which state, and what to try."""
+    path = model_file(BLOW_UP)
+    with pytest.raises(SolverError) as info:
+        mechsim.simulate(path, "30 nmol iv", until="3 day")
+    message = str(info.value)
+    t = float(message.split("t = ")[1].split(maxsplit=1)[0])
+    assert 0.85 < t <= 1.0 + 1e-6
+    assert "C" in message and "hint" in message and "\n" not in message
+    err = one_line_exit_2(["simulate", str(path), "--regimen", "30 nmol iv", "--until",
+                           "3 day", "--out", "never.csv"], tmp_path, capsys)
+    assert "t = " in err
+
