@@ -126,7 +126,9 @@ def plot_kaplan_meier(curves: Mapping, *, published: Mapping | None = None, ax=N
     if note:
         ax.text(0.02, 0.04, note, transform=ax.transAxes, fontsize=8, va="bottom")
     if title:
-        ax.set_title(title, fontsize=10)
+        import textwrap
+
+        ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     return ax
 
 

@@ -1,10 +1,12 @@
 """The ICARIA-MM reproduction (issue 8's acceptance test): the shipped scenario's virtual trial,
 2,000 patients per arm, against the published results (Attal et al., Lancet 2019).
 
-Calibrated (examples/calibrate_icaria_population.py, on 500 patients per arm without accrual
-censoring): the medians of PFS, the ORR of both arms and the hazard ratio.  Predicted (not
-fitted): the >= VGPR rates, printed here.
-Marked slow: about three minutes on two cores.
+Calibrated (examples/calibrate_icaria_population.py: on 500 patients per arm without accrual
+censoring, then k_isa on this 2,000-patient Isa-Pd arm): the medians of PFS and the ORR of
+both arms.  Not fitted: the hazard ratio (two
+unsourced spreads were set by hand with it in view, see the script) and the >= VGPR rates,
+printed here.
+Marked slow: about three minutes on two cores (more with the Pd check).
 """
 
 import os
@@ -38,20 +40,18 @@ def test_icaria_mm_is_reproduced():
 
 
 @pytest.mark.slow
-def test_shipped_population_satisfies_the_calibration_targets():
-    """What examples/calibrate_icaria_population.py fits: at the values in the population
-    file, its objective (400 patients per arm, common random numbers) is at its targets."""
+def test_pd_arm_meets_the_stage_one_targets():
+    """Stage 1 of examples/calibrate_icaria_population.py fits both arms on 500 patients per
+    arm; stage 2 then moves only k_isa, which does not act in the Pd arm.  So at the values
+    in the population file the Pd arm must still meet its stage-1 targets.  (That a rerun of
+    the script ends at the file's values is the script's own check: exit status 0.)"""
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     import calibrate_icaria_population as cal
 
-    base = read_scenario(SCENARIO).trial
-    trial = cal.calibration_trial(base)
+    trial = cal.calibration_trial(read_scenario(SCENARIO).trial)
     got = cal.outcomes(cal.with_values(trial, cal.file_values(trial)))
-    for arm, target in cal.MEDIAN_PFS.items():
-        pfs, quantile, orr = got[arm]
-        assert abs(pfs / target - 1) < 0.03, (arm, pfs)
-        assert abs(quantile - 0.5) < 0.03, (arm, quantile)
-        assert abs(orr - cal.ORR[arm]) < 0.03, (arm, orr)
-    assert abs(got["hr"] / cal.HAZARD_RATIO - 1) < 0.03, got["hr"]
+    pfs, _, orr = got["pd"]
+    assert abs(pfs / cal.MEDIAN_PFS["pd"] - 1) < 0.03, pfs
+    assert abs(orr - cal.ORR["pd"]) < 0.03, orr
