@@ -443,7 +443,10 @@ def _warn_if_inaccurate(cm, out, residuals, rtol, atol_arr) -> None:
     peak = np.max(np.abs(out), axis=1)
     lowest = np.min(out, axis=1)
     allowed = atol_arr + rtol * peak
-    for i in np.flatnonzero(lowest < -allowed):
+    # amounts and concentrations cannot be negative; a dimensionless state may be a signed
+    # quantity (an effect, a deviation), so only states with a unit are checked
+    physical = np.array([not ureg.Quantity(1.0, u).dimensionless for u in cm.state_units])
+    for i in np.flatnonzero(physical & (lowest < -allowed)):
         warnings.warn(f"{cm.name}: state {cm.state_names[i]} went negative, down to "
                       f"{lowest[i]:.3g} (canonical units; tolerance {allowed[i]:.2g}); tighten "
                       "rtol/atol or check the rate laws", NumericalWarning, stacklevel=4)
