@@ -49,6 +49,9 @@ MAX_DEPTH = 200
 #: Largest |exponent| written as a number: 10**10**10 would make sympy build a ten-billion
 #: digit integer.  Hill coefficients and allometric exponents are far below this.
 MAX_EXPONENT = 1000
+#: Largest integer power of a sum: compiling expands it (a 4-term sum to the 8th power has
+#: 165 terms, to the 40th 12,341).
+MAX_SUM_POWER = 8
 
 
 def _fail(msg: str, text: str, where: str | None) -> ParseError:
@@ -69,8 +72,9 @@ def _depth(tree: ast.AST) -> int:
 def _constant(node: ast.AST) -> float | None:
     """The value of a validated subtree without names, in floats; None if it has names.
 
-    Raises OverflowError, ZeroDivisionError or ValueError where the arithmetic does (the
-    caller turns them into a ParseError); a non-real result raises ValueError.
+    Raises OverflowError when any intermediate value leaves the float range (sympy would
+    compute it exactly, with as many digits as it takes), ZeroDivisionError, or ValueError
+    for a non-real result.
     """
     if isinstance(node, ast.Constant):
         return float(node.value)
@@ -85,7 +89,7 @@ def _constant(node: ast.AST) -> float | None:
             return None
         name = node.func.id
         if name == "exp":
-            return math.exp(v)
+            return _in_range(math.exp(v), (v,))
         if name == "sqrt":
             return math.sqrt(v)
         return math.log10(v) if name == "log10" else math.log(v)
@@ -94,37 +98,70 @@ def _constant(node: ast.AST) -> float | None:
         return None
     op = type(node.op)
     if op is ast.Add:
-        return a + b
+        return _in_range(a + b, ())
     if op is ast.Sub:
-        return a - b
+        return _in_range(a - b, ())
     if op is ast.Mult:
-        return a * b
+        return _in_range(a * b, (a, b))
     if op is ast.Div:
-        return a / b
-    value = math.pow(a, b)  # ValueError for a negative base and a fractional exponent
+        return _in_range(a / b, (a,))
+    # ValueError for a negative base and a fractional exponent
+    return _in_range(math.pow(a, b), (a,))
+
+
+def _in_range(value: float, nonzero_inputs: tuple[float, ...]) -> float:
+    """``value``, unless it overflowed to infinity or underflowed to zero from non-zero
+    inputs (exact arithmetic in sympy would then carry hundreds of thousands of digits)."""
+    if not math.isfinite(value) or (value == 0 and all(x != 0 for x in nonzero_inputs)
+                                    and nonzero_inputs):
+        raise OverflowError("out of the float range")
     return value
+
+
+def _check_powers(node: ast.AST, text: str, where: str | None, total: float = 1.0,
+                  integer_total: float = 1.0) -> None:
+    """Limit exponents by their product along nested powers: ((2*x)**1000)**1000 makes sympy
+    pull out 2**1000000, and an integer power of a sum is expanded term by term when the
+    model is compiled ((a+b+c+d)**40 already has 12,341 terms)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        try:
+            exponent = _constant(node.right)
+        except (OverflowError, ZeroDivisionError, ValueError):
+            exponent = math.inf
+        if exponent is not None:
+            total *= abs(exponent)
+            if float(exponent).is_integer():
+                integer_total *= abs(exponent)
+            if not total <= MAX_EXPONENT:
+                raise _fail(f"exponent {ast.unparse(node.right)!r} is too large (at most "
+                            f"{MAX_EXPONENT} in size, multiplied along nested powers)",
+                            text, where)
+        _check_powers(node.left, text, where, total, integer_total)
+        _check_powers(node.right, text, where)
+        return
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)) \
+            and integer_total > MAX_SUM_POWER:
+        raise _fail(f"a sum raised to the power {integer_total:g} (at most "
+                    f"{MAX_SUM_POWER}: it is expanded term by term); write the power with "
+                    "a parameter or simplify", text, where)
+    for child in ast.iter_child_nodes(node):
+        _check_powers(child, text, where, total, integer_total)
 
 
 def _check_constants(node: ast.AST, text: str, where: str | None) -> None:
     """Numbers written in the text stay finite and real; exponents stay moderate."""
+    _check_powers(node, text, where)
     for sub in ast.walk(node):
-        if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Pow):
+        if isinstance(sub, ast.expr):
             try:
-                exponent = _constant(sub.right)
-            except (OverflowError, ZeroDivisionError, ValueError):
-                exponent = math.inf
-            if exponent is not None and not abs(exponent) <= MAX_EXPONENT:
-                raise _fail(f"exponent {ast.unparse(sub.right)!r} is too large (at most "
-                            f"{MAX_EXPONENT} in size)", text, where)
-    try:
-        value = _constant(node)
-    except ZeroDivisionError:
-        raise _fail("division by zero", text, where) from None
-    except (OverflowError, ValueError):
-        raise _fail("a part made only of numbers has no finite real value", text,
-                    where) from None
-    if value is not None and not math.isfinite(value):
-        raise _fail("the value is not a finite number", text, where)
+                value = _constant(sub)
+            except ZeroDivisionError:
+                raise _fail("division by zero", text, where) from None
+            except (OverflowError, ValueError):
+                raise _fail("a part made only of numbers has no finite real value", text,
+                            where) from None
+            if value is not None and not math.isfinite(value):
+                raise _fail("the value is not a finite number", text, where)
 
 
 def _validate(node: ast.AST, text: str, where: str | None) -> None:

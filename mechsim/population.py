@@ -107,9 +107,11 @@ class Population:
         for d in self.variability:
             _dimension(known, d.name, d.where, d.center, d.lower, d.upper,
                        d.spread if d.kind == "normal" else None)
+            _non_negative(known, d)
         for c in self.covariates:
             if c.name in known and isinstance(c, Distribution):
                 _dimension(known, c.name, c.where, c.center, c.lower, c.upper)
+                _non_negative(known, c)
             elif c.name in known:
                 raise ValidationError(f"covariate {c.name} is categorical but {model.name} "
                                       f"has a numeric parameter of that name", c.where)
@@ -258,6 +260,17 @@ def _center_unit(d: Distribution, known) -> pint.Unit:
         if q is not None:
             return q.units
     return known[d.name].value.units  # _center_dims has checked it exists
+
+
+def _non_negative(known, d: Distribution) -> None:
+    """A parameter with a unit cannot be negative (model.Parameter refuses it): a normal or
+    uniform distribution of one needs a lower bound >= 0, or a random patient would abort
+    the whole run."""
+    if d.kind == "lognormal" or known[d.name].value.dimensionless:
+        return
+    if d.lower is None or d.lower.magnitude < 0:
+        raise ValidationError(f"{d.name}: a {d.kind} distribution can draw negative values; "
+                              f"give lower >= 0 (or use lognormal)", d.where)
 
 
 def _dimension(known, name: str, where, *quantities) -> None:

@@ -514,8 +514,10 @@ def _solve_compiled(cm, p, plan, grid, y_initial, rtol, atol_arr, method):
         raise ValidationError("method 'NDF' needs numba: pip install \"mechsim[fast]\"")
     n = len(cm.state_names)
     starts, ends, rates, jumps, is_dose = segment_arrays(plan, float(grid[-1]), n)
-    out = np.empty((n, len(grid)))
-    pre = np.empty((len(starts), n))
+    # NaN until written: after a failure, what the engine did not reach stays NaN (never
+    # memory left over from another run)
+    out = np.full((n, len(grid)), np.nan)
+    pre = np.full((len(starts), n), np.nan)
     stats = np.zeros(4)
     status = jit.compiled_runner(cm)(p, starts, ends, rates, jumps, grid, float(rtol),
                                      atol_arr.astype(float), y_initial.astype(float), out, pre,

@@ -301,20 +301,21 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
             raise ValidationError(f"trial marker {trial.marker!r} must be a mass "
                                   "concentration such as serum M-protein (g/L)") from None
         progression = progression_times(t, marker)
-        # A run no solver could finish is usable only if the patient progressed before it
-        # stopped (a tumour growing unchecked long after progression can outgrow the
-        # solver); otherwise PFS would be unknown, and that is an error, not a censoring.
-        for run, reached, message in batch.failures:
-            if not progression[run] < reached:
-                raise SolverError(f"arm {arm.name}, patient {run}: the simulation stopped at "
-                                  f"day {reached:.1f} before the patient progressed: "
-                                  f"{message}")
-        stops += len(batch.failures)
         censor = np.full(arm.size, t[-1])
         if trial.accrual is not None:
             entry = np.random.default_rng([trial.arm_seed(index), 1]).uniform(
                 0.0, as_days(trial.accrual, "accrual"), arm.size)
             censor = censor - entry
+        # A run no solver could finish is usable only if the patient progressed, or reached
+        # their data cut-off, before it stopped (a tumour growing unchecked long after
+        # progression can outgrow the solver); otherwise PFS would be unknown, and that is
+        # an error, not a censoring.
+        for run, reached, message in batch.failures:
+            if not min(progression[run], censor[run]) < reached:
+                raise SolverError(f"arm {arm.name}, patient {run}: the simulation stopped at "
+                                  f"day {reached:.1f} before the patient progressed: "
+                                  f"{message}")
+        stops += len(batch.failures)
         event = progression <= censor
         time = np.where(event, progression, censor)
         seen = np.where(t[None, :] <= time[:, None], marker, np.inf).min(axis=1)

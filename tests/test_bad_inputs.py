@@ -193,6 +193,8 @@ POPULATIONS = [
     ("wrong dimension of a bound", 'V = { distribution = "lognormal", cv = "20 %", '
                                    'upper = "5 mg" }', "does not have the dimension"),
     ("normal without sd", 'V = { distribution = "normal" }', "sd"),
+    ("normal that can go negative", 'V = { distribution = "normal", sd = "1 L" }',
+     "can draw negative values"),
 ]
 
 

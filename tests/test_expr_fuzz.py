@@ -165,6 +165,13 @@ def test_whitelisted_trees_are_accepted_with_the_right_names(text):
     ("10**10**10", "exponent '10 ** 10' is too large"),
     ("x**1e9", "too large"),
     (f"x**{MAX_EXPONENT + 1}", "too large"),
+    ("((10**300)**-1000)**1000", "multiplied along nested powers"),
+    ("x*((10**300*10**300)**1000)**1000", "multiplied along nested powers"),
+    ("(((2*x)**1000)**1000)**1000", "multiplied along nested powers"),
+    ("k*(a+b+c+d)**1000", "a sum raised to the power 1000"),
+    ("(x*(a+b))**9", "a sum raised to the power 9"),
+    ("x*(1e-300*1e-300)", "no finite real value"),
+    ("x*(10**300*10**300)", "no finite real value"),
     ("10**999", "no finite real value"),
     ("exp(1000)", "no finite real value"),
     ("(-8)**0.5", "no finite real value"),
@@ -189,3 +196,5 @@ def test_moderate_powers_still_work():
     assert parse_expr(f"x**{MAX_EXPONENT}").sympy() == sympy.Symbol("x", real=True) ** 1000
     assert parse_expr("2**1000").constant_value() == 2.0 ** 1000
     assert parse_expr("x**-2.5").names == {"x"}
+    assert parse_expr("((x + 1)**2)**4").names == {"x"}  # 8: the largest power of a sum
+    assert parse_expr("(a + b)**y").names == {"a", "b", "y"}  # not expanded: no limit

@@ -8,6 +8,7 @@ previous file as it was and no partial file behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -39,6 +40,10 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
         raise ValidationError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(name)
+    # mkstemp creates the file owner-only; give it the mode a plain open() would have (or
+    # keep the mode of the file it replaces)
+    with contextlib.suppress(OSError):  # a file system without modes: keep what it gave
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -47,6 +52,12 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:

@@ -32,15 +32,18 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
     """A path as given if it exists or looks like a file, else a built-in by name."""
     text = str(name_or_path)
     path = Path(text)
-    if path.is_dir():
-        raise ParseError(f"{text} is a folder; give a {kind[:-1]} file or a built-in name")
+    folder = ParseError(f"{text} is a folder; give a {kind[:-1]} file or a built-in name")
     if path.is_file() or path.suffix or "/" in text or "\\" in text:
+        if path.is_dir():
+            raise folder
         if not path.is_file():
             raise ParseError(f"no such file: {text}")
         return path
     candidate = builtin_dir(kind) / f"{text}.toml"
     if candidate.is_file():
         return candidate
+    if path.is_dir():
+        raise folder
     names = builtin_names(kind)
     close = get_close_matches(text, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""

@@ -42,6 +42,8 @@ def read_text(path: Path | str, limit: int = MAX_FILE_BYTES) -> str:
     check_size(path, limit)
     if path.is_dir():
         raise ParseError(f"{path} is a folder, not a file")
+    if not path.is_file():  # a device or a pipe: its size says nothing, it may never end
+        raise ParseError(f"{path} is not a regular file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
