@@ -29,7 +29,7 @@ The hazard ratio is the Cox fit on these patients (no accrual censoring).  The f
 (2,000 patients per arm, accrual censoring) is then `mechsim run` on the scenario;
 docs/trials.md shows its table and figure.
 
-Run:  python examples/calibrate_icaria_population.py      (10-20 minutes on 2 cores)
+Run:  python examples/calibrate_icaria_population.py      (about 28 minutes on 2 cores)
 It prints the fitted values next to those in the population file, and exits with status 1
 if they differ by more than 1 %.
 """
