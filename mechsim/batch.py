@@ -25,20 +25,17 @@ from .errors import MechsimError, SolverError, UnitError, ValidationError
 from .model import Model
 from .result import Result
 from .simulation import (
-    FALLBACK,
     METHODS,
     DosePlan,
     _as_regimen,
-    _solve_compiled,
-    _solve_scipy,
     as_days,
     assemble_result,
     default_atol,
     dose_events,
     dose_plan,
-    every_method_failed,
     output_grid,
     prepare_model,
+    solve_with_fallback,
 )
 from .units import canonical_unit, dimension_text, format_quantity, parse_quantity, ureg
 
@@ -162,7 +159,7 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     chunk_size
         Runs per submitted task; default: about four chunks per worker.
 
-    A run that fails is redone with the next method of ``FALLBACK`` (NDF: Radau, then
+    A run that fails is redone with the next method of ``simulation.FALLBACK`` (NDF: Radau, then
     LSODA); ``fallbacks`` lists (run, method used), and ``result(i).diagnostics.method``
     says it too.  The error of the first method is raised only if every method fails.
     With ``partial=True`` a run that no method can finish keeps the values the NDF engine
@@ -288,23 +285,15 @@ def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method, partial=False)
     for k, (row, plan) in enumerate(zip(matrix, plans)):
         p = np.ascontiguousarray(row)
         y0 = np.asarray(cm.initial_state(p), dtype=float)
-        first_error, failed = None, []
-        for attempt in (method, *FALLBACK[method]):
-            solve = _solve_compiled if attempt == "NDF" else _solve_scipy
-            try:
-                out, pre_t, pre_y, totals = solve(cm, p, plan, grid, y0, rtol, atol_arr,
-                                                  attempt)
-                break
-            except SolverError as exc:
-                first_error = first_error or exc
-                failed.append((attempt, exc.message))
-        else:
-            unfinished = getattr(first_error, "partial", None)
-            if not (partial and unfinished):
-                return states, pre, counts, (k, every_method_failed(failed)), redone, kept
-            reached, out, pre_t, pre_y = unfinished
+        try:
+            out, pre_t, pre_y, totals, attempt, _ = solve_with_fallback(
+                cm, p, plan, grid, y0, rtol, atol_arr, method)
+        except SolverError as exc:
+            if not (partial and exc.partial):
+                return states, pre, counts, (k, exc), redone, kept
+            reached, out, pre_t, pre_y = exc.partial
             totals = (0, 0, 0)
-            kept.append((k, reached, str(first_error)))
+            kept.append((k, reached, str(exc)))
             attempt = method
         if attempt != method:
             redone.append((k, attempt))

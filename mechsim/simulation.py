@@ -355,17 +355,8 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
     until = float(grid[-1])
     y_initial = np.asarray(cm.initial_state(p), dtype=float)
     breaks = plan.breakpoints(until)
-    failed: list[tuple[str, str]] = []
-    for attempt in (method, *FALLBACK[method]):
-        solve = _solve_compiled if attempt == "NDF" else _solve_scipy
-        try:
-            out, pre_t, pre_y, totals = solve(cm, p, plan, grid, y_initial, rtol, atol_arr,
-                                              attempt)
-            break
-        except SolverError as exc:
-            failed.append((attempt, exc.message))
-    else:
-        raise every_method_failed(failed)
+    out, pre_t, pre_y, totals, attempt, failed = solve_with_fallback(
+        cm, p, plan, grid, y_initial, rtol, atol_arr, method)
     if failed:
         warnings.warn(f"{cm.name}: solver {method} failed ({failed[0][1].split(';')[0]}); "
                       f"the result comes from {attempt}, with the same tolerances",
@@ -373,6 +364,30 @@ def integrate(cm: CompiledModel, p: np.ndarray, plan: DosePlan, grid: np.ndarray
     return assemble_result(cm, p, plan, grid, out, y_initial, pre_t, pre_y, totals,
                            len(breaks) - 1, attempt, rtol, atol, atol_arr, regimen_text,
                            tuple(failed))
+
+
+def solve_with_fallback(cm, p, plan, grid, y_initial, rtol, atol_arr, method):
+    """Integrate one run with ``method``, then its FALLBACK methods until one finishes.
+
+    Returns (states, pre-dose times, pre-dose states, counters, method used, [(method,
+    error)] of those that failed).  If all fail, raises :func:`every_method_failed`'s error;
+    it carries the first method's ``partial`` run (compiled engine) when there is one.
+    """
+    failed: list[tuple[str, str]] = []
+    partial = None
+    for attempt in (method, *FALLBACK[method]):
+        solve = _solve_compiled if attempt == "NDF" else _solve_scipy
+        try:
+            out, pre_t, pre_y, totals = solve(cm, p, plan, grid, y_initial, rtol, atol_arr,
+                                              attempt)
+            return out, pre_t, pre_y, totals, attempt, failed
+        except SolverError as exc:
+            failed.append((attempt, exc.message))
+            if len(failed) == 1:
+                partial = getattr(exc, "partial", None)
+    error = every_method_failed(failed)
+    error.partial = partial
+    raise error
 
 
 def every_method_failed(failed: list[tuple[str, str]]) -> SolverError:

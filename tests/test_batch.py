@@ -196,12 +196,12 @@ def test_a_solver_failure_names_the_run_and_the_time(write_model):
 def test_a_failed_run_is_redone_by_the_next_method(cd38, monkeypatch):
     """When NDF fails for one run, that run is integrated by Radau and reported; the others
     are untouched."""
-    from mechsim import batch as batch_module
+    from mechsim import simulation as simulation_module
 
     patients = lognormal_patients(cd38, 3)
     clean = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
                           every="1 day", workers=1)
-    real = batch_module._solve_compiled
+    real = simulation_module._solve_compiled
     calls = {"n": 0}
 
     def failing_second_run(*args):
@@ -210,7 +210,7 @@ def test_a_failed_run_is_redone_by_the_next_method(cd38, monkeypatch):
             raise SolverError("injected failure")
         return real(*args)
 
-    monkeypatch.setattr(batch_module, "_solve_compiled", failing_second_run)
+    monkeypatch.setattr(simulation_module, "_solve_compiled", failing_second_run)
     redone = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
                            every="1 day", workers=1)
     assert redone.fallbacks == ((1, "Radau"),)
