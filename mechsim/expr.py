@@ -72,9 +72,9 @@ def _depth(tree: ast.AST) -> int:
 def _constant(node: ast.AST) -> float | None:
     """The value of a validated subtree without names, in floats; None if it has names.
 
-    Raises OverflowError when any intermediate value leaves the float range (sympy would
-    compute it exactly, with as many digits as it takes), ZeroDivisionError, or ValueError
-    for a non-real result.
+    Raises :class:`_OutOfRange` when any intermediate value leaves the float range (sympy
+    would compute it exactly, with as many digits as it takes, and the solver, which works in
+    floats, could not use it), ZeroDivisionError, or ValueError for a non-real result.
     """
     if isinstance(node, ast.Constant):
         return float(node.value)
@@ -109,57 +109,93 @@ def _constant(node: ast.AST) -> float | None:
     return _in_range(math.pow(a, b), (a,))
 
 
+_TOO_LARGE = "is larger than the largest floating-point number (about 1.8e308)"
+
+
+def _short(node: ast.AST) -> str:
+    """A subexpression for a message, shortened."""
+    text = ast.unparse(node)
+    return repr(text if len(text) <= 40 else f"{text[:37]}...")
+
+
+class _OutOfRange(ArithmeticError):
+    """A part made only of numbers overflows or underflows double precision."""
+
+
 def _in_range(value: float, nonzero_inputs: tuple[float, ...]) -> float:
     """``value``, unless it overflowed to infinity or underflowed to zero from non-zero
-    inputs (exact arithmetic in sympy would then carry hundreds of thousands of digits)."""
-    if not math.isfinite(value) or (value == 0 and all(x != 0 for x in nonzero_inputs)
-                                    and nonzero_inputs):
-        raise OverflowError("out of the float range")
+    inputs: the exact value exists (sympy would carry it with hundreds of thousands of
+    digits), but in the solver's floats it is infinite or a zero the text did not write."""
+    if not math.isfinite(value):
+        raise _OutOfRange(_TOO_LARGE)
+    if value == 0 and nonzero_inputs and all(x != 0 for x in nonzero_inputs):
+        raise _OutOfRange("is smaller than the smallest floating-point number (about "
+                          "5e-324) and would be taken as 0; write 0 or rescale the "
+                          "parameters")
     return value
 
 
 def _check_powers(node: ast.AST, text: str, where: str | None, total: float = 1.0,
-                  integer_total: float = 1.0) -> None:
+                  power: float = 1.0) -> None:
     """Limit exponents by their product along nested powers: ((2*x)**1000)**1000 makes sympy
     pull out 2**1000000, and an integer power of a sum is expanded term by term when the
-    model is compiled ((a+b+c+d)**40 already has 12,341 terms)."""
+    model is compiled ((a+b+c+d)**40 already has 12,341 terms).
+
+    ``total`` is the product of the sizes of the exponents above ``node``, ``power`` the
+    power that ``node`` ends up raised to (sympy merges nested powers and sqrt:
+    sqrt(a + b)**6 is (a + b)**3).  Any other function ends the chain: log(a + b)**9 does
+    not expand a + b.
+    """
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         try:
             exponent = _constant(node.right)
-        except (OverflowError, ZeroDivisionError, ValueError):
+        except (ArithmeticError, ValueError):
             exponent = math.inf
         if exponent is not None:
-            total *= abs(exponent)
-            if float(exponent).is_integer():
-                integer_total *= abs(exponent)
+            size = abs(exponent) or 1.0  # x**0 still evaluates its base first
+            total *= size
+            power *= size
             if not total <= MAX_EXPONENT:
                 raise _fail(f"exponent {ast.unparse(node.right)!r} is too large (at most "
                             f"{MAX_EXPONENT} in size, multiplied along nested powers)",
                             text, where)
-        _check_powers(node.left, text, where, total, integer_total)
+        _check_powers(node.left, text, where, total, power)
         _check_powers(node.right, text, where)
         return
+    if isinstance(node, ast.Call):
+        if node.func.id == "sqrt":
+            _check_powers(node.args[0], text, where, total / 2, power / 2)
+        else:
+            _check_powers(node.args[0], text, where)
+        return
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)) \
-            and integer_total > MAX_SUM_POWER:
-        raise _fail(f"a sum raised to the power {integer_total:g} (at most "
+            and float(power).is_integer() and power > MAX_SUM_POWER:
+        raise _fail(f"a sum raised to the power {power:g} (at most "
                     f"{MAX_SUM_POWER}: it is expanded term by term); write the power with "
                     "a parameter or simplify", text, where)
     for child in ast.iter_child_nodes(node):
-        _check_powers(child, text, where, total, integer_total)
+        _check_powers(child, text, where, total, power)
 
 
 def _check_constants(node: ast.AST, text: str, where: str | None) -> None:
     """Numbers written in the text stay finite and real; exponents stay moderate."""
     _check_powers(node, text, where)
-    for sub in ast.walk(node):
+    # children before their parents, so the error names the smallest part out of range
+    for sub in reversed(list(ast.walk(node))):
         if isinstance(sub, ast.expr):
             try:
                 value = _constant(sub)
             except ZeroDivisionError:
                 raise _fail("division by zero", text, where) from None
-            except (OverflowError, ValueError):
-                raise _fail("a part made only of numbers has no finite real value", text,
+            except _OutOfRange as exc:
+                raise _fail(f"a part made only of numbers, {_short(sub)}, {exc}", text,
                             where) from None
+            except OverflowError:  # raised by math.exp and math.pow themselves
+                raise _fail(f"a part made only of numbers, {_short(sub)}, {_TOO_LARGE}",
+                            text, where) from None
+            except ValueError:  # sqrt or log of a negative number, (-8)**0.5
+                raise _fail(f"a part made only of numbers, {_short(sub)}, has no real "
+                            "value", text, where) from None
             if value is not None and not math.isfinite(value):
                 raise _fail("the value is not a finite number", text, where)
 

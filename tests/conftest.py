@@ -1,16 +1,30 @@
-import os
+"""Shared fixtures and the Hypothesis profiles.
+
+Two profiles (the README, section Tests):
+
+* ``default``, what ``python -m pytest`` gives everyone with no environment variable set:
+  derandomized (the same examples on every machine and every run, no example database),
+  no deadline, a modest number of examples per test.
+* ``thorough``, for hunting bugs: ``HYPOTHESIS_PROFILE=thorough python -m pytest``.
+  Random examples, 20 times as many, failures saved in ``.hypothesis/`` and replayed first
+  on the next thorough run.  A failure it finds is fixed in the code or in the property.
+"""
+
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-# CI: deterministic and quick.  Locally: a few more examples.  `-m slow` tests ask for more.
-settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25,
+from budget import PROFILE, THOROUGH_FACTOR
+
+settings.register_profile("default", derandomize=True, deadline=None, max_examples=25,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", deadline=None, max_examples=50)
-settings.register_profile("heavy", deadline=None, max_examples=400,
+settings.register_profile("thorough", deadline=None, max_examples=25 * THOROUGH_FACTOR,
                           suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+if PROFILE not in ("default", "thorough"):
+    raise pytest.UsageError(f"HYPOTHESIS_PROFILE must be 'default' or 'thorough', got "
+                            f"{PROFILE!r}")
+settings.load_profile(PROFILE)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,12 +4,14 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import mechsim
 from mechsim import SolverError, UnitError, ValidationError, simulate, simulate_many
 from mechsim.testing import bolus_1cpt, infusion_1cpt
+
+from budget import examples
 
 pytest.importorskip("numba")
 
@@ -120,7 +122,7 @@ def test_one_regimen_per_run_dose_sweep(cd38):
     assert np.all(np.diff(batch["RO"].magnitude[:, 14]) > 0)
 
 
-@settings(deadline=None, max_examples=15)
+@examples(15)
 @given(volumes=st.lists(st.floats(1, 100), min_size=1, max_size=4),
        k=st.floats(0.05, 5), infusion_days=st.sampled_from([0.0, 0.5, 2.0]))
 def test_closed_form_one_compartment_over_generated_runs(volumes, k, infusion_days):

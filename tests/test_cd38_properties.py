@@ -44,7 +44,6 @@ an explicit ``test_counterexample_*``):
 """
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +53,8 @@ from hypothesis import strategies as st
 
 import mechsim
 from mechsim.analysis import progression_time
+
+from budget import examples
 
 MODEL = mechsim.load_model("cd38_myeloma")
 TYPICAL = {name: p.value for name, p in MODEL.parameters_by_name.items()}
@@ -75,8 +76,8 @@ NO_KILL = {"k_isa": Q(0.0, "1/day"), "k_pd": Q(0.0, "1/day")}
 
 
 def more_examples(n: int) -> settings:
-    """Settings of a `-m slow` variant: n examples locally; CI keeps the file short (5)."""
-    return settings(deadline=None, max_examples=5 if os.environ.get("CI") else n)
+    """Settings of a `-m slow` variant: n examples, whatever the profile."""
+    return settings(max_examples=n)
 
 
 # ---- strategies ---------------------------------------------------------------------------------
@@ -271,9 +272,13 @@ def test_open_system_mass_balance_wide_parameter_ranges(params, dose, schedule, 
 # ---- 3. non-negativity --------------------------------------------------------------------------
 def check_non_negative(params, dose, schedule, pd):
     res = simulate(params, schedule.text(dose, pd))  # the default solver settings
-    for i, name in enumerate(STATES):  # canonical units; solver atol is 1e-12 in them
+    # Solver noise is allowed, no more: atol is 1e-12 in these canonical units, and a step is
+    # accepted when the RMS over the 12 states of error/(atol + rtol|y|) is at most 1, so a
+    # state that is truly 0 (no drug given) may carry sqrt(12)*atol = 3.5e-12 of noise.
+    noise = math.sqrt(len(STATES)) * 1e-12
+    for i, name in enumerate(STATES):
         x = res.states[i]
-        assert x.min() >= -(1e-9 * np.abs(x).max() + 1e-12), (name, x.min(), np.abs(x).max())
+        assert x.min() >= -(1e-9 * np.abs(x).max() + noise), (name, x.min(), np.abs(x).max())
 
 
 @settings(deadline=None)
@@ -455,7 +460,7 @@ def check_isatuximab_never_shortens_pfs(params, dose, schedule):
     assert pfs_isa >= pfs_pd - 1e-3, (pfs_isa, pfs_pd)
 
 
-@settings(deadline=None, max_examples=5)
+@examples(5)
 @given(parameter_sets(), positive_doses, schedules)
 def test_adding_isatuximab_never_shortens_pfs(params, dose, schedule):
     check_isatuximab_never_shortens_pfs(params, dose, schedule)

@@ -25,7 +25,7 @@ What the model does and does not guarantee (found by these tests, kept as explic
   1-day GC half-life the rebound reaches GC B cells (kept as a counterexample).
 """
 
-import os
+import math
 import re
 from dataclasses import dataclass
 from itertools import pairwise
@@ -72,8 +72,8 @@ NO_LIGAND_CONSUMPTION = {"kint_L": "0 1/day"}
 
 
 def more_examples(n: int) -> settings:
-    """Settings of a `-m slow` variant: n examples locally; CI keeps the file short (5)."""
-    return settings(deadline=None, max_examples=5 if os.environ.get("CI") else n)
+    """Settings of a `-m slow` variant: n examples, whatever the profile."""
+    return settings(max_examples=n)
 
 
 # ---- strategies ---------------------------------------------------------------------------------
@@ -202,9 +202,12 @@ def check_mass_balance(params, dose, schedule):
     np.testing.assert_allclose(accounted, dosed, rtol=1e-7, atol=1e-9 * max(dosed.max(), 1.0))
     if dose > 0:  # without a dose the engine's relative residual is roundoff / roundoff
         assert res.diagnostics.max_conservation_residual < 1e-7, res.diagnostics
-    for i, name in enumerate(STATES):  # non-negative to solver accuracy
+    # non-negative to solver accuracy: a step is accepted when the RMS over the states of
+    # error/(atol + rtol|y|) is at most 1, so one state may carry sqrt(n) times its atol
+    noise = math.sqrt(len(STATES)) * ATOL
+    for i, name in enumerate(STATES):
         x = res.states[i]
-        assert x.min() >= -(1e-9 * np.abs(x).max() + ATOL[i]), (name, x.min())
+        assert x.min() >= -(1e-9 * np.abs(x).max() + noise[i]), (name, x.min())
     return res
 
 
