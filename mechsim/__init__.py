@@ -32,6 +32,7 @@ _EXPORTS = {
     "Trial": "trial", "TrialArm": "trial", "TrialResult": "trial", "run_trial": "trial",
     "MechsimError": "errors", "ParseError": "errors", "UnitError": "errors",
     "ValidationError": "errors", "RegimenError": "errors", "SolverError": "errors",
+    "MissingDependency": "errors", "NumericalWarning": "errors",
 }
 __all__ = [
     "BatchResult",
@@ -39,7 +40,9 @@ __all__ = [
     "Diagnostics",
     "MechsimError",
     "Metric",
+    "MissingDependency",
     "Model",
+    "NumericalWarning",
     "ParameterSet",
     "ParseError",
     "Population",

@@ -11,6 +11,8 @@ numbers whichever way it is scheduled: runs never share solver state.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from .compile import CompiledModel, compile_model
 from .dosing import Regimen
 from .errors import MechsimError, SolverError, UnitError, ValidationError
 from .model import Model
+from .optional import require
 from .result import Result
 from .simulation import (
     METHODS,
@@ -133,7 +136,8 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
                   every=None, params=None, overrides: Mapping | None = None,
                   rtol: float = 1e-8, atol=None, method: str = "auto",
                   workers: int | None = None, executor=None,
-                  chunk_size: int | None = None, partial: bool = False) -> BatchResult:
+                  chunk_size: int | None = None, partial: bool = False,
+                  progress: bool | None = None) -> BatchResult:
     """Simulate many runs of one model: one per parameter row and/or regimen.
 
     Parameters
@@ -157,7 +161,11 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         ``concurrent.futures`` pool or a Dask ``distributed.Client``.  Chunks of runs are
         submitted to it instead of a pool made here (``workers`` is then ignored).
     chunk_size
-        Runs per submitted task; default: about four chunks per worker.
+        Runs per submitted task; default: about four chunks per worker, at most
+        ``MAX_CHUNK`` runs.
+    progress
+        Show a progress bar (on stderr) as chunks finish; default (None): when there are
+        at least ``PROGRESS_FROM`` runs and stderr is a terminal.
 
     A run that fails is redone with the next method of ``simulation.FALLBACK`` (NDF: Radau, then
     LSODA); ``fallbacks`` lists (run, method used), and ``result(i).diagnostics.method``
@@ -193,6 +201,13 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     if not rtol > 0:
         raise ValidationError("`rtol` and `atol` must be positive")
 
+    if n_runs > MAX_RUNS:
+        raise ValidationError(f"{n_runs:,} runs in one call, more than {MAX_RUNS:,}; split "
+                              "them into several calls")
+    n_states = len(cm.state_names)
+    # before the per-run work: the output times without doses are a lower bound of the grid
+    _check_output_size(n_runs, n_states, output_grid(np.array([0.0, end]), end, times,
+                                                     every).size)
     events = {}
     plans = []
     for i in range(n_runs):
@@ -206,12 +221,12 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     breaks = np.unique(np.concatenate([plan.breakpoints(end) for plan in plans]))
     grid = output_grid(breaks, end, times, every)
 
-    n_states = len(cm.state_names)
+    _check_output_size(n_runs, n_states, grid.size)
     states = np.empty((n_runs, n_states, grid.size))
     counters = np.zeros((n_runs, 3), dtype=np.int64)
     pre_dose: list = [None] * n_runs
     workers = _positive("workers", workers, os.cpu_count() or 1)
-    size = _positive("chunk_size", chunk_size, -(-n_runs // (4 * workers)))
+    size = _positive("chunk_size", chunk_size, min(-(-n_runs // (4 * workers)), MAX_CHUNK))
     chunks = [range(lo, min(lo + size, n_runs)) for lo in range(0, n_runs, size)]
     if method == "NDF":
         from . import jit
@@ -222,14 +237,30 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         pool_type = ProcessPoolExecutor
     args = [(cm, matrix[c.start:c.stop], plans[c.start:c.stop], grid, rtol, atol_arr, method,
              partial) for c in chunks]
-    if executor is not None:
-        futures = [executor.submit(_solve_chunk, *a) for a in args]
-        outcomes = [f.result() for f in futures]
-    elif workers == 1 or len(chunks) == 1:
-        outcomes = [_solve_chunk(*a) for a in args]
-    else:
-        with pool_type(max_workers=workers) as pool:
-            outcomes = list(pool.map(_solve_chunk, *zip(*args)))
+    if progress is None:
+        progress = n_runs >= PROGRESS_FROM and sys.stderr.isatty()
+    from tqdm import tqdm
+
+    with tqdm(total=n_runs, desc=cm.name, unit="run", disable=not progress,
+              leave=False) as bar:
+        def counted(results):
+            for chunk, outcome in zip(chunks, results):
+                bar.update(len(chunk))
+                yield outcome
+
+        if executor is not None:
+            futures = [executor.submit(_solve_chunk, *a) for a in args]
+            outcomes = list(counted(f.result() for f in futures))
+        elif workers == 1 or len(chunks) == 1:
+            outcomes = list(counted(_solve_chunk(*a) for a in args))
+        else:
+            extra = {"initializer": ignore_interrupts} \
+                if pool_type is ProcessPoolExecutor else {}
+            pool = pool_type(max_workers=workers, **extra)
+            try:
+                outcomes = list(counted(pool.map(_solve_chunk, *zip(*args))))
+            finally:  # after Ctrl-C: drop the chunks not started, wait for the running ones
+                pool.shutdown(wait=True, cancel_futures=True)
     fallbacks, failures = [], []
     for c, (chunk_states, chunk_pre, chunk_counts, failure, redone, kept) in zip(chunks,
                                                                                outcomes):
@@ -252,6 +283,32 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         failures=tuple(failures))
 
 
+#: Most runs one call of simulate_many takes, and most values (runs x states x output
+#: times, 8 bytes each: 2 GB) it may return; past either it refuses at once.
+MAX_RUNS = 1_000_000
+MAX_OUTPUT_VALUES = 250_000_000
+#: Largest default chunk (a progress bar moves at least every MAX_CHUNK runs), and the
+#: number of runs from which a progress bar is shown by default.
+MAX_CHUNK = 1024
+PROGRESS_FROM = 10_000
+
+
+def _check_output_size(n_runs: int, n_states: int, n_times: int) -> None:
+    values = n_runs * n_states * n_times
+    if values > MAX_OUTPUT_VALUES:
+        raise ValidationError(
+            f"{n_runs:,} runs x {n_states} states x {n_times:,} output times would be "
+            f"{values * 8 / 1e9:.3g} GB of output, more than the "
+            f"{MAX_OUTPUT_VALUES * 8 / 1e9:g} GB one call may return; ask for fewer output "
+            "times (every=..., times=...) or split the runs into several calls")
+
+
+def ignore_interrupts() -> None:
+    """Initializer of worker processes: Ctrl-C reaches the whole process group, but only
+    the parent should handle it (it stops the pool); workers would print tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _positive(name: str, value, default: int) -> int:
     if value is None:
         return max(1, int(default))
@@ -269,7 +326,7 @@ def _choose_method(method: str) -> str:
         raise ValidationError(f"unknown method {method!r} (choose from auto, "
                               f"{', '.join(METHODS)})")
     if method == "NDF" and not jit.available():
-        raise ValidationError("method 'NDF' needs numba: pip install \"mechsim[fast]\"")
+        require("numba", "method 'NDF' (the compiled engine)")
     return method
 
 

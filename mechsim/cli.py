@@ -19,10 +19,12 @@ from .errors import MechsimError, ValidationError
 
 ISA = ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycle x 1 "
        "then on days 1,15 of 28-day cycles")
+# One command per subcommand that works as written, from any directory, after a plain
+# `pip install` (tests/test_cli.py runs each one); a few also say how to use a file of your own.
 EXAMPLES = {
     "list": "mechsim list",
     "show": "mechsim show cd38_myeloma",
-    "check": "mechsim check models/my_model.toml",
+    "check": "mechsim check cd40_apc",
     "simulate": (f'mechsim simulate cd38_myeloma --regimen "{ISA}" --until "12 weeks" '
                  '--every "1 day" --output C_mass,RO,M --out isa.csv --plot isa.png'),
     "dose-response": ('mechsim dose-response cd40_apc --regimen "{dose} iv every 4 weeks x 3" '
@@ -31,9 +33,16 @@ EXAMPLES = {
     "sensitivity": ('mechsim sensitivity cd40_apc --regimen "3 mg/kg iv every 4 weeks x 3" '
                     '--until "12 weeks" --every "1 day" --metric "value(IL6_rel, 12 weeks)" '
                     '--method sobol --vary R0,kdeg_R,CL,f_IL6 --n 64 --plot il6_sobol.png'),
-    "run": "mechsim run examples/scenarios/icaria_mm.toml --out icaria_run",
+    "run": "mechsim run icaria_mm --trial-size 200 --out icaria_run",
     "export": (f'mechsim export cd38_myeloma --format sbml --regimen "{ISA}" --until "12 weeks" '
                '-o cd38_icaria.xml'),
+}
+#: How to point a subcommand at your own file (PLACEHOLDERS in capitals, not commands to run).
+YOUR_OWN = {
+    "show": "mechsim show PATH/TO/MODEL.toml --params PATH/TO/PARAMS.toml",
+    "check": "mechsim check PATH/TO/MODEL.toml",
+    "simulate": 'mechsim simulate PATH/TO/MODEL.toml --regimen "..." --until "..."',
+    "run": "mechsim run PATH/TO/SCENARIO.toml (format: docs/scenarios.md)",
 }
 
 
@@ -45,7 +54,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _sub(sub, name: str, help_: str, func):
-    p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
+    epilog = f"example:\n  {EXAMPLES[name]}"
+    if name in YOUR_OWN:
+        epilog += f"\n\nwith your own file (the capitals are placeholders):\n  {YOUR_OWN[name]}"
+    p = sub.add_parser(name, help=help_, description=help_, epilog=epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=func)
     return p
@@ -74,8 +86,12 @@ def _check_suffix(path: str | None, allowed: tuple[str, ...], flag: str) -> Path
     p = Path(path)
     if p.suffix.lower() not in allowed:
         raise ValidationError(f"{flag} must end in {' or '.join(allowed)}, got {path!r}")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise ValidationError(f"{flag}: {p.parent} is a file, not a folder")
     if not p.parent.exists():
         raise ValidationError(f"{flag}: folder {p.parent} does not exist")
+    if p.is_dir():
+        raise ValidationError(f"{flag}: {p} is a folder; give a file name")
     return p
 
 
@@ -90,6 +106,7 @@ def _atomic_write(path: Path, write) -> None:
 def cmd_list(args) -> int:
     from .io import builtin_names, load_model, load_params
     from .io.population_file import is_population, load_population
+    from .scenario import read_scenario
 
     print("models:")
     for name in builtin_names("models"):
@@ -105,6 +122,10 @@ def cmd_list(args) -> int:
     for name in populations:
         pop = load_population(name)
         print(f"  {name:<24} [{pop.model or 'any model'}] {pop.description}")
+    print("scenarios (mechsim run NAME):")
+    for name in builtin_names("scenarios"):
+        scenario = read_scenario(name)
+        print(f"  {name:<24} [{scenario.model}] {scenario.description}")
     return 0
 
 
@@ -368,10 +389,9 @@ def _executor(address: str | None):
     if address is None:
         yield None
         return
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ValidationError("--scheduler needs Dask: pip install \"mechsim[dask]\"") from None
+    from .optional import require
+
+    Client = require("distributed", "--scheduler (a Dask cluster)").Client
     try:
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as exc:
@@ -470,8 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p)
     p.add_argument("-o", "--out", required=True, help="output file (.xml or .sbml)")
 
-    p = _sub(sub, "run", "run a scenario file and write its output folder", cmd_run)
-    p.add_argument("scenario", help="scenario file (.toml)")
+    p = _sub(sub, "run", "run a scenario and write its output folder", cmd_run)
+    p.add_argument("scenario", help="built-in scenario name (mechsim list) or scenario file "
+                                    "(.toml)")
     p.add_argument("--out", default=None, help="output folder (must not exist; default "
                                                "NAME_run)")
     p.add_argument("--trial-size", type=int, default=None, metavar="N",
@@ -505,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     except MechsimError as exc:
         print(f"mechsim: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: partial files and folders were removed on the way
+        # a progress bar may be mid-line on a terminal: end it first
+        print(f"{chr(10) if sys.stderr.isatty() else ''}mechsim: interrupted; no partial "
+              "output was left", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (keeps interpreter exit quiet)
         return 0

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from itertools import count, groupby, pairwise
 from typing import NamedTuple
 
@@ -63,7 +64,18 @@ _TIME, _MASS, _SUBSTANCE = (ureg.day.dimensionality, ureg.gram.dimensionality,
 _KEYWORDS = frozenset({"none", "wait", "then", "over", "at", "every", "for", "x", "on", "of"})
 _ROUTE = re.compile(r"[a-z_][a-z0-9_]*")
 _UNIT_ALIASES = {"wk": "week", "wks": "week"}  # common clinical abbreviation pint lacks
-_MAX_ADMINISTRATIONS = 1_000_000  # guards against e.g. 'every 1 s' over decades
+#: Most doses one run may have before `until` (hourly dosing for 11 years): a run with more
+#: would take hours, so it is refused at once rather than left to hang.
+MAX_DOSES_PER_RUN = 100_000
+_SECONDS_PER_DAY = 86400
+
+
+def _exact_days(q: pint.Quantity) -> Fraction:
+    """A time in days as an exact fraction, from the decimal value the user wrote: 1 min is
+    exactly 1/1440 day, so 1440 doses every 1 min end exactly at day 1, with no rounding
+    carried from dose to dose."""
+    seconds = ureg.Quantity(1.0, q.units).to(ureg.second).magnitude
+    return Fraction(repr(float(q.magnitude))) * Fraction(repr(float(seconds))) / _SECONDS_PER_DAY
 
 
 # --------------------------------------------------------------------------- value helpers
@@ -234,11 +246,15 @@ class Once(_ByValue):
         if self.at is not None:
             object.__setattr__(self, "at", _time(self.at, "'at' time", zero_ok=True))
 
-    def span_days(self) -> float:
-        return 0.0 if self.at is None else to_canonical(self.at)
+    def span_days(self) -> Fraction:
+        return Fraction(0) if self.at is None else _exact_days(self.at)
 
     def offsets_days(self):
         yield self.span_days()
+
+    def count_before(self, horizon) -> int:
+        """How many offsets lie strictly before ``horizon`` days."""
+        return int(self.span_days() < horizon)
 
     def timing_text(self) -> str:
         return "" if self.at is None else f"at {_fmt(self.at)}"
@@ -266,20 +282,26 @@ class Every(_ByValue):
 
     def n_doses(self) -> float:
         """Number of doses (``inf`` when open-ended)."""
-        if self.length is not None:
-            # doses at k*T < D; the tolerance keeps rounding from adding a dose at exactly D
-            ratio = to_canonical(self.length) / to_canonical(self.interval)
-            return max(1, math.ceil(ratio - 1e-9))
+        if self.length is not None:  # doses at k*T < D, exactly
+            return max(1, math.ceil(_exact_days(self.length) / _exact_days(self.interval)))
         return math.inf if self.count is None else self.count
 
-    def span_days(self) -> float:
+    def span_days(self) -> Fraction | float:
         if self.length is not None:
-            return to_canonical(self.length)
-        return self.n_doses() * to_canonical(self.interval)
+            return _exact_days(self.length)
+        n = self.n_doses()
+        return math.inf if math.isinf(n) else n * _exact_days(self.interval)
 
     def offsets_days(self):
-        step, n = to_canonical(self.interval), self.n_doses()
+        step, n = _exact_days(self.interval), self.n_doses()
         return (k * step for k in (count() if math.isinf(n) else range(n)))
+
+    def count_before(self, horizon) -> int:
+        if horizon <= 0:
+            return 0
+        step = _exact_days(self.interval)
+        within = math.ceil(Fraction(horizon) / step)  # k*step < horizon for k < within
+        return int(min(self.n_doses(), within))
 
     def timing_text(self) -> str:
         tail = (f" x {self.count}" if self.count is not None
@@ -310,14 +332,22 @@ class Cycles(_ByValue):
         if self.count is not None:
             _positive_int(self.count, "cycle count after 'x'")
 
-    def span_days(self) -> float:
-        return math.inf if self.count is None else float(self.count * self.cycle_days)
+    def span_days(self) -> Fraction | float:
+        return math.inf if self.count is None else Fraction(self.count * self.cycle_days)
 
     def offsets_days(self):
         for cycle in count():
             if self.count is not None and cycle >= self.count:
                 return
-            yield from (float(cycle * self.cycle_days + day - 1) for day in self.days)
+            yield from (cycle * self.cycle_days + day - 1 for day in self.days)
+
+    def count_before(self, horizon) -> int:
+        if horizon <= 0:
+            return 0
+        full, rest = divmod(Fraction(horizon), self.cycle_days)
+        if self.count is not None and full >= self.count:
+            return self.count * len(self.days)
+        return int(full) * len(self.days) + sum(day - 1 < rest for day in self.days)
 
     def timing_text(self) -> str:
         items = []  # runs of >= 3 consecutive days read better as 'a-b'
@@ -338,11 +368,14 @@ class Wait(_ByValue):
     def __post_init__(self):
         object.__setattr__(self, "duration", _time(self.duration, "wait time"))
 
-    def span_days(self) -> float:
-        return to_canonical(self.duration)
+    def span_days(self) -> Fraction:
+        return _exact_days(self.duration)
 
     def offsets_days(self):
         return iter(())
+
+    def count_before(self, horizon) -> int:
+        return 0
 
     def timing_text(self) -> str:
         return f"wait {_fmt(self.duration)}"
@@ -419,21 +452,39 @@ class Regimen(_ByValue):
         until = float(until)
         if math.isnan(until):
             raise RegimenError("administrations: 'until' must be a number of days, got nan")
+        self._check_dose_count(until)
         found = []
         for seq in self.sequences:
-            start = 0.0
+            start = Fraction(0)  # exact: block starts and offsets carry no rounding
             for block in seq:
                 for offset in block.offsets_days():
                     if start + offset >= until:  # offsets ascend, so nothing later fits either
                         break
-                    found.append(Administration(start + offset, block.dose))
-                    if len(found) > _MAX_ADMINISTRATIONS:
-                        raise RegimenError(f"regimen {str(self)!r} gives more than "
-                                           f"{_MAX_ADMINISTRATIONS} doses before day {until:g}")
+                    found.append(Administration(float(start + offset), block.dose))
                 start += block.span_days()
                 if start >= until:
                     break
         return tuple(sorted(found, key=lambda a: a.time))  # stable sort: ties keep text order
+
+    def _check_dose_count(self, until: float) -> None:
+        """Refuse, before generating any, more than MAX_DOSES_PER_RUN doses."""
+        total = self.count_before(until)
+        if total > MAX_DOSES_PER_RUN:
+            raise RegimenError(f"regimen {_shorten(str(self))!r} gives {total:,} doses before "
+                               f"day {until:g}, more than the {MAX_DOSES_PER_RUN:,} one run may "
+                               "have; shorten the run or lengthen the interval")
+
+    def count_before(self, until: float) -> int:
+        """Number of doses with ``0 <= time < until`` (days), counted without listing them."""
+        total = 0
+        for seq in self.sequences:
+            start = Fraction(0)
+            for block in seq:
+                if start >= until:
+                    break
+                total += block.count_before(until - start)
+                start += block.span_days()
+        return total
 
     def discontinuities(self, until: float) -> tuple[float, ...]:
         """Sorted unique times in ``(0, until)`` where dosing changes: doses and infusion ends."""
@@ -448,6 +499,10 @@ class Regimen(_ByValue):
 
     def __repr__(self) -> str:
         return f"Regimen.parse({str(self)!r})"
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 80 else f"{text[:70]}..."
 
 
 def _block_text(block: Block, previous: Dose | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "MechsimError",
+    "MissingDependency",
     "NumericalWarning",
     "ParseError",
     "RegimenError",
@@ -61,3 +62,8 @@ class SolverError(MechsimError, RuntimeError):
 class NumericalWarning(UserWarning):
     """A result was computed but is less accurate than asked: a state went negative beyond
     the tolerance, a conservation law drifted, or a fallback solver method was needed."""
+
+
+class MissingDependency(MechsimError, ImportError):
+    """An optional package a feature needs is not installed; the message gives the
+    ``pip install`` command (see :func:`mechsim.optional.require`)."""

@@ -11,6 +11,7 @@ import numpy as np
 import pint
 
 from .errors import ValidationError
+from .optional import require
 from .units import canonical_unit, format_unit, ureg
 
 __all__ = ["Diagnostics", "Result"]
@@ -174,10 +175,7 @@ class Result:
 
     def to_dataframe(self, names: list[str] | None = None):
         """A pandas DataFrame (needs pandas) with units in the column names."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("to_dataframe needs pandas: pip install pandas") from None
+        pd = require("pandas", "Result.to_dataframe")
         names = list(names or self.names)
         data = {f"time [{format_unit(self.time_unit)}]": self.time.magnitude}
         for n in names:

@@ -21,9 +21,8 @@ import csv
 import hashlib
 import json
 import platform
-import shutil
+import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +30,8 @@ from pathlib import Path
 from .analysis import Metric
 from .analysis.dose_response import dose_range
 from .dosing import Regimen
-from .errors import MechsimError, ParseError, ValidationError
+from .errors import MechsimError, ParseError
+from .io.atomic import atomic_folder, check_new_folder
 from .io.common import resolve
 from .io.population_file import load_population
 from .io.toml_source import TomlSource
@@ -96,9 +96,14 @@ def _overrides(raw, where: str) -> tuple[tuple[str, str], ...]:
     return tuple((k, str(v)) for k, v in raw.items())
 
 
+#: A scenario's name becomes the default output folder NAME_run: a plain name, never a path.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
 def read_scenario(path: str | Path) -> Scenario:
-    """Read and check a scenario file (regimens, metrics and ranges are parsed here)."""
-    path = Path(path)
+    """Read and check a scenario file (regimens, metrics and ranges are parsed here);
+    ``path`` may also be the name of a built-in scenario (``"icaria_mm"``)."""
+    path = resolve(path, "scenarios")
     src = TomlSource.read(path)
     data = src.data
     unknown = sorted(set(data) - {"scenario", "overrides", "arms", "metrics", "dose_response",
@@ -167,6 +172,12 @@ def read_scenario(path: str | Path) -> Scenario:
             Regimen.parse(sweep.get("background", ""))
         except MechsimError as exc:
             raise type(exc)(f"[dose_response]: {exc.message}", where) from None
+    name = head.get("name", re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("._-") or
+                    "scenario")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ParseError(f"scenario.name must be a plain name of letters, digits, '_', '-' "
+                         f"and '.' (it names the output folder), got {name!r}",
+                         src.where(("scenario",), "name"))
     seed = head.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ParseError("scenario.seed must be an integer", src.where(("scenario",), "seed"))
@@ -174,7 +185,7 @@ def read_scenario(path: str | Path) -> Scenario:
     trial = _trial(src, data["trial"], path, model, params, overrides, arms, seed) \
         if "trial" in data else None
     return Scenario(
-        name=str(head.get("name", path.stem)), model=model, arms=tuple(arms),
+        name=name, model=model, arms=tuple(arms),
         until=str(head["until"]),
         outputs=_strings(head["outputs"], "scenario.outputs", src.where(("scenario",),
                                                                          "outputs")),
@@ -313,7 +324,6 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from tqdm import tqdm
 
     from .analysis import dose_response
@@ -322,10 +332,7 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
 
     if not isinstance(scenario, Scenario):
         scenario = read_scenario(scenario)
-    out = Path(out)
-    if out.exists():
-        raise ValidationError(f"output folder {out} already exists; choose another --out or "
-                              "remove it (nothing was written)")
+    out = check_new_folder(out)  # before minutes of simulation, not after
     if scenario.trial is not None:
         from .analysis.survival import require_lifelines
 
@@ -352,9 +359,7 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
             spec = replace(spec, arms=tuple(replace(a, size=trial_size) for a in spec.arms))
         trial = run_trial(spec, workers=workers, executor=executor)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         for arm, res in results.items():
             res.to_csv(tmp / f"{arm.name}.csv", list(scenario.outputs))
         with (tmp / "metrics.csv").open("w", newline="") as fh:
@@ -386,11 +391,6 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
             ax.figure.tight_layout()
             save_figure(ax.figure, tmp / "km.png")
         _write_provenance(scenario, base, tmp / "provenance.json", command, trial)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        plt.close("all")
-        raise
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
+import numpy as np
 import pint
 
 from .errors import UnitError
@@ -58,13 +59,21 @@ def parse_quantity(text: str | float | int | pint.Quantity, *, what: str = "valu
                    where: str | None = None) -> pint.Quantity:
     """Read ``"10 mg/kg"``, ``"1.2 nM"`` or a bare number into a pint Quantity.
 
-    Raises :class:`UnitError` naming ``what`` and ``where`` when the text is not a quantity.
+    Raises :class:`UnitError` naming ``what`` and ``where`` when the text is not one
+    quantity (an array of values is refused too: give one value).
     """
     if isinstance(text, pint.Quantity):
+        shape = np.shape(text.magnitude)
+        if shape != ():
+            raise UnitError(f"{what} must be a single value, got an array of shape {shape} "
+                            "(for one value per run, use simulate_many(parameters=...))",
+                            where)
+        if not isinstance(text.magnitude, (int, float, np.integer, np.floating, np.ndarray)):
+            raise UnitError(f"{what} must be a real number with a unit, got {text!r}", where)
         return text
-    if isinstance(text, bool):
+    if isinstance(text, (bool, np.bool_)):
         raise UnitError(f"{what} must be a quantity, got {text!r}", where)
-    if isinstance(text, (int, float)):
+    if isinstance(text, (int, float, np.integer, np.floating)):
         return Quantity(float(text), ureg.dimensionless)
     if not isinstance(text, str):
         raise UnitError(f"{what} must be a quantity such as '10 mg', got {text!r}", where)

@@ -8,9 +8,11 @@ explains the policy.
 """
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import mechsim
@@ -383,3 +385,192 @@ def test_a_blow_up_names_time_state_and_hint(model_file, tmp_path, capsys):
                            "3 day", "--out", "never.csv"], tmp_path, capsys)
     assert "t = " in err
 
+
+
+# ---- found by trying what a careless or hostile user would -------------------------------
+
+def scenario_file(model_file, head="", body=""):
+    return model_file(textwrap.dedent(f"""
+        [scenario]
+        {head}
+        model = "one_compartment"
+        until = "2 day"
+        every = "1 day"
+        outputs = ["C_mass"]
+
+        [arms.a]
+        regimen = "1 mg iv"
+        {body}
+        """), "s.toml")
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/x", "a/b", ".hidden", "", "x" * 101])
+def test_a_scenario_name_never_becomes_a_path(name, model_file, tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    path = scenario_file(model_file, head=f'name = "{name}"')
+    with pytest.raises(ParseError, match=r"s\.toml:3: scenario\.name must be a plain name"):
+        mechsim.scenario.read_scenario(path)
+    err = one_line_exit_2(["run", str(path)], work, capsys)
+    assert "scenario.name must be a plain name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml", "work"]
+
+
+def test_a_scenario_file_name_that_is_no_plain_name_gives_a_plain_default(model_file, tmp_path):
+    path = scenario_file(model_file)
+    odd = path.rename(tmp_path / ".my scenario (v2).toml")
+    assert mechsim.scenario.read_scenario(odd).name == "my_scenario__v2_"
+
+
+@pytest.mark.parametrize("args", [
+    ["simulate", "one_compartment", "--until", "1 day", "--out", "afile/x.csv"],
+    ["simulate", "one_compartment", "--until", "1 day", "--plot", "afile/x.png"],
+    ["run", "iscalimab_q4w", "--out", "afile/run"],
+    ["run", "iscalimab_q4w", "--out", "afile/deeper/run"],
+    ["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses", "1..10 mg",
+     "--metric", "max(C)", "--until", "1 day", "--out", "afile/dr.csv"],
+])
+def test_out_below_a_regular_file(args, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    err = one_line_exit_2(args, tmp_path, capsys)
+    assert "afile is a file, not a folder" in err
+
+
+def test_out_below_a_regular_file_through_the_api(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(ValidationError, match="is a file, not a folder"):
+        mechsim.scenario.run_scenario("iscalimab_q4w", tmp_path / "afile" / "run")
+    res = mechsim.simulate("one_compartment", until="1 day")
+    with pytest.raises(ValidationError, match="is a file, not a folder"):
+        res.to_csv(tmp_path / "afile" / "x.csv")
+
+
+@pytest.mark.parametrize("value", [
+    mechsim.Quantity(np.array([0.1, 0.2]), "L/day"),
+    mechsim.Quantity(np.ones((2, 2)), "L/day"),
+])
+def test_an_array_override_is_one_clear_error(value):
+    with pytest.raises(UnitError, match=r"parameter CL must be a single value, got an array "
+                                        r"of shape \(2(, 2)?,?\)"):
+        mechsim.simulate("one_compartment", "1 mg iv", until="1 day", overrides={"CL": value})
+    with pytest.raises(UnitError, match="single value"):
+        mechsim.load_model("one_compartment").with_parameters({"CL": value})
+
+
+def test_a_list_override_on_the_command_line(tmp_path, capsys):
+    err = one_line_exit_2(["simulate", "one_compartment", "--until", "1 day", "--set",
+                           "CL=0.1 L/day, 0.2 L/day"], tmp_path, capsys)
+    assert "parameter CL" in err
+
+
+HOURLY_FOR_A_CENTURY = "10 mg iv every 1 h x 1000000000"
+
+
+def test_a_regimen_with_too_many_doses_is_refused_at_once(tmp_path, capsys):
+    with pytest.raises(RegimenError, match=r"876,600 doses before day 36525, more than the "
+                                           r"100,000 one run may have"):
+        mechsim.simulate("one_compartment", HOURLY_FOR_A_CENTURY, until="100 years")
+    err = one_line_exit_2(["simulate", "one_compartment", "--regimen", HOURLY_FOR_A_CENTURY,
+                           "--until", "100 years", "--out", "x.csv"], tmp_path, capsys)
+    assert "100,000 one run may have" in err
+
+
+def test_too_many_runs_or_too_much_output_is_refused_at_once():
+    many = {"V": mechsim.Quantity(np.full(1_000_001, 10.0), "L")}
+    with pytest.raises(ValidationError, match=r"1,000,001 runs in one call, more than "
+                                              r"1,000,000"):
+        mechsim.simulate_many("one_compartment", "1 mg iv", parameters=many, until="1 day")
+    million = {"V": mechsim.Quantity(np.full(1_000_000, 10.0), "L")}
+    with pytest.raises(ValidationError, match=r"1,000,000 runs x 3 states x 1,001 output "
+                                              r"times would be 24 GB of output"):
+        mechsim.simulate_many("one_compartment", "1 mg iv", parameters=million, until="1 day")
+
+
+def test_dose_times_have_no_drift_and_none_falls_on_until():
+    res = mechsim.simulate("one_compartment", "1 mg iv every 1 min x 1000000000",
+                           until="1 day", every="1 h")
+    doses = res.pre_dose_days
+    assert len(doses) == 1440 and doses[-1] == 1439 / 1440
+
+
+# SBML with a document type: entities can read local files or expand without bound
+ENTITY_SBML = [
+    ("external entity", '<?xml version="1.0"?>\n<!DOCTYPE sbml [<!ENTITY x SYSTEM '
+                        '"file:///etc/passwd">]>\n<sbml><model id="m">&x;</model></sbml>'),
+    ("parameter entity", '<?xml version="1.0"?>\n<!DOCTYPE sbml [<!ENTITY % p SYSTEM '
+                         '"http://example.invalid/x.dtd"> %p;]>\n<sbml/>'),
+    ("nested entities", '<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY a "aaaaaaaaaa">\n'
+                        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n<sbml>&b;</sbml>'),
+    ("external DTD", '<?xml version="1.0"?>\n<!DOCTYPE sbml SYSTEM "sbml.dtd">\n<sbml/>'),
+]
+
+
+@pytest.mark.parametrize(("case", "text"), ENTITY_SBML, ids=[c[0] for c in ENTITY_SBML])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_sbml_with_a_doctype_is_refused(case, text, encoding, tmp_path, capsys):
+    pytest.importorskip("libsbml")
+    path = tmp_path / "model.xml"
+    path.write_bytes(text.encode(encoding))
+    with pytest.raises(ParseError, match=r"model\.xml: line 2: a <!DOCTYPE declaration is "
+                                         r"not allowed in SBML"):
+        mechsim.load_model(path)
+    err = one_line_exit_2(["simulate", str(path), "--until", "1 day"], tmp_path, capsys)
+    assert "DOCTYPE" in err
+
+
+MISSING = [
+    ("numba", lambda: mechsim.simulate("one_compartment", until="1 day", method="NDF"),
+     "method 'NDF' (the compiled engine) needs numba", '"mechsim[fast]"'),
+    ("pandas", lambda: mechsim.simulate("one_compartment", until="1 day").to_dataframe(),
+     "Result.to_dataframe needs pandas", '"mechsim[pandas]"'),
+    ("SALib", lambda: mechsim.sobol_indices("one_compartment", "1 mg iv", "max(C)",
+                                            ["V", "CL"], until="1 day", n=8),
+     "Sobol indices needs SALib", '"mechsim[sensitivity]"'),
+    ("lifelines", lambda: mechsim.scenario.run_scenario("icaria_mm", "never"),
+     "survival summaries (Kaplan-Meier, Cox hazard ratios) needs lifelines",
+     '"mechsim[survival]"'),
+    ("libsbml", lambda: mechsim.io.sbml.export_sbml("one_compartment"),
+     "SBML support needs python-libsbml", '"mechsim[sbml]"'),
+]
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """Make an optional package look uninstalled."""
+    def hide(module):
+        for name in list(sys.modules):
+            if name == module or name.startswith(module + "."):
+                monkeypatch.delitem(sys.modules, name)
+        monkeypatch.setitem(sys.modules, module, None)
+        if module == "numba":
+            import mechsim.jit
+            monkeypatch.setattr(mechsim.jit, "numba", None)
+    return hide
+
+
+@pytest.mark.parametrize(("module", "call", "fragment", "extra"), MISSING,
+                         ids=[c[0] for c in MISSING])
+def test_a_missing_optional_package_is_one_line_with_the_install_command(
+        module, call, fragment, extra, without):
+    without(module)
+    with pytest.raises(mechsim.MissingDependency) as info:
+        call()
+    message = str(info.value)
+    assert message.startswith(fragment) and f"pip install {extra}" in message, message
+    assert "\n" not in message and isinstance(info.value, ImportError)
+
+
+@pytest.mark.parametrize(("module", "args", "fragment"), [
+    ("SALib", ["sensitivity", "one_compartment", "--regimen", "1 mg iv", "--until", "1 day",
+               "--metric", "max(C)", "--method", "sobol", "--vary", "V,CL", "--n", "8"],
+     "Sobol indices needs SALib"),
+    ("lifelines", ["run", "icaria_mm", "--out", "r"], "needs lifelines"),
+    ("libsbml", ["export", "one_compartment", "-o", "m.xml"], "needs python-libsbml"),
+    ("distributed", ["run", "iscalimab_q4w", "--out", "r", "--scheduler", "tcp://x:1"],
+     "--scheduler (a Dask cluster) needs distributed"),
+])
+def test_a_missing_optional_package_on_the_command_line(module, args, fragment, without,
+                                                        tmp_path, capsys):
+    without(module)
+    err = one_line_exit_2(args, tmp_path, capsys)
+    assert fragment in err and "pip install" in err

@@ -261,3 +261,13 @@ def test_partial_keeps_an_unfinishable_run_up_to_where_it_stopped(cd38):
     early = t < 699.5  # before the last segment, where the two grids' runs differ
     np.testing.assert_allclose(kept.states[:, :, early], shorter.states[:, :, early[:701]],
                                rtol=1e-6, atol=1e-12)
+
+
+def test_progress_bar_on_request_and_results_unchanged(capsys):
+    kwargs = dict(parameters={"V": [f"{v} L" for v in range(1, 9)]}, until="2 day",
+                  every="1 day", workers=2, chunk_size=2)
+    quiet = simulate_many("one_compartment", "100 mg iv", progress=False, **kwargs)
+    assert capsys.readouterr().err == ""
+    shown = simulate_many("one_compartment", "100 mg iv", progress=True, **kwargs)
+    assert "one_compartment:" in capsys.readouterr().err  # the bar, cleared when done
+    np.testing.assert_array_equal(quiet.states, shown.states)

@@ -4,12 +4,17 @@ no partial output files."""
 import csv
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mechsim.cli import EXAMPLES as HELP_EXAMPLES
 from mechsim.cli import main
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples", "scenarios")
@@ -27,15 +32,96 @@ def test_version_help_and_list_from_another_directory(tmp_path):
     version = run("--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("mechsim ")
     helptext = run("--help", cwd=tmp_path)
-    assert helptext.returncode == 0 and "mechsim run examples/scenarios" in helptext.stdout
-    for sub in ("list", "show", "check", "simulate", "dose-response", "run"):
+    assert helptext.returncode == 0 and "mechsim run icaria_mm" in helptext.stdout
+    for sub, example in HELP_EXAMPLES.items():
         proc = run(sub, "--help", cwd=tmp_path)
-        assert proc.returncode == 0 and "example:\n  mechsim " + sub in proc.stdout, sub
+        assert proc.returncode == 0 and f"example:\n  {example}\n" in proc.stdout, sub
     listing = run("list", cwd=tmp_path)
     assert listing.returncode == 0
     for name in ("cd38_myeloma", "cd40_apc", "isatuximab_poppk", "one_compartment",
-                 "isatuximab", "iscalimab", "pomalidomide_dex"):
-        assert name in listing.stdout
+                 "isatuximab", "iscalimab", "pomalidomide_dex", "icaria_population",
+                 "icaria_mm", "iscalimab_q4w"):
+        assert f"\n  {name} " in listing.stdout
+
+
+@pytest.mark.parametrize("sub", list(HELP_EXAMPLES))
+def test_every_help_example_works_as_written_from_an_empty_folder(sub, tmp_path):
+    """The example each `--help` ends with, run exactly as printed (through a shell, as a
+    user pastes it) in an empty folder: exit 0 and the files it names exist."""
+    command = HELP_EXAMPLES[sub]
+    proc = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, MPLBACKEND="Agg"))
+    assert proc.returncode == 0, (command, proc.stderr[-2000:])
+    for word in shlex.split(command):
+        if word.endswith((".csv", ".png", ".xml")) or word.endswith("_run"):
+            assert (tmp_path / word).exists(), word
+
+
+def test_placeholders_in_help_are_shown_as_placeholders():
+    from mechsim.cli import YOUR_OWN
+    for sub, text in YOUR_OWN.items():
+        assert "PATH/TO/" in text and text.startswith(f"mechsim {sub} ")
+        proc = run(sub, "--help")
+        assert "the capitals are placeholders" in proc.stdout and text in proc.stdout
+
+
+def test_run_a_builtin_scenario_by_name_from_an_empty_folder(tmp_path):
+    proc = run("run", "iscalimab_q4w", "--out", "r", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "metrics.csv").is_file()
+    provenance = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert provenance["files"]["scenario"]["path"].endswith("iscalimab_q4w.toml")
+
+
+def test_ctrl_c_during_a_run_exits_130_and_leaves_nothing(tmp_path):
+    # the run takes tens of seconds; the interrupt arrives while it simulates
+    # (a shell running the tests in the background ignores SIGINT, and children inherit
+    # that: restore the default so the child behaves as at a terminal)
+    proc = subprocess.Popen([sys.executable, "-m", "mechsim", "run", "icaria_mm",
+                             "--trial-size", "400", "--out", "r"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, MPLBACKEND="Agg"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err == "mechsim: interrupted; no partial output was left\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_folder_is_assembled_removes_it(tmp_path, monkeypatch):
+    from mechsim import plotting, scenario
+
+    def interrupted(fig, path):
+        assert Path(path).parent.name.startswith(".r.mechsim-partial-")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plotting, "save_figure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scenario.run_scenario("iscalimab_q4w", tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_run_leaves_a_recognisable_folder_that_the_next_run_removes(tmp_path):
+    from mechsim.io.atomic import _partial_name
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    stale = tmp_path / _partial_name("r").replace(f"-{os.getpid()}-", f"-{dead_pid}-")
+    stale.mkdir()
+    (stale / "metrics.csv").write_text("half")
+    stale_file = tmp_path / _partial_name("x", ".csv").replace(f"-{os.getpid()}-",
+                                                                f"-{dead_pid}-")
+    stale_file.write_text("half")
+    alive = tmp_path / _partial_name("mine")  # this process is running: kept
+    alive.mkdir()
+    lookalike = tmp_path / ".r.partial-notours"  # not mechsim's pattern: kept
+    lookalike.mkdir()
+    proc = run("run", "iscalimab_q4w", "--out", "r2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, lookalike.name, "r2"])
 
 
 @pytest.mark.parametrize("model, expect", [

@@ -7,12 +7,14 @@ import os
 import pickle
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mechsim.dosing import Cycles, Dose, Every, Once, Regimen, Wait
 from mechsim.errors import RegimenError
 from mechsim.units import Quantity, parse_unit
+
+from budget import examples
 
 ICARIA = ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycle x 1 "
           "then on days 1,15 of 28-day cycles")
@@ -260,7 +262,7 @@ def sequences(draw):
 regimens = st.builds(Regimen, st.lists(sequences(), min_size=0, max_size=3).map(tuple))
 
 
-@settings(deadline=None, max_examples=100)
+@examples(100)
 @given(regimens)
 def test_text_round_trip(r):
     text = str(r)
@@ -272,7 +274,7 @@ def test_text_round_trip(r):
     assert pickle.loads(pickle.dumps(r)) == r
 
 
-@settings(deadline=None, max_examples=100)
+@examples(100)
 @given(regimens, st.floats(0, 200))
 def test_administrations_sorted_and_in_range(r, until):
     adm = r.administrations(until)
@@ -280,3 +282,23 @@ def test_administrations_sorted_and_in_range(r, until):
     assert [a.time for a in adm] == sorted(a.time for a in adm)
     disc = r.discontinuities(until)
     assert list(disc) == sorted(set(disc)) and all(0 < t < until for t in disc)
+    assert r.count_before(until) == len(adm)  # the count that guards the dose limit
+
+
+def test_dose_times_carry_no_rounding_from_dose_to_dose():
+    # 1 min is 1/1440 day: the 1441st dose falls exactly on day 1 and is left out
+    minutes = Regimen.parse("1 mg iv every 1 min x 1000000000").administrations(1.0)
+    assert len(minutes) == 1440 and minutes[-1].time == 1439 / 1440
+    # 0.1 h is not a binary fraction: each time is rounded once, from the exact value
+    tenths = Regimen.parse("1 mg iv every 0.1 h for 1 day").administrations(5.0)
+    assert [a.time for a in tenths] == [k / 240 for k in range(240)]
+    chained = Regimen.parse("1 mg iv every 1 min x 720 then every 1 min x 720 then 2 mg iv")
+    assert chained.administrations(2.0)[-1].time == 1.0
+
+
+def test_too_many_doses_are_refused_at_once_without_listing_them():
+    regimen = Regimen.parse("10 mg iv every 1 h x 1000000000")
+    with pytest.raises(RegimenError, match=r"gives 876,600 doses before day 36525, more than "
+                                           r"the 100,000 one run may have"):
+        regimen.administrations(36525)
+    assert len(regimen.administrations(4000)) == 96_000  # below the limit: fine

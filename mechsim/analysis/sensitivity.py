@@ -28,6 +28,7 @@ import numpy as np
 import pint
 
 from ..errors import MechsimError, RegimenError, SolverError, UnitError, ValidationError
+from ..optional import require
 from ..units import dimension_text, format_quantity, format_unit, parse_quantity, to_canonical, ureg
 from .metrics import Metric
 
@@ -153,8 +154,11 @@ _WORKER_ARGS = None  # set once in each worker process by _init_worker
 
 
 def _init_worker(args) -> None:
+    from ..batch import ignore_interrupts
+
     global _WORKER_ARGS  # noqa: PLW0603  (one job description per worker process)
     _WORKER_ARGS = args
+    ignore_interrupts()
 
 
 def _evaluate_in_worker(job):
@@ -740,12 +744,8 @@ def sobol_indices(model, regimen, metric, ranges, *, until, n: int = 256, seed: 
                                   f"bounds, got {format_quantity(low)} (use scale='linear' "
                                   f"for {name})")
 
-    try:
-        from SALib.analyze import sobol as sobol_analyze
-        from SALib.sample import sobol as sobol_sample
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("sobol_indices needs SALib: pip install 'mechsim[sensitivity]' "
-                          "(or pip install SALib)") from None
+    sobol_analyze = require("SALib.analyze.sobol", "Sobol indices")
+    sobol_sample = require("SALib.sample.sobol", "Sobol indices")
 
     seq = np.random.SeedSequence(seed)
     sample_seed, boot_seed = (int(s.generate_state(1)[0]) or 1 for s in seq.spawn(2))

@@ -14,18 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ValidationError
+from ..optional import require
 
 __all__ = ["HazardRatio", "KaplanMeier", "hazard_ratio", "kaplan_meier", "proportion"]
 
 
 def require_lifelines():
     """lifelines, or a one-line error that says how to install it."""
-    try:
-        import lifelines
-    except ImportError:
-        raise ValidationError("survival summaries need lifelines: pip install "
-                              "\"mechsim[survival]\"") from None
-    return lifelines
+    return require("lifelines", "survival summaries (Kaplan-Meier, Cox hazard ratios)")
 
 
 def _check(times, events) -> tuple[np.ndarray, np.ndarray]:

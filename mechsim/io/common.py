@@ -13,10 +13,16 @@ from .toml_source import TomlSource
 __all__ = ["builtin_dir", "builtin_names", "read_parameter_table", "resolve"]
 
 
+#: Where each kind of built-in file lives in a source checkout; an installed package has a
+#: copy of each folder in ``mechsim/_builtin/<kind>`` (pyproject.toml, force-include).
+_SOURCE_FOLDERS = {"models": "models", "params": "params", "scenarios": "examples/scenarios"}
+
+
 def builtin_dir(kind: str) -> Path:
-    """Folder of the built-in ``models`` or ``params`` files (installed copy first)."""
+    """Folder of the built-in ``models``, ``params`` or ``scenarios`` files (installed copy
+    first)."""
     here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_builtin" / kind, here.parent / kind):
+    for candidate in (here / "_builtin" / kind, here.parent / _SOURCE_FOLDERS[kind]):
         if candidate.is_dir():
             return candidate
     raise ValidationError(f"built-in {kind}/ folder not found next to {here}; "
@@ -36,6 +42,8 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
     if path.is_file() or path.suffix or "/" in text or "\\" in text:
         if path.is_dir():
             raise folder
+        if path.exists() and not path.is_file():  # a device or a pipe: it may never end
+            raise ParseError(f"{text} is not a regular file")
         if not path.is_file():
             raise ParseError(f"no such file: {text}")
         return path

@@ -32,9 +32,17 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pint
 
-from ..errors import MechsimError, ParseError, RegimenError, UnitError, ValidationError
+from ..errors import (
+    MechsimError,
+    MissingDependency,
+    ParseError,
+    RegimenError,
+    UnitError,
+    ValidationError,
+)
 from ..expr import FUNCTIONS, TIME, Expr
 from ..model import Compartment, Drug, Model, Parameter, Reaction, Route, Rule, Species
+from ..optional import require
 from ..units import (
     CANONICAL_BASE,
     dimension_text,
@@ -83,17 +91,12 @@ _DAY = ureg.day.dimensionality
 _VOLUME = ureg.L.dimensionality
 
 
-class SBMLSupportMissing(MechsimError, ImportError):
-    """python-libsbml is not installed (a MechsimError, so the CLI prints one line)."""
+#: Kept for code that caught it by name: the same class as every missing extra.
+SBMLSupportMissing = MissingDependency
 
 
 def _libsbml():
-    try:
-        import libsbml
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise SBMLSupportMissing("SBML support needs python-libsbml: pip install "
-                                 "'mechsim[sbml]' (or pip install python-libsbml)") from None
-    return libsbml
+    return require("libsbml", "SBML support")
 
 
 def _one_line(text: str) -> str:
@@ -715,8 +718,10 @@ def read_sbml(path: str | Path, *, routes: Mapping | None = None,
     if not path.is_file():
         raise ParseError(f"no such file: {path}")
     check_size(path, MAX_SBML_BYTES)
-    doc = _libsbml().readSBMLFromFile(str(path))
-    return _model_from_document(doc, str(path), routes, drugs)
+    data = path.read_bytes()
+    text = _decode(data, str(path))
+    # parsed from the checked text, never by libsbml from the path: nothing else is read
+    return parse_sbml(text, where=str(path), routes=routes, drugs=drugs)
 
 
 def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
@@ -724,17 +729,48 @@ def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = Non
     """Like :func:`read_sbml`, from SBML text; ``where`` names the source in errors."""
     if not isinstance(text, str):
         raise ParseError(f"SBML text must be a string, got {type(text).__name__}", where)
+    _refuse_document_type(text, where)
     doc = _libsbml().readSBMLFromString(text)
-    return _model_from_document(doc, where, routes, drugs)
+    # libsbml puts an XML declaration line in front of text that has none: its line
+    # numbers are then one too high
+    shift = 0 if text.startswith("<?xml") else 1
+    return _model_from_document(doc, where, routes, drugs, shift)
 
 
-def _model_from_document(doc, where: str, routes, drugs) -> Model:
+_DOCTYPE = re.compile(r"<!\s*(DOCTYPE|ENTITY)\b", re.IGNORECASE)
+
+
+def _refuse_document_type(text: str, where: str) -> None:
+    """SBML is defined by its XML schema and never needs a DTD; a DOCTYPE can declare
+    entities that read other files (external entities) or expand without bound (nested
+    entities), so any DOCTYPE or ENTITY declaration is refused before the XML is parsed."""
+    found = _DOCTYPE.search(text)
+    if found:
+        line = text.count("\n", 0, found.start()) + 1
+        raise ParseError(f"line {line}: a <!{found.group(1).upper()} declaration is not "
+                         "allowed in SBML (entities could read other files or expand without "
+                         "bound); remove the DOCTYPE", where)
+
+
+def _decode(data: bytes, where: str) -> str:
+    """The text of an XML file: UTF-8 unless a byte-order mark says UTF-16 or UTF-32."""
+    boms = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"),
+            (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+    codec = next((name for bom, name in boms if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not readable as {codec} text (byte {exc.start}); SBML files are "
+                         "UTF-8", where) from None
+
+
+def _model_from_document(doc, where: str, routes, drugs, line_shift: int = 0) -> Model:
     L = _libsbml()
     bad = [doc.getError(i) for i in range(doc.getNumErrors())
            if doc.getError(i).getSeverity() >= L.LIBSBML_SEV_ERROR]
     if bad:
         e = bad[0]
-        line = f" (line {e.getLine()})" if e.getLine() else ""
+        line = f" (line {e.getLine() - line_shift})" if e.getLine() > line_shift else ""
         if e.getErrorId() < 10000:  # XML layer
             raise ParseError(f"not well-formed XML{line}: {_one_line(e.getMessage())}", where)
         if doc.getModel() is None:
