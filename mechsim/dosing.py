@@ -252,9 +252,13 @@ class Once(_ByValue):
     def offsets_days(self):
         yield self.span_days()
 
-    def count_before(self, horizon) -> int:
-        """How many offsets lie strictly before ``horizon`` days."""
+    def count_before(self, horizon: Fraction) -> int:
+        """How many offsets lie strictly before ``horizon`` days (exact arithmetic)."""
         return int(self.span_days() < horizon)
+
+    def offset(self, k: int) -> Fraction:
+        """The k-th offset (0-based), as :meth:`offsets_days` yields it."""
+        return self.span_days()
 
     def timing_text(self) -> str:
         return "" if self.at is None else f"at {_fmt(self.at)}"
@@ -296,12 +300,14 @@ class Every(_ByValue):
         step, n = _exact_days(self.interval), self.n_doses()
         return (k * step for k in (count() if math.isinf(n) else range(n)))
 
-    def count_before(self, horizon) -> int:
-        if horizon <= 0:
-            return 0
-        step = _exact_days(self.interval)
-        within = math.ceil(Fraction(horizon) / step)  # k*step < horizon for k < within
+    def count_before(self, horizon: Fraction | float) -> int | float:
+        if horizon <= 0 or math.isinf(horizon):
+            return 0 if horizon <= 0 else self.n_doses()
+        within = math.ceil(horizon / _exact_days(self.interval))  # k*step < horizon: k < within
         return int(min(self.n_doses(), within))
+
+    def offset(self, k: int) -> Fraction:
+        return k * _exact_days(self.interval)
 
     def timing_text(self) -> str:
         tail = (f" x {self.count}" if self.count is not None
@@ -341,13 +347,18 @@ class Cycles(_ByValue):
                 return
             yield from (cycle * self.cycle_days + day - 1 for day in self.days)
 
-    def count_before(self, horizon) -> int:
-        if horizon <= 0:
-            return 0
-        full, rest = divmod(Fraction(horizon), self.cycle_days)
+    def count_before(self, horizon: Fraction | float) -> int | float:
+        if horizon <= 0 or math.isinf(horizon):
+            return 0 if horizon <= 0 else \
+                math.inf if self.count is None else self.count * len(self.days)
+        full, rest = divmod(horizon, self.cycle_days)
         if self.count is not None and full >= self.count:
             return self.count * len(self.days)
         return int(full) * len(self.days) + sum(day - 1 < rest for day in self.days)
+
+    def offset(self, k: int) -> Fraction:
+        cycle, i = divmod(k, len(self.days))
+        return Fraction(cycle * self.cycle_days + self.days[i] - 1)
 
     def timing_text(self) -> str:
         items = []  # runs of >= 3 consecutive days read better as 'a-b'
@@ -374,8 +385,11 @@ class Wait(_ByValue):
     def offsets_days(self):
         return iter(())
 
-    def count_before(self, horizon) -> int:
+    def count_before(self, horizon: Fraction) -> int:
         return 0
+
+    def offset(self, k: int) -> Fraction:
+        raise IndexError("a wait has no doses")
 
     def timing_text(self) -> str:
         return f"wait {_fmt(self.duration)}"
@@ -458,9 +472,12 @@ class Regimen(_ByValue):
             start = Fraction(0)  # exact: block starts and offsets carry no rounding
             for block in seq:
                 for offset in block.offsets_days():
-                    if start + offset >= until:  # offsets ascend, so nothing later fits either
+                    # a time is rounded once, to a float; a dose that lands on `until` is
+                    # left out (offsets ascend, so nothing later fits either)
+                    time = float(start + offset)
+                    if time >= until:
                         break
-                    found.append(Administration(float(start + offset), block.dose))
+                    found.append(Administration(time, block.dose))
                 start += block.span_days()
                 if start >= until:
                     break
@@ -474,15 +491,22 @@ class Regimen(_ByValue):
                                f"day {until:g}, more than the {MAX_DOSES_PER_RUN:,} one run may "
                                "have; shorten the run or lengthen the interval")
 
-    def count_before(self, until: float) -> int:
-        """Number of doses with ``0 <= time < until`` (days), counted without listing them."""
+    def count_before(self, until: float) -> int | float:
+        """Number of doses with ``0 <= time < until`` (days), counted without listing them
+        (``inf`` for an open-ended regimen and an infinite ``until``)."""
+        if math.isinf(until):
+            return sum(b.count_before(math.inf) for seq in self.sequences for b in seq)
         total = 0
         for seq in self.sequences:
             start = Fraction(0)
             for block in seq:
                 if start >= until:
                     break
-                total += block.count_before(until - start)
+                n = block.count_before(Fraction(until) - start)
+                # as in administrations: a time rounded onto `until` does not count
+                while n > 0 and float(start + block.offset(n - 1)) >= until:
+                    n -= 1
+                total += n
                 start += block.span_days()
         return total
 
