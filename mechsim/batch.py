@@ -10,44 +10,30 @@ numbers whichever way it is scheduled: runs never share solver state.
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 
 import numpy as np
 import pint
 
-from .compile import CompiledModel, compile_model
+from . import solvers
+from .compile import CompiledModel
+from .doseplan import DosePlan, as_regimen
 from .dosing import Regimen
 from .errors import MechsimError, SolverError, UnitError, ValidationError
 from .model import Model
-from .optional import require
-from .result import Result
-from .simulation import (
-    METHODS,
-    DosePlan,
-    _as_regimen,
-    as_days,
-    assemble_result,
-    default_atol,
-    dose_events,
-    dose_plan,
-    output_grid,
-    prepare_model,
-    solve_with_fallback,
-)
+from .result import Result, build_result
+from .runner import chunk_ranges, map_chunks, workers_or_cpus
+from .runspec import RunSpec, SolverSettings, output_grid
+from .solvers import DEFAULT_METHOD, Trajectory
 from .units import canonical_unit, dimension_text, format_quantity, parse_quantity, ureg
 
 __all__ = ["BatchResult", "simulate_many"]
 
 _OBSERVABLE_CHUNK = 1024  # runs per observables evaluation (bounds the temporary arrays)
-# Methods tried, in order, when a run fails: Radau (implicit Runge-Kutta, L-stable, its own
-# step control) passes extreme stiffness where the BDF-family methods give up, e.g. a
-# receptor pool grown a millionfold binding drug within seconds; LSODA is the last resort.
+
+
 @dataclass(frozen=True, eq=False)
 class BatchResult:
     """States of every run on a common time grid, with units on the way out.
@@ -68,6 +54,7 @@ class BatchResult:
     method: str = "LSODA"
     rtol: float = 1e-8
     atol: tuple[float, ...] = ()
+    atol_given: float | tuple[float, ...] | None = None
     fallbacks: tuple[tuple[int, str], ...] = ()  # (run, method) redone after a failure
     failures: tuple[tuple[int, float, str], ...] = ()  # (run, day reached, error): partial=True
 
@@ -115,15 +102,17 @@ class BatchResult:
 
     def result(self, i: int) -> Result:
         """Run ``i`` as a :class:`Result`."""
-        cm = self.compiled
-        p = self.parameter_values[i]
         pre_t, pre_y = self.pre_dose[i]
-        return assemble_result(cm, p, self.plans[i], self.time_days, self.states[i],
-                               np.asarray(cm.initial_state(p), dtype=float), list(pre_t),
-                               list(pre_y), self.counters[i],
-                               len(self.plans[i].breakpoints(float(self.time_days[-1]))) - 1,
-                               dict(self.fallbacks).get(i, self.method), self.rtol,
-                               np.array(self.atol), np.array(self.atol), self.regimens[i])
+        steps, rhs, jac = (int(c) for c in self.counters[i])
+        trajectory = Trajectory(states=self.states[i], pre_dose_days=pre_t,
+                                pre_dose_states=pre_y, steps=steps, rhs_evaluations=rhs,
+                                jacobian_evaluations=jac,
+                                method=dict(self.fallbacks).get(i, self.method),
+                                reached=float(self.time_days[-1]))
+        return build_result(self.compiled, self.parameter_values[i], self.plans[i],
+                            self.time_days, trajectory, rtol=self.rtol,
+                            atol=np.array(self.atol), atol_given=self.atol_given,
+                            regimen=self.regimens[i])
 
 
 def _in_unit(canonical: np.ndarray, unit: pint.Unit) -> pint.Quantity:
@@ -134,7 +123,7 @@ def _in_unit(canonical: np.ndarray, unit: pint.Unit) -> pint.Quantity:
 def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None = None, *,
                   parameters: Mapping[str, object] | None = None, until, times=None,
                   every=None, params=None, overrides: Mapping | None = None,
-                  rtol: float = 1e-8, atol=None, method: str = "auto",
+                  rtol: float = 1e-8, atol=None, method: str = DEFAULT_METHOD,
                   workers: int | None = None, executor=None,
                   chunk_size: int | None = None, partial: bool = False,
                   progress: bool | None = None) -> BatchResult:
@@ -162,18 +151,19 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
         submitted to it instead of a pool made here (``workers`` is then ignored).
     chunk_size
         Runs per submitted task; default: about four chunks per worker, at most
-        ``MAX_CHUNK`` runs.
+        ``runner.MAX_CHUNK`` runs.
     progress
         Show a progress bar (on stderr) as chunks finish; default (None): when there are
-        at least ``PROGRESS_FROM`` runs and stderr is a terminal.
+        at least ``runner.PROGRESS_FROM`` runs and stderr is a terminal.
 
-    A run that fails is redone with the next method of ``simulation.FALLBACK`` (NDF: Radau, then
-    LSODA); ``fallbacks`` lists (run, method used), and ``result(i).diagnostics.method``
-    says it too.  The error of the first method is raised only if every method fails.
-    With ``partial=True`` a run that no method can finish keeps the values the NDF engine
-    computed up to the time it reached (NaN after) and is listed in ``failures`` as (run,
-    day reached, error) instead of raising: a virtual trial only needs each patient up to
-    progression, and an untreatable tumour can outgrow the solver long after that.
+    A run that fails is redone with the next stiff method of the solver registry
+    (:mod:`mechsim.solvers`; NDF: Radau, then LSODA); ``fallbacks`` lists (run, method
+    used), and ``result(i).diagnostics.method`` says it too.  The error of the first
+    method is raised only if every method fails.  With ``partial=True`` a run that no
+    method can finish keeps the values the NDF engine computed up to the time it reached
+    (NaN after) and is listed in ``failures`` as (run, day reached, error) instead of
+    raising: a virtual trial only needs each patient up to progression, and an
+    untreatable tumour can outgrow the solver long after that.
     Results do not depend on ``workers``, ``executor`` or ``chunk_size``.
 
     Examples
@@ -184,90 +174,44 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     <Quantity([[10.    5.  ]
      [ 5.    3.54]], 'milligram / liter')>
     """
-    model = prepare_model(model, params, overrides)
-    cm = compile_model(model)
-    base = cm.parameter_vector(model.parameters_by_name)
-    columns = {name: _column(model, name, values) for name, values in (parameters or {}).items()}
+    spec = RunSpec.build(model, until=until, params=params, overrides=overrides, times=times,
+                         every=every, rtol=rtol, atol=atol, method=method)
+    columns = {name: _column(spec.model, name, values)
+               for name, values in (parameters or {}).items()}
     regimen_list = _regimen_list(regimens)
     n_runs = _count_runs(columns, regimen_list)
-    matrix = np.tile(base, (n_runs, 1))
+    _check_run_count(n_runs)
+    matrix = np.tile(spec.parameters, (n_runs, 1))
     for name, values in columns.items():
-        matrix[:, cm.parameter_names.index(name)] = values
-    end = as_days(until, "until")
-    if not end > 0:
-        raise ValidationError(f"`until` must be after 0, got {until!r}")
-    method = _choose_method(method)
-    atol_arr = default_atol(cm, atol)
-    if not rtol > 0:
-        raise ValidationError("`rtol` and `atol` must be positive")
+        matrix[:, spec.compiled.parameter_names.index(name)] = values
+    return run_many(spec, matrix, regimen_list, workers=workers, executor=executor,
+                    chunk_size=chunk_size, partial=partial, progress=progress)
 
-    if n_runs > MAX_RUNS:
-        raise ValidationError(f"{n_runs:,} runs in one call, more than {MAX_RUNS:,}; split "
-                              "them into several calls")
-    n_states = len(cm.state_names)
-    # before the per-run work: the output times without doses are a lower bound of the grid
-    _check_output_size(n_runs, n_states, output_grid(np.array([0.0, end]), end, times,
-                                                     every).size)
-    events = {}
-    plans = []
-    for i in range(n_runs):
-        reg = regimen_list[i if len(regimen_list) > 1 else 0]
-        if id(reg) not in events:
-            events[id(reg)] = dose_events(cm, reg, end)
-        try:
-            plans.append(dose_plan(cm, events[id(reg)], matrix[i], end))
-        except MechsimError as exc:
-            raise type(exc)(f"run {i}{_run_text(cm, matrix[i], base)}: {exc}") from None
-    breaks = np.unique(np.concatenate([plan.breakpoints(end) for plan in plans]))
-    grid = output_grid(breaks, end, times, every)
 
+def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | None = None,
+             *, workers: int | None = None, executor=None, chunk_size: int | None = None,
+             partial: bool = False, progress: bool | None = None) -> BatchResult:
+    """The runs of ``spec``: one per row of ``matrix`` (canonical parameter vectors), each
+    under ``regimens[i]`` (one regimen for all, or one per run; default the spec's), on one
+    common output grid.  See :func:`simulate_many` for the options; trials and fits call
+    this directly."""
+    cm = spec.compiled
+    matrix, regimens, plans = _plans(spec, matrix, regimens)
+    n_runs, n_states = matrix.shape[0], len(cm.state_names)
+    breaks = np.unique(np.concatenate([plan.breakpoints(spec.until) for plan in plans]))
+    grid = spec.grid(breaks)
     _check_output_size(n_runs, n_states, grid.size)
     states = np.empty((n_runs, n_states, grid.size))
     counters = np.zeros((n_runs, 3), dtype=np.int64)
     pre_dose: list = [None] * n_runs
-    workers = _positive("workers", workers, os.cpu_count() or 1)
-    size = _positive("chunk_size", chunk_size, min(-(-n_runs // (4 * workers)), MAX_CHUNK))
-    chunks = [range(lo, min(lo + size, n_runs)) for lo in range(0, n_runs, size)]
-    if method == "NDF":
-        from . import jit
-
-        jit.compiled_runner(cm)  # compile here, once, before any thread starts
-        pool_type = ThreadPoolExecutor  # the compiled runs release the GIL
-    else:
-        pool_type = ProcessPoolExecutor
-    args = [(cm, matrix[c.start:c.stop], plans[c.start:c.stop], grid, rtol, atol_arr, method,
-             partial) for c in chunks]
-    if progress is None:
-        progress = n_runs >= PROGRESS_FROM and sys.stderr.isatty()
-    from tqdm import tqdm
-
-    with tqdm(total=n_runs, desc=cm.name, unit="run", disable=not progress,
-              leave=False) as bar:
-        def counted(results):
-            for chunk, outcome in zip(chunks, results):
-                bar.update(len(chunk))
-                yield outcome
-
-        if executor is not None:
-            futures = [executor.submit(_solve_chunk, *a) for a in args]
-            outcomes = list(counted(f.result() for f in futures))
-        elif workers == 1 or len(chunks) == 1:
-            outcomes = list(counted(_solve_chunk(*a) for a in args))
-        else:
-            extra = {"initializer": ignore_interrupts} \
-                if pool_type is ProcessPoolExecutor else {}
-            pool = pool_type(max_workers=workers, **extra)
-            try:
-                outcomes = list(counted(pool.map(_solve_chunk, *zip(*args))))
-            finally:  # after Ctrl-C: drop the chunks not started, wait for the running ones
-                pool.shutdown(wait=True, cancel_futures=True)
     fallbacks, failures = [], []
-    for c, (chunk_states, chunk_pre, chunk_counts, failure, redone, kept) in zip(chunks,
-                                                                               outcomes):
-        if failure is not None:
-            k, exc = failure
-            i = c.start + k
-            raise SolverError(f"run {i}{_run_text(cm, matrix[i], base)}: {exc}") from None
+    settings = spec.solver_settings()
+    chunks = _chunks(n_runs, workers, chunk_size)
+    for c, (chunk_states, chunk_pre, chunk_counts, redone, kept) in _dispatch(
+            spec, _solve_chunk, chunks,
+            [(settings, matrix[c.start:c.stop], plans[c.start:c.stop], grid, partial)
+             for c in chunks],
+            matrix, workers=workers, executor=executor, progress=progress):
         states[c.start:c.stop] = chunk_states
         counters[c.start:c.stop] = chunk_counts
         pre_dose[c.start:c.stop] = chunk_pre
@@ -276,21 +220,110 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     return BatchResult(
         compiled=cm, time_days=grid, states=states, parameter_values=matrix,
         plans=tuple(plans),
-        regimens=tuple(str(regimen_list[i if len(regimen_list) > 1 else 0])
-                       for i in range(n_runs)),
-        pre_dose=tuple(pre_dose), counters=counters, method=method, rtol=float(rtol),
-        atol=tuple(float(a) for a in atol_arr), fallbacks=tuple(fallbacks),
-        failures=tuple(failures))
+        regimens=tuple(str(regimens[i if len(regimens) > 1 else 0]) for i in range(n_runs)),
+        pre_dose=tuple(pre_dose), counters=counters, method=spec.method, rtol=spec.rtol,
+        atol=tuple(float(a) for a in spec.atol), atol_given=spec.atol_given,
+        fallbacks=tuple(fallbacks), failures=tuple(failures))
+
+
+def measure_many(spec: RunSpec, matrix: np.ndarray, measure: Callable[[Result], object],
+                 regimens: Sequence[Regimen] | None = None, *, workers: int | None = None,
+                 executor=None, chunk_size: int | None = None, progress: bool | None = None,
+                 labels: Sequence[str] | None = None) -> list:
+    """``[measure(result) for each run]``: the runs of :func:`run_many`, each reduced by
+    ``measure`` (a picklable callable, e.g. metrics) where it was computed, so only what
+    is measured is kept.  Each run is exactly the Result :func:`mechsim.simulate` gives
+    (its own output grid).  ``labels`` name the runs in errors (default: the run number
+    and the parameters in which it differs)."""
+    matrix, regimens, plans = _plans(spec, matrix, regimens, labels)
+    texts = [str(regimens[i if len(regimens) > 1 else 0]) for i in range(matrix.shape[0])]
+    settings = spec.solver_settings()
+    chunks = _chunks(matrix.shape[0], workers, chunk_size)
+    values = []
+    for _, measured in _dispatch(
+            spec, _measure_chunk, chunks,
+            [(settings, matrix[c.start:c.stop], plans[c.start:c.stop], texts[c.start:c.stop],
+              spec.until, spec.times, spec.every, measure) for c in chunks],
+            matrix, workers=workers, executor=executor, progress=progress, labels=labels):
+        values.extend(measured)
+    return values
+
+
+def _plans(spec: RunSpec, matrix, regimens, labels=None):
+    """The parameter matrix, the regimen list and every run's dose plan (each checked:
+    volumes, bioavailability, lag, body weight) before any run starts; an error names the
+    run as :func:`_dispatch` does."""
+    matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
+    n_runs = matrix.shape[0]
+    regimens = [spec.regimen] if not regimens else list(regimens)
+    if len(regimens) not in (1, n_runs):
+        raise ValidationError(f"{len(regimens)} regimens for {n_runs} runs: give one, or one "
+                              "per run")
+    _check_run_count(n_runs)
+    # before the per-run work: the output times without doses are a lower bound of the grid
+    _check_output_size(n_runs, len(spec.compiled.state_names),
+                       spec.grid(np.array([0.0, spec.until])).size)
+    events = {}
+    plans = []
+    for i in range(n_runs):
+        reg = regimens[i if len(regimens) > 1 else 0]
+        if id(reg) not in events:
+            events[id(reg)] = spec.events(reg)
+        try:
+            plans.append(spec.plan(matrix[i], events[id(reg)]))
+        except MechsimError as exc:
+            raise type(exc)(_named(spec, matrix, labels, i, str(exc))) from None
+    return matrix, regimens, plans
+
+
+def _named(spec: RunSpec, matrix, labels, i: int, text: str) -> str:
+    """``text`` about run ``i``: followed by its label, or preceded by its number and the
+    parameters in which it differs from the spec's."""
+    if labels is not None:
+        return f"{text} ({labels[i]})"
+    return f"run {i}{_run_text(spec.compiled, matrix[i], spec.parameters)}: {text}"
+
+
+def _chunks(n_runs: int, workers: int | None, chunk_size: int | None) -> list[range]:
+    return chunk_ranges(n_runs, workers_or_cpus(workers), chunk_size)
+
+
+def _dispatch(spec: RunSpec, function, chunks: list[range], args: list[tuple], matrix, *,
+              workers, executor, progress, labels=None):
+    """Run the chunks through the one runner; yield (chunk range, outcome) in order, and
+    turn the first failed run into an error that names the run (its label, or its number
+    and the parameters in which it differs)."""
+    compiled_engine = spec.method == "NDF"
+    if compiled_engine:
+        from .solvers import ndf_kernel
+
+        ndf_kernel.compiled_runner(spec.compiled)  # compile once, before any thread starts
+    outcomes = map_chunks(function, args, sizes=[len(c) for c in chunks],
+                          workers=workers_or_cpus(workers), executor=executor,
+                          # the compiled runs release the GIL: threads; scipy's hold it
+                          processes=not compiled_engine, progress=progress,
+                          desc=spec.compiled.name)
+    for c, (failure, *outcome) in zip(chunks, outcomes):
+        if failure is not None:
+            k, exc = failure
+            i = c.start + k
+            if isinstance(exc, SolverError):
+                raise SolverError(_named(spec, matrix, labels, i, exc.detail), hint=exc.hint,
+                                  failures=exc.failures) from None
+            raise type(exc)(_named(spec, matrix, labels, i, exc.message), exc.where) from None
+        yield c, (outcome[0] if len(outcome) == 1 else outcome)
 
 
 #: Most runs one call of simulate_many takes, and most values (runs x states x output
 #: times, 8 bytes each: 2 GB) it may return; past either it refuses at once.
 MAX_RUNS = 1_000_000
 MAX_OUTPUT_VALUES = 250_000_000
-#: Largest default chunk (a progress bar moves at least every MAX_CHUNK runs), and the
-#: number of runs from which a progress bar is shown by default.
-MAX_CHUNK = 1024
-PROGRESS_FROM = 10_000
+
+
+def _check_run_count(n_runs: int) -> None:
+    if n_runs > MAX_RUNS:
+        raise ValidationError(f"{n_runs:,} runs in one call, more than {MAX_RUNS:,}; split "
+                              "them into several calls")
 
 
 def _check_output_size(n_runs: int, n_states: int, n_times: int) -> None:
@@ -303,61 +336,47 @@ def _check_output_size(n_runs: int, n_states: int, n_times: int) -> None:
             "times (every=..., times=...) or split the runs into several calls")
 
 
-def ignore_interrupts() -> None:
-    """Initializer of worker processes: Ctrl-C reaches the whole process group, but only
-    the parent should handle it (it stops the pool); workers would print tracebacks."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _positive(name: str, value, default: int) -> int:
-    if value is None:
-        return max(1, int(default))
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValidationError(f"`{name}` must be a positive integer or None, got {value!r}")
-    return int(value)
-
-
-def _choose_method(method: str) -> str:
-    from . import jit
-
-    if method == "auto":
-        return "NDF" if jit.available() else "LSODA"
-    if method not in METHODS:
-        raise ValidationError(f"unknown method {method!r} (choose from auto, "
-                              f"{', '.join(METHODS)})")
-    if method == "NDF" and not jit.available():
-        require("numba", "method 'NDF' (the compiled engine)")
-    return method
-
-
-def _solve_chunk(cm, matrix, plans, grid, rtol, atol_arr, method, partial=False):
+def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False):
     """Runs of one chunk, each exactly as :func:`mechsim.simulate` integrates it (module
-    level: it crosses processes).  Returns states, pre-dose values, counters, the first
-    failure as (index in chunk, SolverError) or None, (index in chunk, method) of the runs
-    finished by a fallback method, and, with ``partial``, (index in chunk, day reached,
-    message) of the runs kept unfinished."""
-    n = len(cm.state_names)
+    level: it crosses processes).  Returns the first failure as (index in chunk,
+    SolverError) or None, then states, pre-dose values, counters, (index in chunk, method)
+    of the runs finished by a fallback method, and, with ``partial``, (index in chunk, day
+    reached, message) of the runs kept unfinished."""
+    n = len(settings.compiled.state_names)
     states = np.empty((len(plans), n, grid.size))
     pre, counts, redone, kept = [], np.zeros((len(plans), 3), dtype=np.int64), [], []
     for k, (row, plan) in enumerate(zip(matrix, plans)):
-        p = np.ascontiguousarray(row)
-        y0 = np.asarray(cm.initial_state(p), dtype=float)
         try:
-            out, pre_t, pre_y, totals, attempt, _ = solve_with_fallback(
-                cm, p, plan, grid, y0, rtol, atol_arr, method)
+            trajectory = solvers.solve(settings.problem(row, plan, grid), settings.method)
         except SolverError as exc:
-            if not (partial and exc.partial):
-                return states, pre, counts, (k, exc), redone, kept
-            reached, out, pre_t, pre_y = exc.partial
-            totals = (0, 0, 0)
-            kept.append((k, reached, str(exc)))
-            attempt = method
-        if attempt != method:
-            redone.append((k, attempt))
-        states[k] = out
-        pre.append((np.array(pre_t), np.array(pre_y).reshape(len(pre_t), n)))
-        counts[k] = totals
-    return states, pre, counts, None, redone, kept
+            if not (partial and exc.partial is not None):
+                return (k, exc), states, pre, counts, redone, kept
+            trajectory = exc.partial
+            kept.append((k, trajectory.reached, str(exc)))
+        if trajectory.method != settings.method:
+            redone.append((k, trajectory.method))
+        states[k] = trajectory.states
+        pre.append((np.asarray(trajectory.pre_dose_days, dtype=float),
+                    np.asarray(trajectory.pre_dose_states, dtype=float).reshape(-1, n)))
+        counts[k] = trajectory.counters
+    return None, states, pre, counts, redone, kept
+
+
+def _measure_chunk(settings: SolverSettings, matrix, plans, texts, until, times, every,
+                   measure):
+    """``measure`` of each run of one chunk (module level: it crosses processes); returns
+    the first failure as (index in chunk, error) or None, then the measured values."""
+    values = []
+    for k, (row, plan, text) in enumerate(zip(matrix, plans, texts)):
+        grid = output_grid(plan.breakpoints(until), until, times, every)
+        try:
+            trajectory = solvers.solve(settings.problem(row, plan, grid), settings.method)
+            values.append(measure(build_result(
+                settings.compiled, row, plan, grid, trajectory, rtol=settings.rtol,
+                atol=settings.atol, atol_given=settings.atol_given, regimen=text)))
+        except MechsimError as exc:
+            return (k, exc), values
+    return None, values
 
 
 def _column(model: Model, name: str, values) -> np.ndarray:
@@ -412,8 +431,8 @@ def _column(model: Model, name: str, values) -> np.ndarray:
 
 def _regimen_list(regimens) -> list[Regimen]:
     if regimens is None or isinstance(regimens, (str, Regimen)):
-        return [_as_regimen(regimens)]
-    items = [_as_regimen(r) for r in regimens]
+        return [as_regimen(regimens)]
+    items = [as_regimen(r) for r in regimens]
     if not items:
         raise ValidationError("`regimens` is an empty sequence")
     return items

@@ -132,7 +132,7 @@ def cmd_list(args) -> int:
 def cmd_show(args) -> int:
     from .compile import compile_model
     from .expr import Expr
-    from .simulation import prepare_model
+    from .io import prepare_model
     from .units import format_quantity, format_unit
 
     model = prepare_model(args.model, args.params, _parse_sets(args.set))

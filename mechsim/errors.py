@@ -56,7 +56,37 @@ class RegimenError(MechsimError, ValueError):
 
 
 class SolverError(MechsimError, RuntimeError):
-    """The ODE solver failed; the message names the time, the states involved and a hint."""
+    """The ODE solver failed; the message names the time, the states involved and a hint.
+
+    Attributes
+    ----------
+    detail
+        What failed, where and when (the message without the hint).
+    hint
+        What to try, or None.
+    partial
+        The :class:`~mechsim.solvers.Trajectory` computed before the failure, when the
+        solver can give one (NaN after the time it reached); None otherwise.
+    failures
+        ``(method, detail)`` of every method tried on the run, in order.
+    """
+
+    def __init__(self, detail: str, where: str | None = None, *, hint: str | None = None,
+                 partial=None, failures: tuple[tuple[str, str], ...] = ()):
+        self.detail = detail
+        self.hint = hint
+        self.partial = partial
+        self.failures = tuple(failures)
+        super().__init__(f"{detail}; hint: {hint}" if hint else detail, where)
+
+    def __reduce__(self):
+        return (_solver_error, (self.detail, self.where, self.hint, self.partial,
+                                self.failures))
+
+
+def _solver_error(detail, where, hint, partial, failures) -> SolverError:
+    """Rebuilds a SolverError after pickling (it travels back from worker processes)."""
+    return SolverError(detail, where, hint=hint, partial=partial, failures=failures)
 
 
 class NumericalWarning(UserWarning):

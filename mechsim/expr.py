@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import pint
 import sympy
@@ -23,7 +24,7 @@ import sympy
 from .errors import ParseError, UnitError
 from .units import dimension_text, ureg
 
-__all__ = ["FUNCTIONS", "TIME", "Expr", "parse_expr"]
+__all__ = ["FUNCTIONS", "TIME", "Expr", "Fold", "fold", "parse_expr"]
 
 #: Name that always means simulation time inside an expression.
 TIME = "t"
@@ -69,44 +70,95 @@ def _depth(tree: ast.AST) -> int:
     return deepest
 
 
-def _constant(node: ast.AST) -> float | None:
-    """The value of a validated subtree without names, in floats; None if it has names.
+_OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+
+class Fold:
+    """Bottom-up evaluation of a validated expression tree: :func:`fold` calls one method
+    per node, with the values of its children already computed.  Subclasses say what the
+    tree becomes (a sympy expression, a number, a unit, SBML text); ``node`` is passed for
+    messages that quote the source."""
+
+    def number(self, value: float | int, node: ast.Constant):
+        raise NotImplementedError
+
+    def name(self, name: str, node: ast.Name):
+        raise NotImplementedError
+
+    def negate(self, value, node: ast.UnaryOp):
+        raise NotImplementedError
+
+    def binary(self, op: str, left, right, node: ast.BinOp):
+        """``op`` is one of ``+ - * / **``."""
+        raise NotImplementedError
+
+    def call(self, function: str, argument, node: ast.Call):
+        """``function`` is a name of :data:`FUNCTIONS`."""
+        raise NotImplementedError
+
+
+def fold(node: ast.AST, folder: Fold):
+    """``folder``'s value of a validated tree (see :class:`Fold`)."""
+    if isinstance(node, ast.Expression):
+        return fold(node.body, folder)
+    if isinstance(node, ast.Constant):
+        return folder.number(node.value, node)
+    if isinstance(node, ast.Name):
+        return folder.name(node.id, node)
+    if isinstance(node, ast.UnaryOp):
+        value = fold(node.operand, folder)
+        return folder.negate(value, node) if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp):
+        return folder.binary(_OPERATORS[type(node.op)], fold(node.left, folder),
+                             fold(node.right, folder), node)
+    if isinstance(node, ast.Call):
+        return folder.call(node.func.id, fold(node.args[0], folder), node)
+    raise AssertionError(f"unvalidated node {node!r}")  # _validate ran first
+
+
+class _Constant(Fold):
+    """The value of a subtree without names, in floats; None if it has names.
 
     Raises :class:`_OutOfRange` when any intermediate value leaves the float range (sympy
     would compute it exactly, with as many digits as it takes, and the solver, which works in
     floats, could not use it), ZeroDivisionError, or ValueError for a non-real result.
     """
-    if isinstance(node, ast.Constant):
-        return float(node.value)
-    if isinstance(node, ast.Name):
+
+    def number(self, value, node):
+        return float(value)
+
+    def name(self, name, node):
         return None
-    if isinstance(node, ast.UnaryOp):
-        v = _constant(node.operand)
-        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
-    if isinstance(node, ast.Call):
-        v = _constant(node.args[0])
+
+    def negate(self, value, node):
+        return None if value is None else -value
+
+    def call(self, function, v, node):
         if v is None:
             return None
-        name = node.func.id
-        if name == "exp":
+        if function == "exp":
             return _in_range(math.exp(v), (v,))
-        if name == "sqrt":
+        if function == "sqrt":
             return math.sqrt(v)
-        return math.log10(v) if name == "log10" else math.log(v)
-    a, b = _constant(node.left), _constant(node.right)
-    if a is None or b is None:
-        return None
-    op = type(node.op)
-    if op is ast.Add:
-        return _in_range(a + b, ())
-    if op is ast.Sub:
-        return _in_range(a - b, ())
-    if op is ast.Mult:
-        return _in_range(a * b, (a, b))
-    if op is ast.Div:
-        return _in_range(a / b, (a,))
-    # ValueError for a negative base and a fractional exponent
-    return _in_range(math.pow(a, b), (a,))
+        return math.log10(v) if function == "log10" else math.log(v)
+
+    def binary(self, op, a, b, node):
+        if a is None or b is None:
+            return None
+        if op == "+":
+            return _in_range(a + b, ())
+        if op == "-":
+            return _in_range(a - b, ())
+        if op == "*":
+            return _in_range(a * b, (a, b))
+        if op == "/":
+            return _in_range(a / b, (a,))
+        # ValueError for a negative base and a fractional exponent
+        return _in_range(math.pow(a, b), (a,))
+
+
+def _constant(node: ast.AST) -> float | None:
+    return fold(node, _Constant())
 
 
 _TOO_LARGE = "is larger than the largest floating-point number (about 1.8e308)"
@@ -247,32 +299,62 @@ def _is_function_name(tree: ast.AST, name: ast.Name) -> bool:
     return any(isinstance(c, ast.Call) and c.func is name for c in ast.walk(tree))
 
 
-def _to_sympy(node: ast.AST, symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
-    if isinstance(node, ast.Expression):
-        return _to_sympy(node.body, symbols)
-    if isinstance(node, ast.Constant):
-        v = node.value
-        return sympy.Integer(v) if isinstance(v, int) else sympy.Float(v)
-    if isinstance(node, ast.Name):
-        return symbols[node.id]
-    if isinstance(node, ast.UnaryOp):
-        arg = _to_sympy(node.operand, symbols)
-        return -arg if isinstance(node.op, ast.USub) else arg
-    if isinstance(node, ast.BinOp):
-        a, b = _to_sympy(node.left, symbols), _to_sympy(node.right, symbols)
-        op = type(node.op)
-        if op is ast.Add:
-            return a + b
-        if op is ast.Sub:
-            return a - b
-        if op is ast.Mult:
-            return a * b
-        if op is ast.Div:
-            return a / b
-        return a ** b
-    if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id](_to_sympy(node.args[0], symbols))
-    raise AssertionError(f"unvalidated node {node!r}")  # _validate ran first
+class _Sympy(Fold):
+    def __init__(self, symbols: Mapping[str, sympy.Symbol]):
+        self.symbols = symbols
+
+    def number(self, value, node):
+        return sympy.Integer(value) if isinstance(value, int) else sympy.Float(value)
+
+    def name(self, name, node):
+        return self.symbols[name]
+
+    def negate(self, value, node):
+        return -value
+
+    def binary(self, op, a, b, node):
+        return _arithmetic(op, a, b)
+
+    def call(self, function, argument, node):
+        return FUNCTIONS[function](argument)
+
+
+def _arithmetic(op: str, a, b):
+    """``a op b`` for numbers or sympy expressions alike."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        return a / b
+    return a ** b
+
+
+class _Float(Fold):
+    """The value in floats, given a value for every name."""
+
+    _FUNCTIONS: ClassVar = {"exp": math.exp, "log": math.log, "ln": math.log,
+                            "log10": math.log10, "sqrt": math.sqrt}
+
+    def __init__(self, env: Mapping[str, float]):
+        self.env = env
+
+    def number(self, value, node):
+        return float(value)
+
+    def name(self, name, node):
+        return self.env[name]
+
+    def negate(self, value, node):
+        return -value
+
+    def binary(self, op, a, b, node):
+        return _arithmetic(op, a, b)
+
+    def call(self, function, argument, node):
+        return self._FUNCTIONS[function](argument)
 
 
 @dataclass(frozen=True)
@@ -331,7 +413,16 @@ class Expr:
     def sympy(self, symbols: Mapping[str, sympy.Symbol] | None = None) -> sympy.Expr:
         """The sympy form; ``symbols`` maps names to symbols (default: plain real symbols)."""
         symbols = symbols or {n: sympy.Symbol(n, real=True) for n in self.names}
-        return _to_sympy(self.tree, symbols)
+        return fold(self.tree, _Sympy(symbols))
+
+    def evaluate(self, env: Mapping[str, float]) -> float:
+        """The value in floats, with ``env`` giving a number for every name (canonical
+        magnitudes give the canonical magnitude of the result)."""
+        return fold(self.tree, _Float(env))
+
+    def fold(self, folder: Fold):
+        """``folder``'s value of the expression (see :class:`Fold`)."""
+        return fold(self.tree, folder)
 
     def constant_value(self) -> float | None:
         """The value if the expression has no names, else None."""
@@ -345,63 +436,62 @@ class Expr:
         Raises :class:`UnitError` for adding unlike dimensions, a dimensional function
         argument or a non-constant exponent of a dimensional base.
         """
-        return _DimensionWalker(self, units).visit(self.tree.body)
+        return fold(self.tree.body, _Dimension(self, units))
 
     def __str__(self) -> str:
         return self.text
 
 
-class _DimensionWalker:
+class _Dimension(Fold):
+    """The unit of the result (a Quantity of magnitude 1), given the unit of every name."""
+
     def __init__(self, expr: Expr, units: Mapping[str, pint.Unit]):
         self.expr, self.units = expr, units
 
     def error(self, msg: str) -> UnitError:
         return UnitError(f"expression {self.expr.text!r}: {msg}", self.expr.where)
 
-    def visit(self, node: ast.AST) -> pint.Quantity:
-        if isinstance(node, ast.Constant):
+    def number(self, value, node):
+        return ureg.Quantity(1.0)
+
+    def name(self, name, node):
+        return ureg.Quantity(1.0, self.units[name])
+
+    def negate(self, value, node):
+        return value
+
+    def call(self, function, arg, node):
+        if function in _SQRT_OK_WITH_UNITS:
+            return arg ** 0.5
+        if not arg.dimensionless:
+            raise self.error(f"{function}() needs a dimensionless argument, got "
+                             f"{dimension_text(arg.dimensionality)} in "
+                             f"{ast.unparse(node.args[0])!r}")
+        return ureg.Quantity(1.0)
+
+    def binary(self, op, a, b, node):
+        if op in ("+", "-"):
+            if a.dimensionality != b.dimensionality:
+                raise self.error(
+                    f"cannot {'add' if op == '+' else 'subtract'} "
+                    f"{dimension_text(a.dimensionality)} ({ast.unparse(node.left)!r}) and "
+                    f"{dimension_text(b.dimensionality)} ({ast.unparse(node.right)!r})")
+            return ureg.Quantity(1.0, a.units) if a.units == b.units else \
+                ureg.Quantity(1.0, (1 * b.units).to(a.units).units)
+        if op == "*":
+            return a * b
+        if op == "/":
+            return a / b
+        if not b.dimensionless:
+            raise self.error(f"exponent {ast.unparse(node.right)!r} must be dimensionless")
+        if a.dimensionless:
             return ureg.Quantity(1.0)
-        if isinstance(node, ast.Name):
-            return ureg.Quantity(1.0, self.units[node.id])
-        if isinstance(node, ast.UnaryOp):
-            return self.visit(node.operand)
-        if isinstance(node, ast.Call):
-            arg = self.visit(node.args[0])
-            name = node.func.id
-            if name in _SQRT_OK_WITH_UNITS:
-                return arg ** 0.5
-            if not arg.dimensionless:
-                raise self.error(f"{name}() needs a dimensionless argument, got "
-                                 f"{dimension_text(arg.dimensionality)} in "
-                                 f"{ast.unparse(node.args[0])!r}")
-            return ureg.Quantity(1.0)
-        if isinstance(node, ast.BinOp):
-            a, b = self.visit(node.left), self.visit(node.right)
-            op = type(node.op)
-            if op in (ast.Add, ast.Sub):
-                if a.dimensionality != b.dimensionality:
-                    raise self.error(
-                        f"cannot {'add' if op is ast.Add else 'subtract'} "
-                        f"{dimension_text(a.dimensionality)} ({ast.unparse(node.left)!r}) and "
-                        f"{dimension_text(b.dimensionality)} ({ast.unparse(node.right)!r})")
-                return ureg.Quantity(1.0, a.units) if a.units == b.units else \
-                    ureg.Quantity(1.0, (1 * b.units).to(a.units).units)
-            if op is ast.Mult:
-                return a * b
-            if op is ast.Div:
-                return a / b
-            # power
-            if not b.dimensionless:
-                raise self.error(f"exponent {ast.unparse(node.right)!r} must be dimensionless")
-            if a.dimensionless:
-                return ureg.Quantity(1.0)
-            exponent = Expr(ast.unparse(node.right)).constant_value()
-            if exponent is None:
-                raise self.error(f"{ast.unparse(node.left)!r} has units "
-                                 f"({dimension_text(a.dimensionality)}), so its exponent must "
-                                 f"be a number, got {ast.unparse(node.right)!r}")
-            return ureg.Quantity(1.0, a.units ** exponent)
-        raise AssertionError(node)
+        exponent = Expr(ast.unparse(node.right)).constant_value()
+        if exponent is None:
+            raise self.error(f"{ast.unparse(node.left)!r} has units "
+                             f"({dimension_text(a.dimensionality)}), so its exponent must "
+                             f"be a number, got {ast.unparse(node.right)!r}")
+        return ureg.Quantity(1.0, a.units ** exponent)
 
 
 def parse_expr(text: str, *, where: str | None = None) -> Expr:

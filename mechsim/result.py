@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pint
 
+from .accuracy import conservation_residuals, warn_if_inaccurate
 from .errors import ValidationError
 from .optional import require
 from .units import canonical_unit, format_unit, ureg
 
-__all__ = ["Diagnostics", "Result"]
+__all__ = ["Diagnostics", "Result", "build_result"]
 
 
 @dataclass(frozen=True)
@@ -190,3 +191,33 @@ class Result:
 
 def _report(canonical: np.ndarray, unit: pint.Unit) -> pint.Quantity:
     return ureg.Quantity(canonical, canonical_unit(1 * unit)).to(unit)
+
+
+def build_result(cm, parameters: np.ndarray, plan, grid: np.ndarray, trajectory, *,
+                 rtol: float, atol: np.ndarray, atol_given=None, regimen: str = "") -> Result:
+    """A :class:`Result` from a solver's :class:`~mechsim.solvers.Trajectory`: observables,
+    diagnostics, mass balance, and the numerical-honesty warnings."""
+    n = len(cm.state_names)
+    y_initial = np.asarray(cm.initial_state(parameters), dtype=float)
+    out = trajectory.states
+    residuals = conservation_residuals(cm, parameters, plan, grid, out, y_initial, atol)
+    warn_if_inaccurate(cm, out, residuals, rtol, atol)
+    pre_t = np.asarray(trajectory.pre_dose_days, dtype=float)
+    pre_states = np.asarray(trajectory.pre_dose_states, dtype=float).reshape(len(pre_t), n)
+    pre_obs = cm.observables(pre_t, pre_states.T, parameters).T \
+        if cm.observable_names and pre_t.size else np.empty((len(pre_t), 0))
+    diagnostics = Diagnostics(
+        method=trajectory.method, rtol=rtol,
+        atol=atol_given if isinstance(atol_given, float) else tuple(float(x) for x in atol),
+        steps=trajectory.steps, rhs_evaluations=trajectory.rhs_evaluations,
+        jacobian_evaluations=trajectory.jacobian_evaluations,
+        segments=len(plan.breakpoints(float(grid[-1]))) - 1,
+        conservation_residuals=residuals, failed_methods=trajectory.failed_methods)
+    return Result(
+        model=cm.name, time_days=grid, time_unit=cm.time_unit,
+        state_names=cm.state_names, state_units=cm.state_units, states=out,
+        observable_names=cm.observable_names, observable_units=cm.observable_units,
+        observables=cm.observables(grid, out, parameters) if cm.observable_names else
+        np.empty((0, len(grid))),
+        diagnostics=diagnostics, pre_dose_days=pre_t, pre_dose_states=pre_states,
+        pre_dose_observables=pre_obs, regimen=regimen)

@@ -327,8 +327,9 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
     from tqdm import tqdm
 
     from .analysis import dose_response
+    from .io import prepare_model
     from .plotting import plot_timecourse, save_figure
-    from .simulation import prepare_model, simulate
+    from .simulation import simulate
 
     if not isinstance(scenario, Scenario):
         scenario = read_scenario(scenario)

@@ -274,7 +274,8 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
     result does not depend on them.
     """
     from .batch import simulate_many
-    from .simulation import as_days, prepare_model
+    from .io import prepare_model
+    from .units import as_days
 
     base = prepare_model(trial.model, list(trial.params) or None, dict(trial.overrides))
     follow_up = as_days(trial.follow_up, "follow_up")

@@ -14,15 +14,17 @@ from functools import cache
 import numpy as np
 import pint
 
-from .errors import UnitError
+from .errors import UnitError, ValidationError
 
 __all__ = [
     "Quantity",
+    "as_days",
     "canonical_unit",
     "dimension_text",
     "format_quantity",
     "parse_quantity",
     "parse_unit",
+    "times_in_days",
     "to_canonical",
     "ureg",
 ]
@@ -146,3 +148,33 @@ def format_unit(u: pint.Unit) -> str:
         return ""
     # pint's symbol for litre is "l"; pharmacologists write "L" (and "mL", "uL").
     return _LITRE.sub(r"\1L", f"{u:~C}".replace("µ", "u"))
+
+
+def as_days(value, what: str) -> float:
+    """A time given as a Quantity or text (``"52 weeks"``) in days; bare numbers rejected."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise UnitError(f"`{what}` must be a time with a unit (e.g. '{value} day'), "
+                        f"got {value!r}")
+    q = parse_quantity(value, what=f"`{what}`")
+    if q.dimensionality != ureg.day.dimensionality:
+        raise UnitError(f"`{what}` must be a time, got {value!r} "
+                        f"({dimension_text(q.dimensionality)})")
+    days = to_canonical(q)
+    if not np.isfinite(days):
+        raise ValidationError(f"`{what}` must be a finite time, got {value!r}")
+    return days
+
+
+def times_in_days(values, what: str) -> np.ndarray:
+    """Times (a Quantity array, a text, or a sequence of texts/Quantities) in days."""
+    if isinstance(values, pint.Quantity):
+        if values.dimensionality != ureg.day.dimensionality:
+            raise UnitError(f"`{what}` must be times, got {dimension_text(values.dimensionality)}")
+        days = np.atleast_1d(values.to(ureg.day).magnitude).astype(float)
+    elif isinstance(values, str):
+        days = np.array([as_days(values, what)])
+    else:
+        days = np.array([as_days(v, what) for v in values], dtype=float)
+    if not np.all(np.isfinite(days)):
+        raise ValidationError(f"`{what}` must be finite times")
+    return days

@@ -543,8 +543,8 @@ def without(monkeypatch):
                 monkeypatch.delitem(sys.modules, name)
         monkeypatch.setitem(sys.modules, module, None)
         if module == "numba":
-            import mechsim.jit
-            monkeypatch.setattr(mechsim.jit, "numba", None)
+            from mechsim.solvers import ndf_kernel
+            monkeypatch.setattr(ndf_kernel, "numba", None)
     return hide
 
 

@@ -106,7 +106,7 @@ def test_lsoda_fallback_in_processes_matches_simulate(cd38):
                           every="1 day", method="LSODA", workers=2)
     for i in range(3):
         single = simulate(cd38.with_parameters({k: v[i] for k, v in patients.items()}),
-                          ISATUXIMAB, until="60 day", every="1 day")
+                          ISATUXIMAB, until="60 day", every="1 day", method="LSODA")
         np.testing.assert_array_equal(batch.states[i], single.states)
 
 
@@ -198,21 +198,21 @@ def test_a_solver_failure_names_the_run_and_the_time(write_model):
 def test_a_failed_run_is_redone_by_the_next_method(cd38, monkeypatch):
     """When NDF fails for one run, that run is integrated by Radau and reported; the others
     are untouched."""
-    from mechsim import simulation as simulation_module
+    from mechsim.solvers.ndf import NDF
 
     patients = lognormal_patients(cd38, 3)
     clean = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
                           every="1 day", workers=1)
-    real = simulation_module._solve_compiled
+    real = NDF.solve
     calls = {"n": 0}
 
-    def failing_second_run(*args):
+    def failing_second_run(self, problem):
         calls["n"] += 1
         if calls["n"] == 2:
             raise SolverError("injected failure")
-        return real(*args)
+        return real(self, problem)
 
-    monkeypatch.setattr(simulation_module, "_solve_compiled", failing_second_run)
+    monkeypatch.setattr(NDF, "solve", failing_second_run)
     redone = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
                            every="1 day", workers=1)
     assert redone.fallbacks == ((1, "Radau"),)

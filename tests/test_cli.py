@@ -76,15 +76,17 @@ def test_run_a_builtin_scenario_by_name_from_an_empty_folder(tmp_path):
 def test_ctrl_c_during_a_run_exits_130_and_leaves_nothing(tmp_path):
     # the run takes tens of seconds; the interrupt arrives while it simulates
     # (a shell running the tests in the background ignores SIGINT, and children inherit
-    # that: restore the default so the child behaves as at a terminal)
-    proc = subprocess.Popen([sys.executable, "-m", "mechsim", "run", "icaria_mm",
-                             "--trial-size", "400", "--out", "r"], cwd=tmp_path,
+    # that: the child restores Python's own handler, as at a terminal)
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+             "signal.default_int_handler); sys.argv = ['mechsim', 'run', 'icaria_mm', "
+             "'--trial-size', '400', '--out', 'r']; runpy.run_module('mechsim', "
+             "run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", start], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, MPLBACKEND="Agg"),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            env=dict(os.environ, MPLBACKEND="Agg"))
     time.sleep(6)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err == "mechsim: interrupted; no partial output was left\n"
     assert list(tmp_path.iterdir()) == []

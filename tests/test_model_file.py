@@ -8,7 +8,7 @@ from toy_models import TMDD
 
 import mechsim
 from mechsim import ParseError, UnitError, ValidationError, load_model, load_params
-from mechsim.simulation import prepare_model
+from mechsim.io import prepare_model
 
 
 def test_tmdd_toy_loads_and_conservation_laws_are_found(write_model):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import mechsim
-from mechsim import ParseError, SolverError, ValidationError
-from mechsim import simulation as simulation_module
+from mechsim import ParseError, SolverError, ValidationError, accuracy
 from mechsim.compile import compile_model
 from mechsim.errors import NumericalWarning
 from mechsim.io.atomic import write_atomically
 from mechsim.io.toml_source import MAX_FILE_BYTES
+from mechsim.solvers.ndf import NDF
 
 REGIMEN = "100 mg iv every 7 days x 3"
 
@@ -23,10 +23,10 @@ def test_simulate_falls_back_to_another_stiff_method_and_says_so(monkeypatch):
     failure in the diagnostics; the values agree with a direct Radau run."""
     pytest.importorskip("numba")
 
-    def failing(*args):
+    def failing(self, problem):
         raise SolverError("injected failure; hint: none")
 
-    monkeypatch.setattr(simulation_module, "_solve_compiled", failing)
+    monkeypatch.setattr(NDF, "solve", failing)
     with pytest.warns(NumericalWarning, match=r"solver NDF failed \(injected failure\).*Radau"):
         got = mechsim.simulate("one_compartment", REGIMEN, until="21 day", method="NDF")
     assert got.diagnostics.method == "Radau"
@@ -55,7 +55,7 @@ def test_negative_excursion_beyond_tolerance_is_named(cm):
     i = cm.state_names.index("C")
     out[i, 3] = -1e-3  # far below -(atol + rtol * peak) = -(1e-12 + 1e-8)
     with pytest.warns(NumericalWarning, match=r"state C went negative, down to -0\.001"):
-        simulation_module._warn_if_inaccurate(cm, out, {}, 1e-8, atol)
+        accuracy.warn_if_inaccurate(cm, out, {}, 1e-8, atol)
 
 
 def test_negative_noise_within_tolerance_is_not_reported(cm):
@@ -64,14 +64,14 @@ def test_negative_noise_within_tolerance_is_not_reported(cm):
     out[0, 2] = -5e-9  # within rtol * peak = 1e-8
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        simulation_module._warn_if_inaccurate(cm, out, {"C + E": 1e-7}, 1e-8, atol)
+        accuracy.warn_if_inaccurate(cm, out, {"C + E": 1e-7}, 1e-8, atol)
 
 
 def test_conservation_drift_above_tolerance_is_named(cm):
     out = np.ones((len(cm.state_names), 3))
     atol = np.full(len(cm.state_names), 1e-12)
     with pytest.warns(NumericalWarning, match=r"conservation law C \+ E drifted by 0\.002"):
-        simulation_module._warn_if_inaccurate(cm, out, {"C + E": 2e-3}, 1e-8, atol)
+        accuracy.warn_if_inaccurate(cm, out, {"C + E": 2e-3}, 1e-8, atol)
 
 
 def test_loose_tolerances_on_a_real_run_are_reported():

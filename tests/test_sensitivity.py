@@ -24,7 +24,7 @@ from mechsim.analysis.sensitivity import (
     ranges_from_params,
     sobol_indices,
 )
-from mechsim.simulation import prepare_model
+from mechsim.io import prepare_model
 
 DOSE = 1000.0  # nmol
 
@@ -299,11 +299,11 @@ def test_results_are_frozen():
 @pytest.fixture
 def no_simulation(monkeypatch):
     """Fail the test if anything reaches the integrator."""
-    import mechsim.simulation
+    import mechsim.solvers
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a simulation ran before the error was raised")
-    monkeypatch.setattr(mechsim.simulation, "integrate", forbidden)
+    monkeypatch.setattr(mechsim.solvers, "solve", forbidden)
 
 
 LOCAL = dict(model="one_compartment", regimen="1000 nmol iv", metric="max(C)",

@@ -18,7 +18,7 @@ import pint
 
 from ..errors import RegimenError, ValidationError
 from ..units import format_quantity, format_unit, parse_quantity, ureg
-from .metrics import Metric
+from .metrics import Metric, MetricSet
 
 __all__ = [
     "ExposureResponse",
@@ -160,8 +160,8 @@ class ExposureResponse:
 
 def dose_response(model, regimen: str, doses, metric: str | Metric, *, until,
                   background: str | None = None, n: int = 25, params=None, overrides=None,
-                  every=None, rtol: float = 1e-8, atol=1e-12, progress: bool = False
-                  ) -> ExposureResponse:
+                  every=None, rtol: float = 1e-8, atol=None, progress: bool = False,
+                  workers: int | None = None, executor=None) -> ExposureResponse:
     """Simulate each dose and fit an Emax/Hill curve to a metric.
 
     Parameters
@@ -180,6 +180,12 @@ def dose_response(model, regimen: str, doses, metric: str | Metric, *, until,
     background
         Regimen given in every run, including the no-drug one (e.g. a backbone therapy:
         ``"4 mg oral on days 1-21 of 28-day cycles"``).
+    params, overrides, every, rtol, atol
+        As in :func:`mechsim.simulate` (the same defaults: ``atol`` 1e-12 of each state's
+        own unit).
+    workers, executor
+        How the runs are spread (threads, processes or a Dask client, as in
+        :func:`mechsim.simulate_many`); the result does not depend on them.
 
     Returns
     -------
@@ -193,11 +199,13 @@ def dose_response(model, regimen: str, doses, metric: str | Metric, *, until,
     >>> dr.y.magnitude.round(1).tolist()
     [0.0, 0.1, 0.6, 3.2, 17.8, 100.0]
     """
-    from ..simulation import prepare_model, simulate  # the simulator sits above analysis inputs
+    from ..batch import measure_many
+    from ..dosing import Regimen
+    from ..runspec import RunSpec
 
     several = isinstance(metric, (list, tuple))
-    metrics = [m if isinstance(m, Metric) else Metric.parse(m)
-               for m in (metric if several else [metric])]
+    metrics = tuple(m if isinstance(m, Metric) else Metric.parse(m)
+                    for m in (metric if several else [metric]))
     if not metrics:
         raise ValidationError("give at least one metric")
     if not isinstance(regimen, str) or "{dose}" not in regimen:
@@ -206,19 +214,18 @@ def dose_response(model, regimen: str, doses, metric: str | Metric, *, until,
     dose_values = dose_range(doses, n) if isinstance(doses, str) else doses
     if not isinstance(dose_values, pint.Quantity) or np.ndim(dose_values.magnitude) != 1:
         raise ValidationError("doses must be a range text or a 1-D Quantity array")
-    model = prepare_model(model, params, overrides)
-    from ..dosing import Regimen
     base = Regimen.parse(background or "")
     # every regimen is parsed before any run, so a typo fails at once
     regimens = [Regimen.parse(regimen.replace("{dose}", format_quantity(d))) & base
                 for d in dose_values]
-
-    from tqdm import tqdm
-    values = []
-    for reg in tqdm([base, *regimens], desc="dose-response", unit="run",
-                    disable=not progress, leave=False):
-        res = simulate(model, reg, until=until, every=every, rtol=rtol, atol=atol)
-        values.append([m(res) for m in metrics])
+    spec = RunSpec.build(model, base, until=until, params=params, overrides=overrides,
+                         every=every, rtol=rtol, atol=atol)
+    runs = [base, *regimens]
+    values = measure_many(spec, np.tile(spec.parameters, (len(runs), 1)), MetricSet(metrics),
+                          runs, workers=workers, executor=executor, progress=progress,
+                          labels=[f"dose {format_quantity(d)}" for d in [0 * dose_values[0],
+                                                                        *dose_values]])
+    model = spec.model
     x = ureg.Quantity(np.concatenate([[0.0], dose_values.magnitude]), dose_values.units)
     description = f"{model.name}: {regimen}" + (f" + {background}" if background else "")
     curves = []

@@ -33,7 +33,7 @@ import pint
 from ..errors import ValidationError
 from ..units import format_quantity, parse_quantity, ureg
 
-__all__ = ["METRICS", "Metric"]
+__all__ = ["METRICS", "Metric", "MetricSet"]
 
 _CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_]\w*)\s*(?:,(.*))?\)\s*$")
 
@@ -158,6 +158,24 @@ class Metric:
         y_a = y[at_a[-1]] if at_a.size else np.interp(a, t, y)
         y_b = y[at_b[0]] if at_b.size else np.interp(b, t, y)
         return np.concatenate([[a], t[inner], [b]]), np.concatenate([[y_a], y[inner], [y_b]])
+
+
+@dataclass(frozen=True)
+class MetricSet:
+    """Several metrics of one run, as one picklable callable (it travels to worker
+    processes with the runs it measures).  With ``finite``, a metric that is NaN or
+    infinite is an error rather than a value."""
+
+    metrics: tuple[Metric, ...]
+    finite: bool = False
+
+    def __call__(self, result) -> list[pint.Quantity]:
+        values = [m(result) for m in self.metrics]
+        if self.finite:
+            for m, v in zip(self.metrics, values):
+                if not np.isfinite(v.magnitude):
+                    raise ValidationError(f"metric {m} is {v.magnitude}")
+        return values
 
 
 def _time_where(t, y, level, inside) -> float:

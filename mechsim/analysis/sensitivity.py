@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import pint
 
-from ..errors import MechsimError, RegimenError, SolverError, UnitError, ValidationError
+from ..errors import MechsimError, UnitError, ValidationError
 from ..optional import require
 from ..units import dimension_text, format_quantity, format_unit, parse_quantity, to_canonical, ureg
-from .metrics import Metric
+from .metrics import Metric, MetricSet
 
 __all__ = [
     "LocalSensitivity",
@@ -46,48 +45,26 @@ _RANGE_TEXT = re.compile(r"^\s*([0-9.eE+-]+)\s*\.\.\s*([0-9.eE+-]+)\s*(.*)$")
 
 # ---- shared machinery -------------------------------------------------------------------------
 class _Runs:
-    """One model, regimen and set of metrics; runs parameter vectors (canonical units).
-
-    Mirrors :func:`mechsim.simulation.simulate` step by step (layering, compiling, dose plan,
-    output grid, integration) but builds the model once and varies only the parameter vector.
-    """
+    """One run specification and a set of metrics; runs parameter vectors (canonical units)
+    through :func:`mechsim.batch.measure_many`, each exactly as :func:`mechsim.simulate`
+    would run it."""
 
     def __init__(self, model, regimen, metrics, *, until, params, overrides, every, rtol, atol,
                  default_atol: float = 1e-12):
-        from ..compile import compile_model
-        from ..dosing import Regimen
-        from ..simulation import as_days, prepare_model
+        from ..io import prepare_model
+        from ..runspec import RunSpec
 
-        self.model = prepare_model(model, params, overrides)
-        self.cm = compile_model(self.model)
-        self.p0 = self.cm.parameter_vector(self.model.parameters_by_name)
-        self.end = as_days(until, "until")
-        if not self.end > 0:
-            raise ValidationError(f"`until` must be after 0, got {until!r}")
-        if regimen is None:
-            self.regimen = Regimen.none()
-        elif isinstance(regimen, Regimen):
-            self.regimen = regimen
-        elif isinstance(regimen, str):
-            self.regimen = Regimen.parse(regimen)
-        else:
-            raise RegimenError(f"regimen must be a Regimen or text, got "
-                               f"{type(regimen).__name__}")
-        n_states = len(self.cm.state_names)
+        prepared = prepare_model(model, params, overrides)
         if atol is None:  # default_atol of each state's own unit (pg/mL for IL-6 in pg/mL)
-            atol = default_atol * np.array([to_canonical(ureg.Quantity(1.0, u))
-                                            for u in self.cm.state_units])
-        atol_values = np.asarray(atol, dtype=float)
-        if not (isinstance(rtol, (int, float)) and rtol > 0 and np.all(atol_values > 0)
-                and (atol_values.ndim == 0 or atol_values.shape == (n_states,))):
-            raise ValidationError(f"`rtol` must be positive and `atol` positive, one value or "
-                                  f"{n_states} (one per state); got {rtol!r}, {atol!r}")
-        self.every, self.rtol, self.atol = every, rtol, atol
+            atol = default_atol * np.array([to_canonical(ureg.Quantity(1.0, s.unit))
+                                            for s in prepared.species])
+        self.spec = RunSpec.build(prepared, regimen, until=until, every=every, rtol=rtol,
+                                  atol=atol)
+        self.model, self.cm, self.p0 = prepared, self.spec.compiled, self.spec.parameters
+        self.end, self.regimen = self.spec.until, self.spec.regimen
         self.metrics = metrics
         self.description = f"{self.model.name}: {self.regimen}"
         plan = self.plan(self.p0)
-        from ..simulation import output_grid
-        output_grid(plan.breakpoints(self.end), self.end, None, every)  # a bad `every` fails now
         for m in metrics:
             _check_metric(m, self.cm, self.end, plan)
 
@@ -102,9 +79,8 @@ class _Runs:
         return self.cm.parameter_names.index(name)
 
     def plan(self, p: np.ndarray, label: str = ""):
-        from ..simulation import dose_plan
         try:
-            return dose_plan(self.cm, self.regimen, p, self.end)
+            return self.spec.plan(p)
         except MechsimError as exc:
             if not label:
                 raise
@@ -112,79 +88,15 @@ class _Runs:
 
     def evaluate(self, jobs, *, progress: bool, desc: str, workers: int | None,
                  executor=None):
-        """Metric values (one list of Quantities per job) for ``[(p, plan, label), ...]``.
+        """Metric values (one list of Quantities per job) for ``[(p, plan, label), ...]``
+        (each plan was built first, so an impossible parameter set failed before any run,
+        with its label)."""
+        from ..batch import measure_many
 
-        The first job runs here (it also generates the model's functions, which forked
-        workers then inherit); with ``workers`` the rest run in worker processes, each given
-        the model once (initializer) rather than with every chunk of jobs.  An ``executor``
-        (a ``concurrent.futures`` pool or a Dask client) gets chunks of jobs instead.
-        """
-        from tqdm import tqdm
-
-        args = (self.cm, str(self.regimen), self.end, self.every, self.rtol, self.atol,
-                self.metrics)
-        with tqdm(total=len(jobs), desc=desc, unit="run", disable=not progress,
-                  leave=False) as bar:
-            rows = [_evaluate_one(args, jobs[0])]
-            bar.update()
-            if executor is not None:
-                size = max(1, (len(jobs) - 1) // (8 * (workers or os.cpu_count() or 1)))
-                chunks = [jobs[i:i + size] for i in range(1, len(jobs), size)]
-                futures = [executor.submit(_evaluate_chunk, args, c) for c in chunks]
-                for future, chunk in zip(futures, chunks):
-                    rows.extend(future.result())
-                    bar.update(len(chunk))
-            elif workers is None or workers <= 1 or len(jobs) < 3:
-                for job in jobs[1:]:
-                    rows.append(_evaluate_one(args, job))
-                    bar.update()
-            else:
-                from concurrent.futures import ProcessPoolExecutor
-
-                chunk = max(1, (len(jobs) - 1) // (8 * workers))
-                with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                                         initargs=(args,)) as pool:
-                    for row in pool.map(_evaluate_in_worker, jobs[1:], chunksize=chunk):
-                        rows.append(row)
-                        bar.update()
-        return rows
-
-
-_WORKER_ARGS = None  # set once in each worker process by _init_worker
-
-
-def _init_worker(args) -> None:
-    from ..batch import ignore_interrupts
-
-    global _WORKER_ARGS  # noqa: PLW0603  (one job description per worker process)
-    _WORKER_ARGS = args
-    ignore_interrupts()
-
-
-def _evaluate_in_worker(job):
-    return _evaluate_one(_WORKER_ARGS, job)
-
-
-def _evaluate_chunk(args, jobs):
-    return [_evaluate_one(args, job) for job in jobs]
-
-
-def _evaluate_one(args, job) -> list[pint.Quantity]:
-    """Run one parameter vector and compute every metric (also used in worker processes)."""
-    from ..simulation import integrate, output_grid
-
-    cm, regimen_text, end, every, rtol, atol, metrics = args
-    p, plan, label = job
-    grid = output_grid(plan.breakpoints(end), end, None, every)
-    try:
-        res = integrate(cm, p, plan, grid, rtol=rtol, atol=atol, regimen_text=regimen_text)
-    except SolverError as exc:
-        raise SolverError(f"{exc.message} ({label})" if label else exc.message) from None
-    values = [m(res) for m in metrics]
-    for m, v in zip(metrics, values):
-        if not np.isfinite(v.magnitude):
-            raise ValidationError(f"metric {m} is {v.magnitude} ({label or 'nominal values'})")
-    return values
+        matrix = np.array([p for p, _, _ in jobs])
+        return measure_many(self.spec, matrix, MetricSet(tuple(self.metrics), finite=True),
+                            labels=[label or "nominal values" for _, _, label in jobs],
+                            workers=workers, executor=executor, progress=progress)
 
 
 def _parse_metrics(metric) -> tuple[list[Metric], bool]:
@@ -477,7 +389,7 @@ def ranges_from_params(model, parameters: Iterable[str] | None = None, *, factor
     >>> ranges_from_params("one_compartment", ["CL"], params="one_compartment_typical")
     {'CL': (<Quantity(0.1, 'liter / day')>, <Quantity(0.4, 'liter / day')>)}
     """
-    from ..simulation import prepare_model
+    from ..io import prepare_model
 
     if not (isinstance(factor, (int, float)) and not isinstance(factor, bool)
             and math.isfinite(factor) and factor > 1):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from difflib import get_close_matches
 from pathlib import Path
 
+import pint
+
 from ..errors import ParseError, ValidationError
+from ..expr import Expr
 from ..model import Parameter
 from ..units import parse_quantity, parse_unit, ureg
 from .toml_source import TomlSource
 
-__all__ = ["builtin_dir", "builtin_names", "read_parameter_table", "resolve"]
+__all__ = ["builtin_dir", "builtin_names", "read_parameter_table", "resolve", "value_or_expr"]
 
 
 #: Where each kind of built-in file lives in a source checkout; an installed package has a
@@ -92,3 +96,22 @@ def read_parameter_table(src: TomlSource, table: tuple[str, ...], raw: dict, *,
         if q.magnitude != q.magnitude:  # NaN means "declared, no value" internally
             raise ParseError(f"parameter {name}: value must be a number, got {value!r}", where)
         yield Parameter(name, q, source, note, where)
+
+
+# A literal quantity is a number, whitespace, then a unit: "3 L", "0 nM", "1e5 1/(M*s)".
+# The unit must start like a unit ("L", "µg", "1/day", "(M*s)"), so "2 * V" stays an expression.
+_QUANTITY = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\s+[A-Za-zµμ%(1].*)?\s*$")
+
+
+def value_or_expr(raw, what: str, where: str) -> Expr | pint.Quantity:
+    """A literal quantity (``"3 L"``, ``0``) or an expression (``"V1"``, ``"R0*2"``)."""
+    if isinstance(raw, bool):
+        raise ParseError(f"{what} must be a quantity or an expression, got {raw!r}", where)
+    if isinstance(raw, (int, float)):
+        return parse_quantity(raw, what=what, where=where)
+    if not isinstance(raw, str):
+        raise ParseError(f"{what} must be a quantity or an expression in quotes, got "
+                         f"{raw!r}", where)
+    if _QUANTITY.match(raw):
+        return parse_quantity(raw, what=what, where=where)
+    return Expr(raw, where)

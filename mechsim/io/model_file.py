@@ -9,23 +9,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pint
-
 from ..errors import MechsimError, ParseError, UnitError, ValidationError
 from ..expr import Expr
 from ..model import Compartment, Drug, Model, Reaction, Route, Rule, Species
-from ..units import parse_quantity, parse_unit, ureg
-from .common import read_parameter_table, resolve
+from ..units import parse_unit, ureg
+from .common import read_parameter_table, resolve, value_or_expr
 from .params_file import read_params
 from .toml_source import TomlSource
 
-__all__ = ["load_model", "read_model", "value_or_expr"]
+__all__ = ["load_model", "read_model"]
 
 _SECTIONS = {"model", "drugs", "compartments", "parameters", "species", "reactions", "rules",
              "routes"}
-# A literal quantity is a number, whitespace, then a unit: "3 L", "0 nM", "1e5 1/(M*s)".
-# The unit must start like a unit ("L", "µg", "1/day", "(M*s)"), so "2 * V" stays an expression.
-_QUANTITY = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\s+[A-Za-zµμ%(1].*)?\s*$")
 _TERM = re.compile(r"^\s*(?:(\d+\.?\d*|\.\d+)\s+)?([A-Za-z_]\w*)\s*$")
 
 
@@ -39,7 +34,7 @@ def load_model(name_or_path: str | Path) -> Model:
     """
     path = resolve(name_or_path, "models")
     if path.suffix.lower() in (".xml", ".sbml"):
-        from .sbml import read_sbml  # needs the sbml extra
+        from .sbml_import import read_sbml  # needs the sbml extra
 
         return read_sbml(path)
     return read_model(path)
@@ -48,20 +43,6 @@ def load_model(name_or_path: str | Path) -> Model:
 def read_model(path: Path | str) -> Model:
     """Read and validate one model file."""
     return _ModelReader(TomlSource.read(path)).model()
-
-
-def value_or_expr(raw, what: str, where: str) -> Expr | pint.Quantity:
-    """A literal quantity (``"3 L"``, ``0``) or an expression (``"V1"``, ``"R0*2"``)."""
-    if isinstance(raw, bool):
-        raise ParseError(f"{what} must be a quantity or an expression, got {raw!r}", where)
-    if isinstance(raw, (int, float)):
-        return parse_quantity(raw, what=what, where=where)
-    if not isinstance(raw, str):
-        raise ParseError(f"{what} must be a quantity or an expression in quotes, got "
-                         f"{raw!r}", where)
-    if _QUANTITY.match(raw):
-        return parse_quantity(raw, what=what, where=where)
-    return Expr(raw, where)
 
 
 class _ModelReader:

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from .codegen import generate
+from ..codegen import generate
 
 __all__ = ["STATUS_TEXT", "available", "compiled_runner"]
 
