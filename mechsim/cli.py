@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -95,10 +94,7 @@ def _check_suffix(path: str | None, allowed: tuple[str, ...], flag: str) -> Path
     return p
 
 
-def _atomic_write(path: Path, write) -> None:
-    from .io.atomic import write_atomically
-
-    write_atomically(path, write)
+def _wrote(path: Path) -> None:
     print(f"wrote {path}")
 
 
@@ -130,96 +126,27 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .compile import compile_model
-    from .expr import Expr
+    from .describe import describe_model
     from .io import prepare_model
-    from .units import format_quantity, format_unit
 
-    model = prepare_model(args.model, args.params, _parse_sets(args.set))
-    print(f"model {model.name}: {model.description}")
-    print(f"  file: {model.source}")
-    if model.parameter_sets:
-        print(f"  parameter sets applied: {', '.join(model.parameter_sets)}")
-    print("\nspecies:")
-    for s in model.species:
-        where = f"in {s.compartment}" if s.compartment else "amount"
-        initial = s.initial if isinstance(s.initial, Expr) else format_quantity(s.initial)
-        print(f"  {s.name:<22} [{format_unit(s.unit) or '1'}] {where}, initial {initial}")
-    print("\nparameters:")
-    for p in model.parameters:
-        origin = p.source or p.note or "no source given"
-        print(f"  {p.name:<18} {p.value.magnitude:<12.6g} {format_unit(p.value.units) or '1':<10}"
-              f" {origin}")
-    print("\nreactions:")
-    for r in model.reactions:
-        print(f"  {r.name:<26} {r.equation:<34} rate = {r.rate}")
-    if model.rules:
-        print("\nobservables (rules):")
-        for r in model.rules:
-            unit = format_unit(model.rule_units[r.name]) or "1"
-            print(f"  {r.name:<18} = {r.expr}   [{unit}]")
-    if model.routes:
-        print("\ndosing routes:")
-        for r in model.routes:
-            extra = "".join(f", {k} {v}" for k, v in (("bioavailability", r.bioavailability),
-                                                       ("lag", r.lag)) if v is not None)
-            print(f"  {r.name:<6} -> {r.target}{f' (drug {r.drug})' if r.drug else ''}{extra}")
-    laws = compile_model(model).conservation_laws
-    print("\nconservation laws (constant without doses):")
-    for law in laws:
-        print(f"  {law}")
-    if not laws:
-        print("  none")
+    print(describe_model(prepare_model(args.model, args.params, _parse_sets(args.set))))
     return 0
 
 
 def cmd_check(args) -> int:
-    from .compile import compile_model
-    from .io import load_model
-    from .simulation import simulate
+    from .checks import check_model
 
-    target = Path(args.model)
-    if (target.suffix or "/" in args.model) and not target.is_file():
-        raise ValidationError(f"no such file: {args.model}")
-    try:
-        model = load_model(args.model)
-    except MechsimError as exc:
-        if "unknown built-in" in exc.message:
-            raise
-        print(f"FAIL load and unit check: {exc}")
-        return 1
-    print(f"ok   load and unit check: {len(model.species)} species, {len(model.reactions)} "
-          f"reactions, {len(model.parameters)} parameters")
-    cm = compile_model(model)
-    laws = ", ".join(map(str, cm.conservation_laws)) or "none"
-    print(f"ok   compiled; conservation laws: {laws}")
-    regimen = "; ".join(f"1 {_test_dose_unit(info)} {name}"
-                        for name, info in cm.routes.items()) or None
-    try:
-        res = simulate(model, regimen, until="2 day")
-    except MechsimError as exc:
-        print(f"FAIL short simulation ({regimen or 'no doses'}): {exc}")
-        return 1
-    worst = res.diagnostics.max_conservation_residual
-    status = "ok  " if worst < 1e-6 else "FAIL"
-    print(f"{status} 2-day simulation with {regimen or 'no doses'}: "
-          f"{res.diagnostics.steps} steps, mass-balance residual {worst:.1e}")
-    return 0 if worst < 1e-6 else 1
-
-
-def _test_dose_unit(route) -> str:
-    """A unit a small test dose can be given in by this route without extra parameters."""
-    if route.molecular_weight is None:
-        return "nmol" if route.amount_kind == "substance" else "mg"
-    return "mg"
+    report = check_model(args.model)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def cmd_simulate(args) -> int:
+    from .io.result_files import WRITERS, format_table, write_result
     from .plotting import plot_timecourse, save_figure
     from .simulation import simulate
-    from .units import format_unit
 
-    out = _check_suffix(args.out, (".csv", ".json"), "--out")
+    out = _check_suffix(args.out, tuple(WRITERS), "--out")
     plot = _check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
     res = simulate(args.model, args.regimen, until=args.until, every=args.every,
                    params=args.params, overrides=_parse_sets(args.set))
@@ -227,24 +154,10 @@ def cmd_simulate(args) -> int:
     for name in names:
         res.unit(name)  # unknown names fail before anything is written
     if out is None:
-        header = [f"time [{format_unit(res.time_unit)}]"] + \
-            [f"{n} [{format_unit(res.unit(n)) or '1'}]" for n in names]
-        print("\t".join(header))
-        columns = [res.time.magnitude] + [res[n].magnitude for n in names]
-        for row in zip(*columns):
-            print("\t".join(f"{v:.6g}" for v in row))
-    elif out.suffix.lower() == ".csv":
-        _atomic_write(out, lambda p: res.to_csv(p, names))
+        print(format_table(res, names))
     else:
-        diag = res.diagnostics
-        record = {"model": res.model, "regimen": res.regimen,
-                  "time": {"unit": format_unit(res.time_unit),
-                           "values": res.time.magnitude.tolist()},
-                  "outputs": {n: {"unit": format_unit(res.unit(n)) or "1",
-                                  "values": res[n].magnitude.tolist()} for n in names},
-                  "diagnostics": {"steps": diag.steps,
-                                  "conservation_residuals": dict(diag.conservation_residuals)}}
-        _atomic_write(out, lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
+        write_result(res, out, names)
+        print(f"wrote {out}")
     if plot is not None:
         axes = plot_timecourse(res, names[:9])
         fig = axes.ravel()[0].figure
@@ -276,7 +189,8 @@ def cmd_dose_response(args) -> int:
     if out is not None:
         for k, curve in enumerate(curves):
             path = out if len(curves) == 1 else out.with_name(f"{out.stem}_{k + 1}{out.suffix}")
-            _atomic_write(path, curve.to_csv)
+            curve.to_csv(path)
+            _wrote(path)
     if plot is not None:
         for k, curve in enumerate(curves):
             path = plot if len(curves) == 1 else \
@@ -326,7 +240,8 @@ def cmd_sensitivity(args) -> int:
         suffix = "" if len(results) == 1 else f"_{k + 1}"
         if out is not None:
             path = out.with_name(f"{out.stem}{suffix}{out.suffix}")
-            _atomic_write(path, result.to_csv)
+            result.to_csv(path)
+            _wrote(path)
         if plot is not None:
             path = plot.with_name(f"{plot.stem}{suffix}{plot.suffix}")
             save_figure(result.plot().figure, path)
@@ -335,13 +250,15 @@ def cmd_sensitivity(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .io.atomic import write_text_atomically
     from .io.sbml import export_sbml, sbml_warnings, validate_sbml
 
     out = _check_suffix(args.out, (".xml", ".sbml"), "-o/--out")
     text = export_sbml(args.model, args.regimen, until=args.until, params=args.params,
                        overrides=_parse_sets(args.set))
     errors, warnings = validate_sbml(text), sbml_warnings(text)
-    _atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
+    write_text_atomically(out, text)
+    _wrote(out)
     print(f"libsbml consistency check: {len(errors)} errors, {len(warnings)} warnings")
     for message in errors:
         print(f"  {message}")
@@ -357,30 +274,20 @@ def cmd_run(args) -> int:
         raise ValidationError(f"--trial-size must be a positive integer, got {args.trial_size}")
     _check_workers(args.workers)
     with _executor(args.scheduler) as executor:
-        run_scenario(scenario, out, progress=not args.quiet, command=args.command_line,
-                     workers=args.workers, executor=executor, trial_size=args.trial_size)
-    for path in sorted(out.iterdir()):
+        run = run_scenario(scenario, out, progress=not args.quiet, command=args.command_line,
+                           workers=args.workers, executor=executor, trial_size=args.trial_size)
+    for path in run.files:
         print(f"wrote {path}")
-    if (out / "trial_summary.csv").exists():
-        _print_trial_summary(out / "trial_summary.csv")
+    if run.trial is not None:
+        print("\nvirtual trial (simulated [95 % CI] | published):")
+        print(run.trial.summary_text())
     return 0
 
 
-def _print_trial_summary(path: Path) -> None:
-    import csv
-
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    print("\nvirtual trial (simulated [95 % CI] | published):")
-    for arm, endpoint, value, low, high, unit, published in rows[1:]:
-        ci = f" [{float(low):.3g}, {float(high):.3g}]" if low and high else ""
-        pub = f" | {float(published):.4g}" if published else ""
-        print(f"  {arm:8s} {endpoint:28s} {float(value):.4g}{ci} {unit}{pub}")
-
-
 def _check_workers(workers) -> None:
-    if workers is not None and workers < 1:
-        raise ValidationError(f"--workers must be a positive integer, got {workers}")
+    from .runner import positive
+
+    positive("--workers", workers, 1)
 
 
 @contextlib.contextmanager

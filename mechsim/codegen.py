@@ -88,9 +88,9 @@ def _safe_exp(x):
 
 _HELPERS = {
     "scalar": {"_pow": _safe_pow, "_log": _safe_log, "_sqrt": _safe_sqrt, "_exp": _safe_exp,
-               "_abs": abs, "_sign": np.sign, "_array": np.array, "_zeros": np.zeros},
+               "_abs": abs, "_sign": np.sign, "_zeros": np.zeros},
     "vector": {"_pow": _vector_pow, "_log": np.log, "_sqrt": np.sqrt, "_exp": np.exp,
-               "_abs": np.abs, "_sign": np.sign, "_array": np.array, "_zeros": np.zeros,
+               "_abs": np.abs, "_sign": np.sign, "_zeros": np.zeros,
                "_shape": np.shape},
 }
 

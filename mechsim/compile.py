@@ -9,6 +9,7 @@ expressions travel, generated functions are rebuilt on first use after unpicklin
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import reduce
@@ -21,7 +22,7 @@ from .codegen import generate, protect_powers
 from .errors import RegimenError, ValidationError
 from .expr import TIME, Expr
 from .model import Model, Parameter
-from .units import canonical_unit, to_canonical, ureg
+from .units import to_canonical, ureg
 
 __all__ = ["CompiledModel", "ConservationLaw", "RouteInfo", "compile_model"]
 
@@ -175,7 +176,10 @@ class CompiledModel:
 
 
 # ---- building -------------------------------------------------------------------------------
-_CACHE: dict = {}
+#: Compiled models by structure, most recently used last; a long session that builds many
+#: distinct models (a fit, a mutation check) keeps only the last CACHE_SIZE.
+CACHE_SIZE = 64
+_CACHE: OrderedDict = OrderedDict()
 
 
 def _structure_key(model: Model):
@@ -188,12 +192,15 @@ def compile_model(model: Model) -> CompiledModel:
     """Compile a model's structure (cached: models differing only in values share one)."""
     key = _structure_key(model)
     try:
+        _CACHE.move_to_end(key)
         return _CACHE[key]
     except KeyError:
         pass
     except TypeError:  # unhashable part; compile without caching
         return _Compiler(model).build()
     compiled = _CACHE[key] = _Compiler(model).build()
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return compiled
 
 
@@ -353,8 +360,3 @@ def _law_text(vec, names, volumes: list[str]) -> str:
         parts.append((sign, f"{coeff}{term}"))
     text = " ".join(f"{s} {t}" for s, t in parts)
     return text[2:] if text.startswith("+ ") else "-" + text[2:]
-
-
-def canonical_state_units(model: Model) -> tuple[pint.Unit, ...]:
-    """The canonical unit each state is solved in."""
-    return tuple(canonical_unit(1 * s.unit) for s in model.species)

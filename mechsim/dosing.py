@@ -510,14 +510,6 @@ class Regimen(_ByValue):
                 start += block.span_days()
         return total
 
-    def discontinuities(self, until: float) -> tuple[float, ...]:
-        """Sorted unique times in ``(0, until)`` where dosing changes: doses and infusion ends."""
-        times = set()
-        for adm in self.administrations(until):
-            length = adm.dose.infusion_duration_days()
-            times.update((adm.time,) if length is None else (adm.time, adm.time + length))
-        return tuple(sorted(t for t in times if 0 < t < until))
-
     def __str__(self) -> str:
         return "; ".join(map(_sequence_text, self.sequences)) or "none"
 

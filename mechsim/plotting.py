@@ -21,7 +21,7 @@ def _unit_text(unit) -> str:
     return text if text else "relative"
 
 
-def plot_timecourse(results, names: Sequence[str], *, axes=None, time_unit: str | None = None,
+def plot_timecourse(results, names: Sequence[str], *, axes=None, time_unit=None,
                     log: Sequence[str] = (), units: Mapping[str, str] | None = None):
     """One panel per output, one line per result; returns the array of Axes.
 
@@ -43,7 +43,8 @@ def plot_timecourse(results, names: Sequence[str], *, axes=None, time_unit: str 
         _, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), sharex=True,
                                squeeze=False)
     flat = np.asarray(axes).ravel()
-    t_unit = time_unit or format_unit(first.time_unit)
+    t_unit = time_unit if isinstance(time_unit, str) else \
+        format_unit(time_unit if time_unit is not None else first.time_unit)
     for ax, name in zip(flat, names):
         for label, res in results.items():
             values = res[name].to(units[name]) if name in units else res[name]

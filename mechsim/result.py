@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import pint
 
 from .accuracy import conservation_residuals, warn_if_inaccurate
 from .errors import ValidationError
+from .io.result_files import write_csv
 from .optional import require
 from .units import canonical_unit, format_unit, ureg
 
@@ -160,19 +160,7 @@ class Result:
 
     def to_csv(self, path: str | Path, names: list[str] | None = None) -> Path:
         """Write time and outputs with units in the header, e.g. ``C [nM]``."""
-        names = list(names or self.names)
-        columns = [self.time.magnitude] + [self[n].magnitude for n in names]
-        header = [f"time [{format_unit(self.time_unit)}]"] + \
-            [f"{n} [{format_unit(self.unit(n)) or '1'}]" for n in names]
-        from .io.atomic import write_atomically
-
-        def write(tmp: Path) -> None:
-            with tmp.open("w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(header)
-                writer.writerows(np.column_stack(columns).tolist())
-
-        return write_atomically(path, write)
+        return write_csv(self, Path(path), list(names or self.names))
 
     def to_dataframe(self, names: list[str] | None = None):
         """A pandas DataFrame (needs pandas) with units in the column names."""

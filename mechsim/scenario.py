@@ -23,57 +23,64 @@ import json
 import platform
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pint
+
 from .analysis import Metric
 from .analysis.dose_response import dose_range
+from .analysis.endpoints import ENDPOINTS, MyelomaIMWG
 from .dosing import Regimen
 from .errors import MechsimError, ParseError
 from .io.atomic import atomic_folder, check_new_folder
 from .io.common import resolve
 from .io.population_file import load_population
 from .io.toml_source import TomlSource
-from .trial import Published, Trial, TrialArm
+from .trial import Arm, Published, Trial, TrialResult
 from .units import format_unit, parse_quantity, parse_unit, ureg
 
-__all__ = ["Arm", "Scenario", "read_scenario", "run_scenario"]
+__all__ = ["Arm", "DoseResponseSweep", "Scenario", "ScenarioRun", "read_scenario",
+           "run_scenario"]
 
 _SCENARIO_KEYS = {"name", "description", "model", "params", "until", "every", "seed",
                   "outputs", "log", "time_unit"}
 _DR_KEYS = {"regimen", "doses", "n", "metric", "background"}
 _TRIAL_KEYS = {"population", "size", "follow_up", "accrual", "assess_every", "control", "marker",
-               "paired", "rtol", "published"}
-_PUBLISHED_KEYS = {"source", "median_pfs", "orr", "vgpr", "hazard_ratio"}
+               "paired", "rtol", "published", "endpoints"}
+_PUBLISHED_KEYS = {"source", "median_pfs", "hazard_ratio"}  # and the endpoints' rate keys
 
 
 @dataclass(frozen=True)
-class Arm:
-    name: str
-    label: str
-    regimen: Regimen
-    overrides: tuple[tuple[str, str], ...] = ()
+class DoseResponseSweep:
+    """The ``[dose_response]`` table: a regimen with ``{dose}``, the doses, one metric and
+    an optional background regimen given in every run."""
+
+    regimen: str
+    doses: pint.Quantity
+    metric: Metric
+    background: str | None = None
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A parsed scenario file (see the module docstring)."""
+    """A parsed scenario file (see the module docstring); times are Quantities, read once."""
 
     name: str
     model: str
     arms: tuple[Arm, ...]
-    until: str
+    until: pint.Quantity
     outputs: tuple[str, ...]
     description: str = ""
     params: tuple[str, ...] = ()
-    every: str | None = None
+    every: pint.Quantity | None = None
     seed: int | None = None
     log: tuple[str, ...] = ()
-    time_unit: str | None = None
+    time_unit: pint.Unit | None = None
     overrides: tuple[tuple[str, str], ...] = ()
     metrics: tuple[tuple[str, Metric], ...] = ()
-    dose_response: tuple[tuple[str, object], ...] = ()
+    dose_response: DoseResponseSweep | None = None
     trial: Trial | None = None
     text: str = field(default="", repr=False, compare=False)
     path: str | None = field(default=None, compare=False)
@@ -148,7 +155,7 @@ def read_scenario(path: str | Path) -> Scenario:
             raise type(exc)(f"arms.{name}: {exc.message}",
                             src.where(("arms", name), "regimen")) from None
         arms.append(Arm(name, str(raw.get("label", name)), regimen,
-                        _overrides(raw.get("overrides", {}), where)))
+                        overrides=_overrides(raw.get("overrides", {}), where)))
     metrics = []
     for name, text in data.get("metrics", {}).items():
         where = src.where(("metrics",), name)
@@ -166,10 +173,12 @@ def read_scenario(path: str | Path) -> Scenario:
             raise ParseError("[dose_response] needs regimen, doses and metric (optional: n, "
                              f"background); {problem}", where)
         try:
-            dose_range(sweep["doses"], int(sweep.get("n", 12)))
-            Metric.parse(sweep["metric"])
             Regimen.parse(sweep["regimen"].replace("{dose}", "1 mg"))
             Regimen.parse(sweep.get("background", ""))
+            sweep = DoseResponseSweep(regimen=sweep["regimen"],
+                                      doses=dose_range(sweep["doses"], int(sweep.get("n", 12))),
+                                      metric=Metric.parse(sweep["metric"]),
+                                      background=sweep.get("background"))
         except MechsimError as exc:
             raise type(exc)(f"[dose_response]: {exc.message}", where) from None
     name = head.get("name", re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("._-") or
@@ -184,18 +193,29 @@ def read_scenario(path: str | Path) -> Scenario:
     overrides = _overrides(data.get("overrides", {}), src.where(("overrides",)))
     trial = _trial(src, data["trial"], path, model, params, overrides, arms, seed) \
         if "trial" in data else None
+    every = head.get("every")
     return Scenario(
         name=name, model=model, arms=tuple(arms),
-        until=str(head["until"]),
+        until=_time(head["until"], "scenario.until", src.where(("scenario",), "until")),
         outputs=_strings(head["outputs"], "scenario.outputs", src.where(("scenario",),
                                                                          "outputs")),
         description=str(head.get("description", "")), params=params,
-        every=head.get("every"), seed=seed,
+        every=None if every is None else
+        _time(every, "scenario.every", src.where(("scenario",), "every")), seed=seed,
         log=_strings(head.get("log", []), "scenario.log", src.where(("scenario",), "log")),
         time_unit=_time_unit(head.get("time_unit"), src.where(("scenario",), "time_unit")),
-        overrides=overrides, metrics=tuple(metrics), dose_response=tuple(sweep.items()),
+        overrides=overrides, metrics=tuple(metrics), dose_response=sweep or None,
         trial=trial,
         text=src.text, path=str(path))
+
+
+def _time(raw, what: str, where: str) -> pint.Quantity:
+    """A positive time such as ``"24 months"``, read once (errors name the file and line)."""
+    q = parse_quantity(raw, what=what, where=where) if isinstance(raw, str) else None
+    if q is None or q.dimensionality != ureg.day.dimensionality or not q.magnitude > 0:
+        raise ParseError(f"{what} must be a positive time such as \"24 months\", got {raw!r}",
+                         where)
+    return q
 
 
 def _trial(src: TomlSource, raw, path: Path, model: str, params, overrides, arms,
@@ -229,45 +249,45 @@ def _trial(src: TomlSource, raw, path: Path, model: str, params, overrides, arms
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ParseError(f"[trial] size of arm {name} must be a positive integer, got "
                              f"{n!r}", src.where(("trial",), "size"))
-    for key in ("follow_up", "accrual", "assess_every", "control", "marker"):
+    for key in ("follow_up", "accrual", "assess_every", "control", "marker", "endpoints"):
         if key in raw and not isinstance(raw[key], str):
             raise ParseError(f"[trial] {key} must be text", src.where(("trial",), key))
+    kind = raw.get("endpoints", MyelomaIMWG.name)
+    if kind not in ENDPOINTS:
+        raise ParseError(f"[trial] endpoints {kind!r} are not known (known: "
+                         f"{', '.join(sorted(ENDPOINTS))})", src.where(("trial",), "endpoints"))
+    endpoints = ENDPOINTS[kind](**({"marker": raw["marker"]} if "marker" in raw else {}))
     if "paired" in raw and not isinstance(raw["paired"], bool):
         raise ParseError("[trial] paired must be true or false", src.where(("trial",), "paired"))
     rtol = raw.get("rtol", 1e-6)
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)):
         raise ParseError("[trial] rtol must be a number", src.where(("trial",), "rtol"))
-    published = _published(src, raw.get("published", {}), names)
+    published = _published(src, raw.get("published", {}), names, endpoints)
+    times = {key: _time(raw[key], f"[trial] {key}", src.where(("trial",), key))
+             for key in ("follow_up", "accrual", "assess_every") if key in raw}
     try:
-        for key in ("follow_up", "accrual", "assess_every"):
-            if key in raw:
-                q = ureg.Quantity(raw[key]) if raw[key].strip() else None
-                if q is None or q.dimensionality != ureg.day.dimensionality or \
-                        not q.magnitude > 0:
-                    raise ParseError(f"[trial] {key} must be a positive time such as "
-                                     "\"24 months\"", src.where(("trial",), key))
         return Trial(model=model, population=population,
-                     arms=tuple(TrialArm(a.name, a.label, a.regimen, sizes[a.name],
-                                         a.overrides) for a in arms),
-                     follow_up=raw.get("follow_up", "24 month"), accrual=raw.get("accrual"),
-                     assess_every=raw.get("assess_every", "1 day"),
+                     arms=tuple(replace(a, size=sizes[a.name]) for a in arms),
+                     follow_up=times.get("follow_up", "24 month"),
+                     accrual=times.get("accrual"),
+                     assess_every=times.get("assess_every", "1 day"),
                      control=raw.get("control"), params=params, overrides=overrides,
-                     seed=seed, paired=raw.get("paired", False),
-                     marker=raw.get("marker", "M"), rtol=float(rtol), published=published)
+                     seed=seed, paired=raw.get("paired", False), endpoints=endpoints,
+                     rtol=float(rtol), published=published)
     except MechsimError as exc:
         raise type(exc)(f"[trial]: {exc.message}", exc.where or where) from None
-    except Exception as exc:  # pint's parse errors for follow_up / assess_every
-        raise ParseError(f"[trial]: cannot read a time ({exc})", where) from None
 
 
-def _published(src: TomlSource, raw, arms: list[str]) -> Published:
+def _published(src: TomlSource, raw, arms: list[str], endpoints) -> Published:
     where = src.where(("trial", "published"))
     if not isinstance(raw, dict):
         raise ParseError("[trial.published] must be a table", where)
-    extra = sorted(set(raw) - _PUBLISHED_KEYS)
+    rate_keys = [key for _, key, _ in endpoints.rates]
+    allowed = _PUBLISHED_KEYS | set(rate_keys)
+    extra = sorted(set(raw) - allowed)
     if extra:
         raise ParseError(f"[trial.published]: unknown key {extra[0]!r} (allowed: "
-                         f"{', '.join(sorted(_PUBLISHED_KEYS))})", where)
+                         f"{', '.join(sorted(allowed))})", where)
 
     def per_arm(key, read):
         table = raw.get(key, {})
@@ -293,29 +313,43 @@ def _published(src: TomlSource, raw, arms: list[str]) -> Published:
     if hr is not None and (isinstance(hr, bool) or not isinstance(hr, (int, float)) or
                            not hr > 0):
         raise ParseError("[trial.published] hazard_ratio must be a positive number", where)
-    return Published(median_pfs_months=per_arm("median_pfs", months), orr=per_arm("orr", rate),
-                     vgpr=per_arm("vgpr", rate),
+    return Published(median_pfs_months=per_arm("median_pfs", months),
+                     rates=tuple((key, per_arm(key, rate)) for key in rate_keys),
                      hazard_ratio=None if hr is None else float(hr),
                      source=str(raw.get("source", "")))
 
 
-def _time_unit(text, where: str) -> str | None:
+def _time_unit(text, where: str) -> pint.Unit | None:
     if text is None:
         return None
     unit = parse_unit(text, what="scenario.time_unit", where=where)
     if (1 * unit).dimensionality != ureg.day.dimensionality:
         raise ParseError(f"scenario.time_unit must be a time unit, got {text!r}", where)
-    return str(text)
+    return unit
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class ScenarioRun:
+    """What :func:`run_scenario` wrote: the folder (also what ``os.fspath`` gives), the
+    files in it, and the virtual trial's result if the scenario has one."""
+
+    folder: Path
+    files: tuple[Path, ...]
+    trial: TrialResult | None = None
+
+    def __fspath__(self) -> str:
+        return str(self.folder)
+
+
 def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: bool = False,
                  command: list[str] | None = None, workers: int | None = None,
-                 executor=None, trial_size: int | None = None) -> Path:
-    """Run every arm, the sweep and the trial, and write the output folder; returns its path.
+                 executor=None, trial_size: int | None = None) -> ScenarioRun:
+    """Run every arm, the sweep and the trial, and write the output folder (a
+    :class:`ScenarioRun`: the folder, its files and the trial's result).
 
     ``workers`` and ``executor`` (a ``concurrent.futures`` pool or a Dask client) spread the
     virtual trial's patients; ``trial_size`` replaces every arm's size (a quick look before
@@ -351,8 +385,6 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
         first.unit(name)  # unknown outputs fail before anything is written
     trial = None
     if scenario.trial is not None:
-        from dataclasses import replace
-
         from .trial import run_trial
 
         spec = scenario.trial
@@ -377,12 +409,12 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
         fig.suptitle(scenario.description or scenario.name, fontsize=10)
         fig.tight_layout()
         save_figure(fig, tmp / "timecourse.png")
-        if scenario.dose_response:
-            sweep = dict(scenario.dose_response)
-            curve = dose_response(base, sweep["regimen"], sweep["doses"], sweep["metric"],
-                                  background=sweep.get("background"), until=scenario.until,
-                                  n=int(sweep.get("n", 12)), every=scenario.every,
-                                  progress=progress)
+        if scenario.dose_response is not None:
+            sweep = scenario.dose_response
+            curve = dose_response(base, sweep.regimen, sweep.doses, sweep.metric,
+                                  background=sweep.background, until=scenario.until,
+                                  every=scenario.every, progress=progress, workers=workers,
+                                  executor=executor)
             curve.to_csv(tmp / "dose_response.csv")
             save_figure(curve.plot().figure, tmp / "dose_response.png")
         if trial is not None:
@@ -392,7 +424,7 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
             ax.figure.tight_layout()
             save_figure(ax.figure, tmp / "km.png")
         _write_provenance(scenario, base, tmp / "provenance.json", command, trial)
-    return out
+    return ScenarioRun(folder=out, files=tuple(sorted(out.iterdir())), trial=trial)
 
 
 def _write_provenance(scenario: Scenario, model, path: Path, command, trial=None) -> None:

@@ -2,15 +2,17 @@
 
 A :class:`Trial` gives each arm a regimen and a size, draws that many patients from a
 :class:`~mechsim.population.Population`, simulates them together
-(:func:`~mechsim.batch.simulate_many`) and computes, per patient, the myeloma endpoints of
-:mod:`mechsim.analysis.endpoints` on the trial's ``marker`` (serum M-protein):
+(:func:`~mechsim.batch.simulate_many`) and computes, per patient, the endpoints of its
+disease (:class:`~mechsim.analysis.endpoints.Endpoints`; by default myeloma's, on serum
+M-protein):
 
-* best response: the largest fall from baseline up to progression (or the end of follow-up),
-  as PR (>= 50 %) and VGPR (>= 90 %);
-* progression-free survival: the first rise >= 25 % and >= 5 g/L above the running nadir,
-  censored at the data cut-off.  ``follow_up`` is the time from the first enrolment to the
-  cut-off; with ``accrual``, patients enter uniformly over that period, so each is followed
-  for ``follow_up - entry`` (administrative censoring as in a real trial's analysis).
+* best response up to progression (or the end of follow-up), and the response rates the
+  endpoints define (for myeloma PR >= 50 % and VGPR >= 90 % fall from baseline);
+* progression-free survival: the endpoints' event time (for myeloma the first rise >= 25 %
+  and >= 5 g/L above the running nadir), censored at the data cut-off.  ``follow_up`` is
+  the time from the first enrolment to the cut-off; with ``accrual``, patients enter
+  uniformly over that period, so each is followed for ``follow_up - entry``
+  (administrative censoring as in a real trial's analysis).
 
 :class:`TrialResult` summarises the arms (response rates with exact CIs, Kaplan-Meier medians
 with CIs, Cox hazard ratios against the control arm), writes the patient table and the
@@ -29,38 +31,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pint
 
-from .analysis.endpoints import Response, progression_times, response_category
+from .analysis.endpoints import Endpoints, MyelomaIMWG
 from .analysis.survival import HazardRatio, KaplanMeier, hazard_ratio, kaplan_meier, proportion
 from .dosing import Regimen
 from .errors import SolverError, ValidationError
 from .io.atomic import write_atomically
 from .population import Population
-from .units import ureg
+from .units import as_days, format_quantity, parse_quantity, ureg
 
-__all__ = ["Published", "Trial", "TrialArm", "TrialResult", "run_trial"]
+__all__ = ["Arm", "Published", "Trial", "TrialArm", "TrialResult", "run_trial"]
 
 DAYS_PER_MONTH = float(ureg.Quantity(1, "month").to("day").magnitude)  # 365.25 / 12
 
 
 @dataclass(frozen=True)
-class TrialArm:
+class Arm:
+    """One arm of a scenario or a trial: a regimen, optionally overrides of its own, and in
+    a trial the number of virtual patients."""
+
     name: str
     label: str
     regimen: Regimen
-    size: int
+    size: int | None = None
     overrides: tuple[tuple[str, str], ...] = ()
+
+
+#: The same class, by the name the trial API has always used.
+TrialArm = Arm
 
 
 @dataclass(frozen=True)
 class Published:
-    """Published results to show next to the simulated ones (any may be missing)."""
+    """Published results to show next to the simulated ones (any may be missing).
+    ``rates`` maps a key of the endpoints' rates (``"orr"``, ``"vgpr"``) to per-arm
+    values."""
 
     median_pfs_months: tuple[tuple[str, float], ...] = ()
-    orr: tuple[tuple[str, float], ...] = ()
-    vgpr: tuple[tuple[str, float], ...] = ()
+    rates: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     hazard_ratio: float | None = None
     source: str = ""
+
+    def rate(self, key: str, arm: str) -> float | None:
+        return dict(dict(self.rates).get(key, ())).get(arm)
 
 
 @dataclass(frozen=True)
@@ -70,20 +84,25 @@ class Trial:
 
     model: str
     population: Population
-    arms: tuple[TrialArm, ...]
-    follow_up: str = "24 month"
-    accrual: str | None = None
-    assess_every: str = "1 day"
+    arms: tuple[Arm, ...]
+    follow_up: pint.Quantity | str = "24 month"
+    accrual: pint.Quantity | str | None = None
+    assess_every: pint.Quantity | str = "1 day"
     control: str | None = None
     params: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()
     seed: int | None = None
     paired: bool = False
-    marker: str = "M"
+    endpoints: Endpoints = field(default_factory=MyelomaIMWG)
     rtol: float = 1e-6
     published: Published = field(default_factory=Published)
 
     def __post_init__(self):
+        # times are read once, here: text or Quantities in, Quantities kept
+        for name in ("follow_up", "accrual", "assess_every"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _positive_time(value, name))
         if not self.arms:
             raise ValidationError("a trial needs at least one arm")
         names = [a.name for a in self.arms]
@@ -96,11 +115,9 @@ class Trial:
         if self.control is not None and self.control not in names:
             raise ValidationError(f"control arm {self.control!r} is not an arm (arms: "
                                   f"{', '.join(names)})")
-        if self.accrual is not None and not (
-                0 <= ureg.Quantity(self.accrual).to("day").magnitude
-                < ureg.Quantity(self.follow_up).to("day").magnitude):
-            raise ValidationError(f"accrual ({self.accrual}) must be shorter than the "
-                                  f"follow-up ({self.follow_up})")
+        if self.accrual is not None and not self.accrual < self.follow_up:
+            raise ValidationError(f"accrual ({format_quantity(self.accrual)}) must be shorter "
+                                  f"than the follow-up ({format_quantity(self.follow_up)})")
         if not 0 < self.rtol < 1:
             raise ValidationError(f"rtol must lie in (0, 1), got {self.rtol!r}")
 
@@ -147,13 +164,16 @@ class TrialResult:
 
     def response(self, arm: str) -> np.ndarray:
         """Best response category of each patient of ``arm``."""
-        return np.array([response_category(r) for r in self.best_reduction[self._rows(arm)]])
+        category = self.trial.endpoints.category
+        return np.array([category(r) for r in self.best_reduction[self._rows(arm)]])
 
-    def rate(self, arm: str, at_least: Response = Response.PR,
-             alpha: float = 0.05) -> tuple[float, float, float]:
-        """Share of ``arm`` with best response at least ``at_least``, with exact CI."""
-        cats = self.response(arm)
-        hits = sum(Response(c).at_least(at_least) for c in cats)
+    def rate(self, arm: str, at_least=None, alpha: float = 0.05) -> tuple[float, float, float]:
+        """Share of ``arm`` with best response at least ``at_least`` (default: the first
+        rate of the endpoints, for myeloma PR), with exact CI."""
+        endpoints = self.trial.endpoints
+        at_least = endpoints.rates[0][2] if at_least is None else at_least
+        cats = [endpoints.category(r) for r in self.best_reduction[self._rows(arm)]]
+        hits = sum(c.at_least(at_least) for c in cats)
         return proportion(hits, len(cats), alpha=alpha)
 
     def kaplan_meier(self, arm: str, alpha: float = 0.05) -> KaplanMeier:
@@ -177,26 +197,37 @@ class TrialResult:
         rows = []
         for a in self.trial.arms:
             km = self.kaplan_meier(a.name, alpha)
-            orr = self.rate(a.name, Response.PR, alpha)
-            vgpr = self.rate(a.name, Response.VGPR, alpha)
             rows += [
                 _row(a, "patients", len(self.response(a.name)), None, None, "", None, level),
                 _row(a, "progressions", km.events, None, None, "", None, level),
                 _row(a, "median PFS", km.median, km.median_lower, km.median_upper, "month",
                      dict(pub.median_pfs_months).get(a.name), level),
-                _row(a, "ORR (>= PR)", *orr, "", dict(pub.orr).get(a.name), level),
-                _row(a, ">= VGPR", *vgpr, "", dict(pub.vgpr).get(a.name), level),
             ]
+            rows += [_row(a, label, *self.rate(a.name, category, alpha), "",
+                          pub.rate(key, a.name), level)
+                     for label, key, category in self.trial.endpoints.rates]
             if a.name != self.trial.control_arm:
                 hr = self.hazard_ratio(a.name, alpha=alpha)
                 rows.append(_row(a, f"PFS hazard ratio vs {self.trial.control_arm}", hr.value,
                                  hr.lower, hr.upper, "", pub.hazard_ratio, level))
         return rows
 
+    def summary_text(self, alpha: float = 0.05) -> str:
+        """The summary as aligned lines: value [CI] unit | published value."""
+        lines = []
+        for row in self.summary(alpha):
+            low, high = row[next(k for k in row if k.startswith("lower"))], \
+                row[next(k for k in row if k.startswith("upper"))]
+            ci = f" [{float(low):.3g}, {float(high):.3g}]" if low and high else ""
+            pub = f" | {float(row['published']):.4g}" if row["published"] else ""
+            lines.append(f"  {row['arm']:8s} {row['endpoint']:28s} "
+                         f"{float(row['simulated']):.4g}{ci} {row['unit']}{pub}".rstrip())
+        return "\n".join(lines)
+
     def write_patients(self, path: str | Path) -> None:
         """One row per virtual patient: arm, covariates, sampled parameters, endpoints."""
         names = list(self.columns)
-        cats = [response_category(r) for r in self.best_reduction]
+        cats = [self.trial.endpoints.category(r) for r in self.best_reduction]
 
         def write(tmp: Path) -> None:
             with tmp.open("w", newline="") as fh:
@@ -253,7 +284,7 @@ class TrialResult:
         return next(a.label for a in self.trial.arms if a.name == name)
 
 
-def _row(arm: TrialArm, endpoint: str, value, lower, upper, unit: str, published, level):
+def _row(arm: Arm, endpoint: str, value, lower, upper, unit: str, published, level):
     def num(x):
         return "" if x is None else repr(float(x))
 
@@ -266,6 +297,14 @@ def _cell(value) -> str:
     return str(value) if isinstance(value, str | np.str_) else repr(float(value))
 
 
+def _positive_time(value, what: str) -> pint.Quantity:
+    days = as_days(value, what)
+    if not days > 0:
+        raise ValidationError(f"{what} must be a positive time such as '24 months', got "
+                              f"{value!r}")
+    return value if isinstance(value, pint.Quantity) else parse_quantity(value, what=what)
+
+
 def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
               chunk_size: int | None = None) -> TrialResult:
     """Simulate every arm of ``trial`` and compute each patient's endpoints.
@@ -275,12 +314,9 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
     """
     from .batch import simulate_many
     from .io import prepare_model
-    from .units import as_days
 
     base = prepare_model(trial.model, list(trial.params) or None, dict(trial.overrides))
-    follow_up = as_days(trial.follow_up, "follow_up")
-    if not follow_up > 0:
-        raise ValidationError(f"follow-up must be positive, got {trial.follow_up!r}")
+    endpoints = trial.endpoints
     arms, patients, best, pfs, events = [], [], [], [], []
     columns: dict[str, list] = {}
     units: dict[str, str] = {}
@@ -289,19 +325,20 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
         model = base.with_parameters(dict(arm.overrides)) if arm.overrides else base
         people = trial.population.sample(model, arm.size, seed=trial.arm_seed(index))
         batch = simulate_many(model, arm.regimen, parameters=people.quantities(),
-                              until=follow_up * ureg.day, every=trial.assess_every,
+                              until=trial.follow_up, every=trial.assess_every,
                               rtol=trial.rtol, executor=executor, workers=workers,
                               chunk_size=chunk_size, partial=True)
         fallbacks += len(batch.fallbacks)
         t = batch.time_days
         try:
-            marker = batch[trial.marker].to("g/L").magnitude
+            marker = batch[endpoints.marker].to(endpoints.unit).magnitude
         except KeyError as exc:
             raise ValidationError(f"trial marker: {exc.args[0]}") from None
-        except Exception:
-            raise ValidationError(f"trial marker {trial.marker!r} must be a mass "
-                                  "concentration such as serum M-protein (g/L)") from None
-        progression = progression_times(t, marker)
+        except pint.DimensionalityError:
+            raise ValidationError(f"trial marker {endpoints.marker!r} must be in units of "
+                                  f"{endpoints.unit} for the {endpoints.name} endpoints"
+                                  ) from None
+        progression = endpoints.progression_times(t, marker)
         censor = np.full(arm.size, t[-1])
         if trial.accrual is not None:
             entry = np.random.default_rng([trial.arm_seed(index), 1]).uniform(
@@ -319,12 +356,9 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
         stops += len(batch.failures)
         event = progression <= censor
         time = np.where(event, progression, censor)
-        seen = np.where(t[None, :] <= time[:, None], marker, np.inf).min(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reduction = np.where(marker[:, 0] > 0, 1.0 - seen / marker[:, 0], 0.0)
         arms.append(np.full(arm.size, arm.name))
         patients.append(np.arange(arm.size))
-        best.append(np.maximum(reduction, 0.0))
+        best.append(endpoints.best_response(t, marker, time))
         pfs.append(time)
         events.append(event)
         for name in people.covariates:

@@ -9,6 +9,7 @@ canonical magnitude of its result, with no hidden conversion factors.
 from __future__ import annotations
 
 import re
+import tokenize
 from functools import cache
 
 import numpy as np
@@ -53,6 +54,14 @@ _MICRO = re.compile("[µμ]")
 _LITRE = re.compile(r"\b([munpfdc]?)l\b")
 
 
+#: What pint raises for text it cannot read: its own errors (UndefinedUnitError is also an
+#: AttributeError), and from its tokenizer and parser TokenError, AssertionError (a
+#: dangling operator: "mg/"), ValueError ("") and ZeroDivisionError ("1/0 L").  Anything else
+#: is a bug and keeps its traceback.
+_PINT_TEXT_ERRORS = (pint.PintError, AttributeError, tokenize.TokenError, AssertionError,
+                     ValueError, ArithmeticError, TypeError, SyntaxError)
+
+
 def _clean(text: str) -> str:
     return _MICRO.sub("u", text.strip())
 
@@ -81,7 +90,7 @@ def parse_quantity(text: str | float | int | pint.Quantity, *, what: str = "valu
         raise UnitError(f"{what} must be a quantity such as '10 mg', got {text!r}", where)
     try:
         q = ureg.Quantity(_clean(text))
-    except Exception as exc:  # pint raises several unrelated types for bad text
+    except _PINT_TEXT_ERRORS as exc:
         raise UnitError(f"{what}: cannot read {text!r} as a quantity ({_short(exc)})",
                         where) from None
     if not isinstance(q, pint.Quantity):
@@ -98,7 +107,7 @@ def parse_unit(text: str, *, what: str = "unit", where: str | None = None) -> pi
         return ureg.dimensionless
     try:
         q = ureg.Quantity(_clean(text))
-    except Exception as exc:
+    except _PINT_TEXT_ERRORS as exc:
         raise UnitError(f"{what}: unknown unit {text!r} ({_short(exc)})", where) from None
     if not isinstance(q, pint.Quantity) or q.magnitude != 1:
         raise UnitError(f"{what}: {text!r} is not a unit (it has a number in it)", where)

@@ -96,3 +96,18 @@ def test_jacobian_is_finite_at_the_initial_state_of_every_builtin_model(name):
     assert np.isfinite(cm.jacobian()(0.0, cm.initial_state(p), p)).all()
     assert np.isfinite(cm.jacobian("vector")(0.0, cm.initial_state(p)[:, None],
                                              p[:, None])).all()
+
+
+def test_the_compile_cache_keeps_only_the_most_recent_models(write_model):
+    from mechsim import compile as compile_module
+
+    first = None
+    for k in range(compile_module.CACHE_SIZE + 3):
+        model = mechsim.load_model(write_model(
+            f'[parameters]\nk{k} = "1 1/day"\n[species.x]\nunit = "nmol"\ninitial = "1 nmol"\n'
+            f'[reactions.r]\nequation = "x ->"\nrate = "k{k}*x"\n', f"m{k}.toml"))
+        compiled = compile_model(model)
+        first = first or compiled
+        assert compile_model(model) is compiled  # cached while recent
+    assert len(compile_module._CACHE) <= compile_module.CACHE_SIZE
+    assert first not in compile_module._CACHE.values()  # the oldest went first

@@ -75,7 +75,6 @@ def test_until_is_exclusive_and_zero_included():
     assert times(r, 3) == [0, 1, 2]
     assert times(r, 3.0000001) == [0, 1, 2, 3]
     assert times(r, 0) == []
-    assert r.discontinuities(3) == (1.0, 2.0)
 
 
 # ----------------------------------------------------------------------------- infusions
@@ -92,12 +91,17 @@ def test_infusion_by_duration_and_by_rate_agree():
     assert Dose(q(3, "nmol/kg"), "sc").per_body_weight
 
 
-def test_infusion_ends_are_discontinuities():
+def test_infusion_ends_and_lags_are_breakpoints_of_the_dose_plan():
+    from mechsim.runspec import RunSpec
+
     for text in ("100 mg iv over 2 h every 1 d x 3", "100 mg iv at 50 mg/h every 1 d x 3"):
-        r = Regimen.parse(text)
-        expected = sorted([1.0, 2.0] + [d + 2 / 24 for d in (0, 1, 2)])
-        assert r.discontinuities(10) == pytest.approx(expected)
-        assert 0.0 not in r.discontinuities(10)
+        plan = RunSpec.build("one_compartment", text, until="10 day").plan()
+        expected = [0.0] + sorted([1.0, 2.0] + [d + 2 / 24 for d in (0, 1, 2)]) + [10.0]
+        assert plan.breakpoints(10.0) == pytest.approx(expected)
+    # a route's lag moves the dose, and the breakpoint with it (the regimen knows no lag)
+    lagged = RunSpec.build("one_compartment", "100 mg oral every 1 d x 2", until="5 day",
+                           overrides={"tlag": "6 h"}).plan()
+    assert lagged.breakpoints(5.0) == pytest.approx([0.0, 0.25, 1.25, 5.0])
 
 
 def test_dose_constructor_rejects_bad_values():
@@ -270,7 +274,6 @@ def test_text_round_trip(r):
     assert again == r
     assert str(again) == text
     assert again.administrations(120) == r.administrations(120)
-    assert again.discontinuities(120) == r.discontinuities(120)
     assert pickle.loads(pickle.dumps(r)) == r
 
 
@@ -283,8 +286,6 @@ def test_administrations_sorted_and_in_range(r, until):
     adm = r.administrations(until)
     assert all(0 <= a.time < until for a in adm)
     assert [a.time for a in adm] == sorted(a.time for a in adm)
-    disc = r.discontinuities(until)
-    assert list(disc) == sorted(set(disc)) and all(0 < t < until for t in disc)
     assert r.count_before(until) == len(adm)  # the count that guards the dose limit
 
 

@@ -174,7 +174,7 @@ def test_generated_functions_see_no_builtins():
     fn = generate("f", ("t", "y", "p"), {"y": [x], "p": []}, [((0,), x)], (1,), "scalar")
     assert fn.__globals__["__builtins__"] == {}
     assert set(fn.__globals__) - {"__builtins__"} == {"_pow", "_log", "_sqrt", "_exp", "_abs",
-                                                      "_sign", "_array", "_zeros"}
+                                                      "_sign", "_zeros"}
 
 
 def test_squared_then_rooted_becomes_abs_and_still_compiles(write_model):

@@ -1,4 +1,12 @@
-"""Myeloma endpoints from a serum M-protein time course (IMWG criteria simplified to M-protein).
+"""Disease endpoints of virtual trials: the interface, and myeloma's (IMWG, on M-protein).
+
+A virtual trial (:mod:`mechsim.trial`) knows nothing about a disease: it asks its
+:class:`Endpoints` which output to follow, when each patient progressed, how far each one
+responded, and which response rates to report.  :class:`MyelomaIMWG` implements them for
+myeloma; a second disease is a second class with the same five members, registered in
+:data:`ENDPOINTS` so that scenario files can name it.
+
+Myeloma endpoints from a serum M-protein time course (IMWG criteria simplified to M-protein):
 
 * response: best reduction from baseline; partial response (PR) >= 50 %, very good partial
   response (VGPR) >= 90 %, minimal response (MR) >= 25 %.
@@ -9,7 +17,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pint
@@ -17,8 +27,8 @@ import pint
 from ..errors import ValidationError
 from ..units import ureg
 
-__all__ = ["Response", "best_response", "progression_time", "progression_times",
-           "response_category"]
+__all__ = ["ENDPOINTS", "Endpoints", "MyelomaIMWG", "Response", "best_response",
+           "progression_time", "progression_times", "response_category"]
 
 
 class Response(StrEnum):
@@ -100,3 +110,58 @@ def progression_times(t: np.ndarray, m: np.ndarray, relative: float = 0.25,
         frac = np.where(step != 0, (level - m[r, k - 1]) / step, 1.0)
     out[later] = t[k - 1] + np.clip(frac, 0.0, 1.0) * (t[k] - t[k - 1])
     return out
+
+
+class Endpoints(Protocol):
+    """What a virtual trial needs to know about a disease (see the module docstring)."""
+
+    #: the name scenario files use (``[trial] endpoints = "..."``)
+    name: ClassVar[str]
+    #: the output followed, and the unit its values are given in
+    marker: str
+    unit: str
+    #: (label in summaries, key of published values, category that counts as a response)
+    rates: ClassVar[tuple[tuple[str, str, object], ...]]
+
+    def progression_times(self, t: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Event time (days, ``inf`` for none) of each patient: ``t`` (times,) in days,
+        ``values`` (patients, times) of the marker in :attr:`unit`."""
+
+    def best_response(self, t: np.ndarray, values: np.ndarray,
+                      until: np.ndarray) -> np.ndarray:
+        """Each patient's best response up to ``until`` (days, per patient)."""
+
+    def category(self, response: float):
+        """The response category of one best response (with ``at_least``)."""
+
+
+@dataclass(frozen=True)
+class MyelomaIMWG:
+    """Myeloma endpoints on serum M-protein (IMWG, simplified to M-protein): best response
+    as the largest fall from baseline (PR >= 50 %, VGPR >= 90 %), progression as a rise
+    >= 25 % and >= ``absolute`` above the running nadir."""
+
+    name: ClassVar[str] = "myeloma_imwg"
+    rates: ClassVar = (("ORR (>= PR)", "orr", Response.PR),
+                       (">= VGPR", "vgpr", Response.VGPR))
+    marker: str = "M"
+    unit: str = "g/L"
+    relative: float = 0.25
+    absolute_g_per_l: float = 5.0
+
+    def progression_times(self, t: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return progression_times(t, values, self.relative, self.absolute_g_per_l)
+
+    def best_response(self, t: np.ndarray, values: np.ndarray,
+                      until: np.ndarray) -> np.ndarray:
+        seen = np.where(t[None, :] <= until[:, None], values, np.inf).min(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reduction = np.where(values[:, 0] > 0, 1.0 - seen / values[:, 0], 0.0)
+        return np.maximum(reduction, 0.0)
+
+    def category(self, response: float) -> Response:
+        return response_category(response)
+
+
+#: Endpoints by the name a scenario file gives (``[trial] endpoints``).
+ENDPOINTS: dict[str, type] = {MyelomaIMWG.name: MyelomaIMWG}

@@ -28,6 +28,7 @@ import pint
 
 from ..errors import MechsimError, UnitError, ValidationError
 from ..optional import require
+from ..runner import positive
 from ..units import dimension_text, format_quantity, format_unit, parse_quantity, to_canonical, ureg
 from .metrics import Metric, MetricSet
 
@@ -135,9 +136,8 @@ def _check_metric(m: Metric, cm, end: float, plan) -> None:
 
 
 def _check_workers(workers) -> None:
-    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool)
-                                    and workers >= 1):
-        raise ValidationError(f"`workers` must be a positive integer or None, got {workers!r}")
+    if workers is not None:
+        positive("workers", workers, 1)
 
 
 def _short(q: pint.Quantity, digits: int = 6) -> str:
@@ -280,11 +280,10 @@ def local_sensitivity(model, regimen, metric, parameters: Sequence[str] | None =
         error (~rtol/h) stays far below the finite-difference error (~h²).  ``atol=None``:
         1e-14 of each state's own unit; a number or one value per state is taken in the
         solver's canonical units (nmol, nM, L, g, day), as in :func:`~mechsim.simulate`.
-    workers
-        Number of worker processes (None or 1: run in this process).
-    executor
-        A ``concurrent.futures`` pool or Dask ``distributed.Client`` to run the simulations
-        on instead; the result is the same.
+    workers, executor
+        How the runs are spread, as in :func:`mechsim.simulate_many` (threads for the
+        compiled engine, processes otherwise; or a ``concurrent.futures`` pool or Dask
+        ``distributed.Client``); the result is the same.
 
     Examples
     --------
@@ -601,11 +600,10 @@ def sobol_indices(model, regimen, metric, ranges, *, until, n: int = 256, seed: 
         (uniform in p), for every parameter or as ``{name: scale}`` (others: ``"log"``).
     confidence
         Level of the bootstrap intervals (default 0.95).
-    workers
-        Number of worker processes (None or 1: run in this process).
-    executor
-        A ``concurrent.futures`` pool or Dask ``distributed.Client`` to run the simulations
-        on instead; the result is the same.
+    workers, executor
+        How the runs are spread, as in :func:`mechsim.simulate_many` (threads for the
+        compiled engine, processes otherwise; or a ``concurrent.futures`` pool or Dask
+        ``distributed.Client``); the result is the same.
 
     Examples
     --------

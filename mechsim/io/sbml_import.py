@@ -241,7 +241,7 @@ class _Importer:
         else:
             try:
                 base = ureg.Quantity(factor, name)
-            except Exception:
+            except pint.UndefinedUnitError:
                 raise self.error(f"{what}: SBML unit kind '{name}' is not supported") from None
         return base ** exponent
 

@@ -101,7 +101,7 @@ def _helpers() -> dict:
     if not _HELPER_CACHE:
         _HELPER_CACHE.update({
             "_pow": _nb_pow, "_log": _nb_log, "_sqrt": _nb_sqrt, "_exp": _nb_exp,
-            "_abs": abs, "_sign": np.sign, "_array": np.array, "_zeros": np.zeros,
+            "_abs": abs, "_sign": np.sign, "_zeros": np.zeros,
         })
     return _HELPER_CACHE
 

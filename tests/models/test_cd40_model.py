@@ -9,7 +9,7 @@ import pytest
 
 import mechsim
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from calibrate_cd40 import dose_normalised_auc, occupancy_window
 
 

@@ -9,7 +9,7 @@ import pytest
 import mechsim
 from mechsim.analysis import best_response, progression_time
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from icaria import ARMS, DAYS_PER_MONTH, ISATUXIMAB, MEDIAN_PFS_MONTHS
 
 

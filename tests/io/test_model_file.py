@@ -218,7 +218,7 @@ def one_cpt_with(tmp_path, **values):
     return path
 
 
-REPO_MODEL = __import__("pathlib").Path(__file__).resolve().parent.parent / \
+REPO_MODEL = __import__("pathlib").Path(__file__).resolve().parents[2] / \
     "models" / "one_compartment.toml"
 
 

@@ -19,7 +19,7 @@ from mechsim.trial import run_trial
 pytest.importorskip("numba")
 pytest.importorskip("lifelines")
 
-SCENARIO = os.path.join(os.path.dirname(__file__), "..", "examples", "scenarios",
+SCENARIO = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "scenarios",
                         "icaria_mm.toml")
 
 
@@ -47,7 +47,7 @@ def test_pd_arm_meets_the_stage_one_targets():
     the script ends at the file's values is the script's own check: exit status 0.)"""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
     import calibrate_icaria_population as cal
 
     trial = cal.calibration_trial(read_scenario(SCENARIO).trial)

@@ -1,0 +1,50 @@
+"""A model described for people: species, parameters with their sources, reactions, rules,
+routes and conservation laws (what ``mechsim show`` prints)."""
+
+from __future__ import annotations
+
+from .compile import compile_model
+from .expr import Expr
+from .model import Model
+from .units import format_quantity, format_unit
+
+__all__ = ["describe_model"]
+
+
+def describe_model(model: Model) -> str:
+    """The model as text, one section per kind of element."""
+    lines = [f"model {model.name}: {model.description}", f"  file: {model.source}"]
+    if model.parameter_sets:
+        lines.append(f"  parameter sets applied: {', '.join(model.parameter_sets)}")
+    lines.append("\nspecies:")
+    for s in model.species:
+        where = f"in {s.compartment}" if s.compartment else "amount"
+        initial = s.initial if isinstance(s.initial, Expr) else format_quantity(s.initial)
+        lines.append(f"  {s.name:<22} [{format_unit(s.unit) or '1'}] {where}, initial "
+                     f"{initial}")
+    lines.append("\nparameters:")
+    for p in model.parameters:
+        origin = p.source or p.note or "no source given"
+        lines.append(f"  {p.name:<18} {p.value.magnitude:<12.6g} "
+                     f"{format_unit(p.value.units) or '1':<10} {origin}")
+    lines.append("\nreactions:")
+    for r in model.reactions:
+        lines.append(f"  {r.name:<26} {r.equation:<34} rate = {r.rate}")
+    if model.rules:
+        lines.append("\nobservables (rules):")
+        for r in model.rules:
+            unit = format_unit(model.rule_units[r.name]) or "1"
+            lines.append(f"  {r.name:<18} = {r.expr}   [{unit}]")
+    if model.routes:
+        lines.append("\ndosing routes:")
+        for r in model.routes:
+            extra = "".join(f", {k} {v}" for k, v in (("bioavailability", r.bioavailability),
+                                                       ("lag", r.lag)) if v is not None)
+            lines.append(f"  {r.name:<6} -> {r.target}"
+                         f"{f' (drug {r.drug})' if r.drug else ''}{extra}")
+    laws = compile_model(model).conservation_laws
+    lines.append("\nconservation laws (constant without doses):")
+    lines.extend(f"  {law}" for law in laws)
+    if not laws:
+        lines.append("  none")
+    return "\n".join(lines)
