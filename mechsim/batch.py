@@ -27,7 +27,14 @@ from .result import Result, build_result
 from .runner import chunk_ranges, map_chunks, workers_or_cpus
 from .runspec import RunSpec, SolverSettings, output_grid
 from .solvers import DEFAULT_METHOD, Trajectory
-from .units import canonical_unit, dimension_text, format_quantity, parse_quantity, ureg
+from .units import (
+    canonical_unit,
+    dimension_text,
+    format_quantity,
+    format_unit,
+    parse_quantity,
+    ureg,
+)
 
 __all__ = ["BatchResult", "simulate_many"]
 
@@ -401,7 +408,7 @@ def _column(model: Model, name: str, values) -> np.ndarray:
                not isinstance(v, bool) for v in items):
             if dims:
                 raise UnitError(f"parameter {name}: plain numbers have no unit; give "
-                                f"Quantities or texts like '{items[0]} {unit:~}'")
+                                f"Quantities or texts like '{items[0]} {format_unit(unit)}'")
             q = ureg.Quantity(np.asarray(items, dtype=float), unit)
         else:
             quantities = [parse_quantity(v, what=f"parameter {name}") for v in items]

@@ -76,6 +76,9 @@ class CompiledModel:
     observable_exprs: tuple[sympy.Expr, ...]
     routes: Mapping[str, RouteInfo]
     conservation_laws: tuple[ConservationLaw, ...]
+    #: the Jacobian is block diagonal with this many copies of the block that jac_entries
+    #: describe (sensitivity systems, mechsim.estimation.gradients); 1 for a model
+    jacobian_blocks: int = 1
     _functions: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- pickling: expressions travel, generated functions are rebuilt --------------------
@@ -103,10 +106,17 @@ class CompiledModel:
 
     def jacobian(self, mode: str = "scalar"):
         """``J(t, y, p)[i, j] = d f_i / d y_j`` from symbolic differentiation."""
-        return self._fn(f"jac-{mode}", lambda: generate(
+        blocks = self.jacobian_blocks
+        size = len(self.states) // blocks
+        block = self._fn(f"jac-{mode}", lambda: generate(
             "jac", ("t", "y", "p"), {"y": self.states, "p": self.params},
-            [((i, j), e) for i, j, e in self.jac_entries], (len(self.states),) * 2, mode,
+            [((i, j), e) for i, j, e in self.jac_entries], (size, size), mode,
             batch_from="y"))
+        if blocks == 1:
+            return block
+        eye = np.eye(blocks)
+        return self._fn(f"jac-{mode}-blocks", lambda: lambda t, y, p: np.kron(eye,
+                                                                           block(t, y, p)))
 
     def initial_state(self, p: np.ndarray) -> np.ndarray:
         """Initial state vector for parameter vector(s) ``p``."""

@@ -21,10 +21,10 @@ import numpy as np
 from .compile import CompiledModel
 from .dosing import Regimen
 from .errors import RegimenError, UnitError, ValidationError
-from .units import to_canonical, ureg
+from .units import format_quantity, to_canonical, ureg
 
-__all__ = ["BODY_WEIGHT", "DoseEvent", "DosePlan", "as_regimen", "check_fixed_values",
-           "dose_events", "dose_plan"]
+__all__ = ["BODY_WEIGHT", "DoseEvent", "DosePlan", "PlannedDose", "as_regimen",
+           "check_fixed_values", "dose_events", "dose_plan", "planned_doses"]
 
 BODY_WEIGHT = "WT"  # the parameter that per-body-weight doses (mg/kg) are multiplied by
 
@@ -151,7 +151,8 @@ def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[Dose
         dims = dose.amount.dimensionality
         if dose.per_body_weight:
             if BODY_WEIGHT not in cm.parameter_names:
-                raise RegimenError(f"dose '{dose.amount:~}' is per body weight, but model "
+                raise RegimenError(f"dose '{format_quantity(dose.amount)}' is per body weight, "
+                                   "but model "
                                    f"{cm.name} has no parameter {BODY_WEIGHT} (body weight)")
             dims = dims * ureg.kg.dimensionality
         kind = "mass" if dims == ureg.g.dimensionality else "substance"
@@ -168,16 +169,30 @@ def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[Dose
     return tuple(events)
 
 
-def dose_plan(cm: CompiledModel, regimen: Regimen | tuple[DoseEvent, ...], p: np.ndarray,
-              until: float) -> DosePlan:
-    """Convert a regimen's doses for one parameter vector (body weight, MW, F, lag)."""
-    events = dose_events(cm, regimen, until) if isinstance(regimen, Regimen) else regimen
+@dataclass(frozen=True)
+class PlannedDose:
+    """One dose as it enters its state, for one parameter vector: when (lag applied), into
+    which state, the amount after bioavailability (canonical units of the state's amount),
+    the state's volume, and the event it came from."""
+
+    event: DoseEvent
+    time: float
+    state: int
+    amount: float
+    volume: float
+
+
+def planned_doses(cm: CompiledModel, events: tuple[DoseEvent, ...], p: np.ndarray,
+                  until: float) -> list[PlannedDose]:
+    """The events that fall before ``until`` once their route's lag is applied, with every
+    factor of the parameter vector applied (molecular weight, body weight, bioavailability);
+    the one place where a dose meets parameter values."""
     check_fixed_values(cm, p)
     volumes = cm.volumes(p)
     weight = p[cm.parameter_names.index(BODY_WEIGHT)] \
         if BODY_WEIGHT in cm.parameter_names else np.nan
     factors = {}
-    boluses, infusions, bolus_amounts, inf_rates = [], [], [], []
+    out = []
     for event in events:
         if event.route not in factors:
             factors[event.route] = cm.route_factors(event.route, p)
@@ -190,14 +205,24 @@ def dose_plan(cm: CompiledModel, regimen: Regimen | tuple[DoseEvent, ...], p: np
             amount *= weight
         amount *= bioavailability
         state = cm.routes[event.route].state
-        vol = float(volumes[state])
-        if event.duration is not None:
-            rate = amount / event.duration
-            infusions.append((time, time + event.duration, state, rate / vol))
+        out.append(PlannedDose(event, time, state, amount, float(volumes[state])))
+    return out
+
+
+def dose_plan(cm: CompiledModel, regimen: Regimen | tuple[DoseEvent, ...], p: np.ndarray,
+              until: float) -> DosePlan:
+    """Convert a regimen's doses for one parameter vector (body weight, MW, F, lag)."""
+    events = dose_events(cm, regimen, until) if isinstance(regimen, Regimen) else regimen
+    boluses, infusions, bolus_amounts, inf_rates = [], [], [], []
+    for dose in planned_doses(cm, events, p, until):
+        if dose.event.duration is not None:
+            rate = dose.amount / dose.event.duration
+            infusions.append((dose.time, dose.time + dose.event.duration, dose.state,
+                              rate / dose.volume))
             inf_rates.append(rate)
         else:
-            boluses.append((time, state, amount / vol))
-            bolus_amounts.append(amount)
+            boluses.append((dose.time, dose.state, dose.amount / dose.volume))
+            bolus_amounts.append(dose.amount)
     return DosePlan(tuple(boluses), tuple(infusions), tuple(bolus_amounts), tuple(inf_rates))
 
 

@@ -152,9 +152,13 @@ class Population:
         return list(self.variability) + [c for c in self.covariates
                                          if isinstance(c, Distribution)]
 
-    def sample(self, model: Model, n: int, seed: int | None = None) -> VirtualPatients:
+    def sample(self, model: Model, n: int, seed: int | None = None,
+               given: Mapping[str, object] | None = None) -> VirtualPatients:
         """``n`` virtual patients of ``model`` (parameters applied); ``seed`` overrides the
-        file's seed."""
+        file's seed.  ``given`` fixes covariates instead of drawing them (one value for all
+        patients, or one per patient: a Quantity for a numeric covariate, a level name for a
+        categorical one), e.g. a real patient's weight in a visual predictive check; the
+        draws of everything else are the same as without it."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValidationError(f"number of patients must be a positive integer, got {n!r}")
         seed = self.seed if seed is None else seed
@@ -175,6 +179,25 @@ class Population:
                 labels[c.name] = names[np.minimum(np.searchsorted(cut, rng.random(n),
                                                                   side="right"),
                                                   len(names) - 1)]
+        for name, value in (given or {}).items():
+            cov = next((c for c in self.covariates if c.name == name), None)
+            if cov is None:
+                raise ValidationError(f"given covariate {name!r} is not a covariate of "
+                                      f"population {self.name}", self.path)
+            if isinstance(cov, Categorical):
+                levels = np.broadcast_to(np.asarray(value, dtype=str), (n,))
+                unknown = sorted(set(levels) - {k for k, _ in cov.levels})
+                if unknown:
+                    raise ValidationError(f"given covariate {name}: no level {unknown[0]!r}",
+                                          self.path)
+                labels[name] = np.array(levels)
+            else:
+                q = value if isinstance(value, pint.Quantity) else ureg.Quantity(value)
+                if q.dimensionality != _center_dims(cov, known):
+                    raise ValidationError(f"given covariate {name} must have the dimension "
+                                          f"of the population's {name}", self.path)
+                values[name] = np.broadcast_to(
+                    np.asarray(q.to(canonical_unit(q)).magnitude, dtype=float), (n,)).copy()
         params = {d.name: values[d.name] for d in self.variability}
         for c in self.covariates:
             if c.name in known and isinstance(c, Distribution):

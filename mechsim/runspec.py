@@ -23,7 +23,8 @@ from .model import Model
 from .solvers import DEFAULT_METHOD, Problem, choose_method
 from .units import as_days, times_in_days, to_canonical, ureg
 
-__all__ = ["MAX_OUTPUT_POINTS", "RunSpec", "SolverSettings", "default_atol", "output_grid"]
+__all__ = ["MAX_OUTPUT_POINTS", "RunSpec", "SolverSettings", "default_atol", "grid_index",
+           "output_grid"]
 
 #: Output times per run: a million points of a 20-state model is 160 MB already; more is
 #: a typo in `every` (seconds for days), not a request.
@@ -199,3 +200,12 @@ def output_grid(breaks: np.ndarray, until: float, times=None, every=None) -> np.
     if grid.size == 0 or grid[0] < 0 or grid[-1] > until * (1 + 1e-12):
         raise ValidationError(f"output times must lie in [0, {until:g}] day")
     return grid
+
+
+def grid_index(grid: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Positions in ``grid`` (from :func:`output_grid`) of requested ``times``: the nearest
+    point, since a time a rounding error from a dose was snapped onto the dose."""
+    times = np.asarray(times, dtype=float)
+    right = np.clip(np.searchsorted(grid, times), 0, grid.size - 1)
+    left = np.clip(right - 1, 0, grid.size - 1)
+    return np.where(np.abs(grid[left] - times) < np.abs(grid[right] - times), left, right)

@@ -19,7 +19,10 @@ __all__ = ["builtin_dir", "builtin_names", "read_parameter_table", "resolve", "v
 
 #: Where each kind of built-in file lives in a source checkout; an installed package has a
 #: copy of each folder in ``mechsim/_builtin/<kind>`` (pyproject.toml, force-include).
-_SOURCE_FOLDERS = {"models": "models", "params": "params", "scenarios": "examples/scenarios"}
+_SOURCE_FOLDERS = {"models": "models", "params": "params", "scenarios": "examples/scenarios",
+                   "data": "examples/data"}
+#: The suffix of each kind's files (a built-in is named without it).
+_SUFFIX = {"data": ".csv"}
 
 
 def builtin_dir(kind: str) -> Path:
@@ -35,14 +38,15 @@ def builtin_dir(kind: str) -> Path:
 
 def builtin_names(kind: str) -> list[str]:
     """Names of the built-in files of a kind, without the ``.toml`` suffix."""
-    return sorted(p.stem for p in builtin_dir(kind).glob("*.toml"))
+    return sorted(p.stem for p in builtin_dir(kind).glob(f"*{_SUFFIX.get(kind, '.toml')}"))
 
 
 def resolve(name_or_path: str | Path, kind: str) -> Path:
     """A path as given if it exists or looks like a file, else a built-in by name."""
     text = str(name_or_path)
     path = Path(text)
-    folder = ParseError(f"{text} is a folder; give a {kind[:-1]} file or a built-in name")
+    singular = kind[:-1] if kind.endswith("s") else kind
+    folder = ParseError(f"{text} is a folder; give a {singular} file or a built-in name")
     if path.is_file() or path.suffix or "/" in text or "\\" in text:
         if path.is_dir():
             raise folder
@@ -51,7 +55,7 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
         if not path.is_file():
             raise ParseError(f"no such file: {text}")
         return path
-    candidate = builtin_dir(kind) / f"{text}.toml"
+    candidate = builtin_dir(kind) / f"{text}{_SUFFIX.get(kind, '.toml')}"
     if candidate.is_file():
         return candidate
     if path.is_dir():
@@ -59,7 +63,7 @@ def resolve(name_or_path: str | Path, kind: str) -> Path:
     names = builtin_names(kind)
     close = get_close_matches(text, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValidationError(f"unknown built-in {kind[:-1]} {text!r} ({hint}built-in: "
+    raise ValidationError(f"unknown built-in {singular} {text!r} ({hint}built-in: "
                           f"{', '.join(names) or 'none'}; or give a file path)")
 
 

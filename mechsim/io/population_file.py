@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ..errors import ParseError
 from ..population import Categorical, Distribution, Effect, Population
-from ..units import parse_quantity
+from ..units import format_quantity, parse_quantity
 from .common import resolve
 from .toml_source import TomlSource
 
@@ -196,7 +196,8 @@ def _distribution(src: TomlSource, table: tuple[str, ...], name: str, entry) -> 
 
 def _dimensionless(q, what: str, key: str, where: str) -> float:
     if q.dimensionality:
-        raise ParseError(f"{what}: {key} must be a number or a percentage, got {q:~}", where)
+        raise ParseError(f"{what}: {key} must be a number or a percentage, "
+                         f"got {format_quantity(q)}", where)
     value = float(q.to("").magnitude)
     if not value >= 0:
         raise ParseError(f"{what}: {key} must not be negative", where)

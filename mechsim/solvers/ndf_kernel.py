@@ -68,7 +68,7 @@ def compiled_runner(cm):
         sig = _signatures()
         rhs = numba.njit(sig["rhs"], error_model="numpy")(_model_function(cm, "rhs"))
         jac = numba.njit(sig["jac"], error_model="numpy")(_model_function(cm, "jac"))
-        return functools.partial(_run, rhs, jac)
+        return functools.partial(_run, rhs, jac, cm.jacobian_blocks)
     return cm._fn("numba-runner", build)
 
 
@@ -78,8 +78,8 @@ def _signatures() -> dict:
     vec, mat = types.float64[::1], types.float64[:, ::1]
     rhs = vec(types.float64, vec, vec)
     jac = mat(types.float64, vec, vec)
-    run = types.int64(types.FunctionType(rhs), types.FunctionType(jac), vec, vec, vec, mat,
-                      mat, vec, types.float64, vec, vec, mat, mat, vec)
+    run = types.int64(types.FunctionType(rhs), types.FunctionType(jac), types.int64, vec, vec,
+                      vec, mat, mat, vec, types.float64, vec, vec, mat, mat, vec)
     return {"rhs": rhs, "jac": jac, "run": run}
 
 
@@ -88,8 +88,9 @@ def _model_function(cm, which: str):
     n = len(cm.states)
     if which == "rhs":
         outputs, shape = [((i,), e) for i, e in enumerate(cm.rhs_exprs)], (n,)
-    else:
-        outputs, shape = [((i, j), e) for i, j, e in cm.jac_entries], (n, n)
+    else:  # one diagonal block when the Jacobian is block diagonal (jacobian_blocks)
+        block = n // cm.jacobian_blocks
+        outputs, shape = [((i, j), e) for i, j, e in cm.jac_entries], (block, block)
     return generate(which, ("t", "y", "p"), symbols, outputs, shape, "numba",
                     helpers=_helpers())
 
@@ -234,10 +235,13 @@ def _interpolate(d, order, t, h, at, dest):
 
 
 @_jit
-def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps):
+def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps):
     """Integrate from ``a`` to ``b`` starting at ``y`` (overwritten with y(b)).
 
     Output points ``a < grid[g..] < b`` are filled by interpolation.  Returns (status, g, t).
+    With ``blocks`` > 1 the Newton matrix is block diagonal with that many copies of the
+    block ``jac`` returns (the simultaneous corrector of sensitivity equations, as in
+    CVODES): one factorisation of the small block serves them all.
     """
     # Time runs locally from 0 to span = b - a: the step-size floor is then set by the
     # segment's length, not by the size of t (late in a long run a fast transient after a
@@ -276,8 +280,9 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
     order = 1
     n_equal = 0
     t = 0.0
-    lu = np.empty((n, n))
-    piv = np.empty(n, dtype=np.int64)
+    nb = n // blocks
+    lu = np.empty((nb, nb))
+    piv = np.empty(nb, dtype=np.int64)
     y_pred = np.empty(n)
     psi = np.empty(n)
     y_new = np.empty(n)
@@ -311,8 +316,8 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
 
         jm = jac(a + t_new, y_pred, p)
         stats[2] += 1
-        for i in range(n):
-            for j in range(n):
+        for i in range(nb):
+            for j in range(nb):
                 lu[i, j] = -c * jm[i, j]
             lu[i, i] += 1.0
         converged = False
@@ -333,7 +338,8 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
                         finite = False
                 if not finite:
                     break
-                _lu_solve(lu, piv, dy)
+                for block in range(blocks):
+                    _lu_solve(lu, piv, dy[block * nb:(block + 1) * nb])
                 norm = _rms(dy, scale)
                 if k > 0:
                     rate = norm / norm_old
@@ -400,7 +406,8 @@ def _segment(rhs, jac, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps
     return OK, g, b
 
 
-def _run(rhs, jac, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre, stats):
+def _run(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
+         stats):
     """Integrate one run over its segments; see :func:`compiled_runner`.
 
     ``starts/ends``: segment edges (days); ``rates[s]``: infusion input on segment s;
@@ -420,8 +427,8 @@ def _run(rhs, jac, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre
             if grid[g] == a:
                 out[:, g] = y
             g += 1
-        status, g, t = _segment(rhs, jac, p, rates[s], a, b, y, grid, g, out, rtol, atol,
-                                stats, max_steps)
+        status, g, t = _segment(rhs, jac, blocks, p, rates[s], a, b, y, grid, g, out, rtol,
+                                atol, stats, max_steps)
         stats[3] = t
         if status != OK:
             return status
