@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mechsim
+import mechsim.io.sbml
 from mechsim import ParseError, RegimenError, SolverError, UnitError, ValidationError
 from mechsim.cli import main
 
@@ -308,6 +309,34 @@ CLI = [
     (["sensitivity", "one_compartment", "--regimen", "1 mg iv", "--until", "1 day",
       "--metric", "max(C)", "--parameters", "VV"], "'VV'"),
     (["export", "one_compartment", "--format", "cellml", "-o", "x.xml"], "cellml"),
+    *[([command, "phenobarbital", "pheno", *extra, *rest], fragment)
+      for command, rest in (("fit", ["--estimate", "CL_per_kg", "--out", "f"]),
+                            ("vpc", ["--params", "phenobarbital_fit", "--n", "10", "--out", "v.png"]))
+      for extra, fragment in (
+          (["--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg"], "no model output for it"),
+          (["--units", "TIME=h,AMT=mL,DV=mg/L,WGT=kg", "--observe", "C"], "must be a mass"),
+          (["--units", "AMT=mg,DV=mg/L,WGT=kg", "--observe", "C"], "TIME needs a unit"),
+          (["--units", "TIME=h,AMT=mg,DV=mL,WGT=kg", "--observe", "C"], "DV is in mL"),
+          (["--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg", "--observe", "Cx"], "'Cx'"),
+          (["--units", "TIME=h,AMT=mg,DV=mg/L,WGT=L", "--observe", "C"], "WGT"),
+          (["--units", "TIME=h,AMT=mg,DV=mg/L", "--observe", "C"], "WGT"),
+          (["--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg", "--observe", "C", "--route", "oral"],
+           "oral"),
+          (["--units", "TIME:h", "--observe", "C"], "--units expects"),
+      )],
+    (["fit", "phenobarbital", "pheno", "--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg",
+      "--observe", "C", "--estimate", "CLX", "--out", "f"], "not a parameter"),
+    (["fit", "phenobarbital", "pheno", "--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg",
+      "--observe", "C", "--estimate", "CL_per_kg", "--bounds", "CL_per_kg=1..2 L",
+      "--out", "f"], "dimension"),
+    (["fit", "phenobarbital", "no_such.csv", "--estimate", "CL_per_kg", "--out", "f"],
+     "no such file"),
+    (["vpc", "phenobarbital", "pheno", "--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg",
+      "--observe", "C", "--n", "0", "--out", "v.png"], "must be an integer >= 10"),
+    (["vpc", "phenobarbital", "pheno", "--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg",
+      "--observe", "C", "--out", "v.gif"], ".png"),
+    (["vpc", "phenobarbital", "pheno", "--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg",
+      "--observe", "C", "--out", "v.png"], "no residual error model for C"),
 ]
 
 

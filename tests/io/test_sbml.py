@@ -32,6 +32,7 @@ ROUND_TRIP_REGIMENS = {
     "cd40_apc": CD40,
     "isatuximab_poppk": "10 mg/kg iv over 1 h every 7 days x 4",
     "one_compartment": "100 mg iv every 12 h x 6; 50 mg oral every 24 h x 3",
+    "phenobarbital": "20 mg iv; 3 mg iv every 12 h x 20",
 }
 TIGHT = {"rtol": 1e-10, "atol": 1e-14}
 

@@ -1,0 +1,293 @@
+"""The subcommands that simulate, analyse and export: list, show, check, simulate,
+dose-response, sensitivity, export, run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ValidationError
+from .common import (
+    add_command,
+    check_suffix,
+    check_workers,
+    executor_for,
+    model_options,
+    names_list,
+    parse_sets,
+    scale_options,
+    wrote,
+)
+
+
+def cmd_list(args) -> int:
+    from ..io import builtin_names, load_model, load_params
+    from ..io.population_file import is_population, load_population
+    from ..scenario import read_scenario
+
+    print("models:")
+    for name in builtin_names("models"):
+        print(f"  {name:<24} {load_model(name).description}")
+    names = builtin_names("params")
+    populations = [n for n in names if is_population(n)]
+    print("parameter sets:")
+    for name in names:
+        if name not in populations:
+            ps = load_params(name)
+            print(f"  {name:<24} [{ps.model or 'any model'}] {ps.description}")
+    print("populations (for virtual trials):")
+    for name in populations:
+        pop = load_population(name)
+        print(f"  {name:<24} [{pop.model or 'any model'}] {pop.description}")
+    print("scenarios (mechsim run NAME):")
+    for name in builtin_names("scenarios"):
+        scenario = read_scenario(name)
+        print(f"  {name:<24} [{scenario.model}] {scenario.description}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from ..describe import describe_model
+    from ..io import prepare_model
+
+    print(describe_model(prepare_model(args.model, args.params, parse_sets(args.set))))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from ..checks import check_model
+
+    report = check_model(args.model)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def cmd_simulate(args) -> int:
+    from ..io.result_files import WRITERS, format_table, write_result
+    from ..plotting import plot_timecourse, save_figure
+    from ..simulation import simulate
+
+    out = check_suffix(args.out, tuple(WRITERS), "--out")
+    plot = check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    res = simulate(args.model, args.regimen, until=args.until, every=args.every,
+                   params=args.params, overrides=parse_sets(args.set))
+    names = [n.strip() for n in args.output.split(",")] if args.output else list(res.names)
+    for name in names:
+        res.unit(name)  # unknown names fail before anything is written
+    if out is None:
+        print(format_table(res, names))
+    else:
+        write_result(res, out, names)
+        print(f"wrote {out}")
+    if plot is not None:
+        axes = plot_timecourse(res, names[:9])
+        fig = axes.ravel()[0].figure
+        fig.suptitle(f"{res.model}: {res.regimen}", fontsize=9)
+        fig.tight_layout()
+        save_figure(fig, plot)
+        print(f"wrote {plot}")
+    return 0
+
+
+def cmd_dose_response(args) -> int:
+    from ..analysis import dose_response
+    from ..plotting import save_figure
+    from ..units import format_unit
+
+    out = check_suffix(args.out, (".csv",), "--out")
+    plot = check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    curves = dose_response(args.model, args.regimen, args.doses, args.metric, n=args.n,
+                           until=args.until, background=args.background, params=args.params,
+                           overrides=parse_sets(args.set), every=args.every,
+                           progress=not args.quiet)
+    for curve in curves:
+        print(f"{curve.y_label}: {curve.fit or 'Hill fit did not converge'}")
+        unit_x, unit_y = format_unit(curve.x.units), format_unit(curve.y.units) or "1"
+        if out is None:
+            print(f"  dose [{unit_x}]\t{curve.y_label} [{unit_y}]")
+            for x, y in curve.table():
+                print(f"  {x:.6g}\t{y:.6g}")
+    if out is not None:
+        for k, curve in enumerate(curves):
+            path = out if len(curves) == 1 else out.with_name(f"{out.stem}_{k + 1}{out.suffix}")
+            curve.to_csv(path)
+            wrote(path)
+    if plot is not None:
+        for k, curve in enumerate(curves):
+            path = plot if len(curves) == 1 else \
+                plot.with_name(f"{plot.stem}_{k + 1}{plot.suffix}")
+            save_figure(curve.plot().figure, path)
+            print(f"wrote {path}")
+    return 0
+
+
+def _sensitivity(args, executor):
+    from ..analysis import local_sensitivity, sobol_indices
+
+    common = dict(until=args.until, params=args.params, overrides=parse_sets(args.set),
+                  every=args.every, progress=not args.quiet, workers=args.workers,
+                  executor=executor)
+    if args.method == "local":
+        return local_sensitivity(args.model, args.regimen, args.metric,
+                                 names_list(args.parameters), relative_step=args.step, **common)
+    ranges = {}
+    for item in args.range or []:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValidationError(f"--range expects NAME=LOW..HIGH UNIT, got {item!r}")
+        ranges[name.strip()] = text.strip()
+    varied = names_list(args.vary)
+    if bool(ranges) == bool(varied):
+        raise ValidationError("--method sobol needs either --vary NAME,... or --range "
+                              "NAME=LOW..HIGH UNIT (not both)")
+    return sobol_indices(args.model, args.regimen, args.metric, ranges or varied, n=args.n,
+                         seed=args.seed, factor=args.factor, scale=args.scale, **common)
+
+
+def cmd_sensitivity(args) -> int:
+    from ..plotting import save_figure
+
+    out = check_suffix(args.out, (".csv",), "--out")
+    plot = check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
+    check_workers(args.workers)
+    with executor_for(args.scheduler) as executor:
+        results = _sensitivity(args, executor)
+    for k, result in enumerate(results):
+        print(result)
+        suffix = "" if len(results) == 1 else f"_{k + 1}"
+        if out is not None:
+            path = out.with_name(f"{out.stem}{suffix}{out.suffix}")
+            result.to_csv(path)
+            wrote(path)
+        if plot is not None:
+            path = plot.with_name(f"{plot.stem}{suffix}{plot.suffix}")
+            save_figure(result.plot().figure, path)
+            print(f"wrote {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..io.atomic import write_text_atomically
+    from ..io.sbml import export_sbml, sbml_warnings, validate_sbml
+
+    out = check_suffix(args.out, (".xml", ".sbml"), "-o/--out")
+    text = export_sbml(args.model, args.regimen, until=args.until, params=args.params,
+                       overrides=parse_sets(args.set))
+    errors, warnings = validate_sbml(text), sbml_warnings(text)
+    write_text_atomically(out, text)
+    wrote(out)
+    print(f"libsbml consistency check: {len(errors)} errors, {len(warnings)} warnings")
+    for message in errors:
+        print(f"  {message}")
+    return 1 if errors else 0
+
+
+def cmd_run(args) -> int:
+    from ..scenario import read_scenario, run_scenario
+
+    scenario = read_scenario(args.scenario)
+    out = Path(args.out or f"{scenario.name}_run")
+    if args.trial_size is not None and args.trial_size < 1:
+        raise ValidationError(f"--trial-size must be a positive integer, got {args.trial_size}")
+    check_workers(args.workers)
+    with executor_for(args.scheduler) as executor:
+        run = run_scenario(scenario, out, progress=not args.quiet, command=args.command_line,
+                           workers=args.workers, executor=executor, trial_size=args.trial_size)
+    for path in run.files:
+        print(f"wrote {path}")
+    if run.trial is not None:
+        print("\nvirtual trial (simulated [95 % CI] | published):")
+        print(run.trial.summary_text())
+    return 0
+
+
+
+
+def add_commands(sub) -> None:
+    """Register the subcommands of this module."""
+    add_command(sub, "list", "list built-in models and parameter sets", cmd_list)
+
+    p = add_command(sub, "show", "show a model: species, parameters with sources, reactions, "
+                          "observables, routes, conservation laws", cmd_show)
+    p.add_argument("model", help="built-in model name or model file")
+    model_options(p)
+
+    p = add_command(sub, "check", "load and unit-check a model, find its conservation laws "
+                                  "and run a short simulation (exit 0 clean, 1 a check "
+                                  "failed)", cmd_check)
+    p.add_argument("model", help="built-in model name or model file")
+
+    p = add_command(sub, "simulate", "simulate a model under a dosing regimen", cmd_simulate)
+    p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--regimen", default=None,
+                   help='dosing text, e.g. "10 mg/kg iv every 7 days x 4" (default: no doses)')
+    p.add_argument("--until", required=True, help='end time with unit, e.g. "12 weeks"')
+    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
+    model_options(p)
+    p.add_argument("--output", default=None, help="comma-separated outputs (default: all)")
+    p.add_argument("--out", default=None, help="write a .csv or .json file instead of printing")
+    p.add_argument("--plot", default=None, help="save a figure (.png, .svg or .pdf)")
+
+    p = add_command(sub, "dose-response", "sweep doses, compute metrics and fit Emax/Hill curves",
+             cmd_dose_response)
+    p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--regimen", required=True,
+                   help='regimen with {dose} where the amount goes, e.g. "{dose} iv every 14 days"')
+    p.add_argument("--doses", required=True, help='dose range, e.g. "0.01..100 mg/kg"')
+    p.add_argument("--n", type=int, default=25, help="number of log-spaced doses (default 25)")
+    p.add_argument("--metric", action="append", required=True,
+                   help='metric, e.g. "min(M)" or "auc(C_mass, 0 day, 28 day)" (repeatable)')
+    p.add_argument("--until", required=True, help='length of each run, e.g. "24 weeks"')
+    p.add_argument("--background", default=None,
+                   help="regimen given in every run, e.g. a backbone therapy")
+    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
+    model_options(p)
+    p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
+    p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+
+    p = add_command(sub, "sensitivity", "local sensitivity coefficients (tornado) or global Sobol "
+                                 "indices of metrics (needs the sensitivity extra for sobol)",
+             cmd_sensitivity)
+    p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--regimen", default=None, help="dosing text")
+    p.add_argument("--until", required=True, help='length of each run, e.g. "12 weeks"')
+    p.add_argument("--metric", action="append", required=True,
+                   help='metric, e.g. "min(M)" (repeatable)')
+    p.add_argument("--method", choices=["local", "sobol"], default="local")
+    p.add_argument("--parameters", default=None,
+                   help="local: comma-separated parameters (default: all non-zero)")
+    p.add_argument("--step", type=float, default=1e-3, help="local: relative step (1e-3)")
+    p.add_argument("--vary", default=None,
+                   help="sobol: parameters varied over value/FACTOR..value*FACTOR")
+    p.add_argument("--range", action="append", metavar="NAME=LOW..HIGH UNIT",
+                   help='sobol: explicit range, e.g. "CL=0.1..0.4 L/day" (repeatable)')
+    p.add_argument("--factor", type=float, default=2.0, help="sobol: range factor (2)")
+    p.add_argument("--scale", choices=["log", "linear"], default="log",
+                   help="sobol: sample uniformly in log p (default) or in p")
+    p.add_argument("--n", type=int, default=256, help="sobol: base sample size, a power of 2")
+    p.add_argument("--seed", type=int, default=0, help="sobol: random seed (0)")
+    scale_options(p)
+    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
+    model_options(p)
+    p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
+    p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+
+    p = add_command(sub, "export", "write a model (and a regimen's doses, as events) as SBML "
+                                   "Level 3 in canonical units (needs the sbml extra)",
+                    cmd_export)
+    p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--format", choices=["sbml"], default="sbml", help="output format")
+    p.add_argument("--regimen", default=None,
+                   help="dosing text; its doses up to --until become SBML events")
+    p.add_argument("--until", default=None, help='end of the dosing period (needed with '
+                                                 '--regimen), e.g. "12 weeks"')
+    model_options(p)
+    p.add_argument("-o", "--out", required=True, help="output file (.xml or .sbml)")
+
+    p = add_command(sub, "run", "run a scenario and write its output folder", cmd_run)
+    p.add_argument("scenario", help="built-in scenario name (mechsim list) or scenario file "
+                                    "(.toml)")
+    p.add_argument("--out", default=None, help="output folder (must not exist; default "
+                                               "NAME_run)")
+    p.add_argument("--trial-size", type=int, default=None, metavar="N",
+                   help="virtual patients per trial arm, replacing the scenario's sizes")
+    scale_options(p)

@@ -1,0 +1,204 @@
+"""A model and a dataset set up for estimation: predictions and their exact gradients.
+
+:class:`FitProblem` keeps everything that does not change between evaluations (each
+subject's converted doses, output grid, observations in numbers, covariates) so that an
+evaluation of the likelihood at new parameter values is one integration of the sensitivity
+system per subject and a little arithmetic.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import solvers
+from ..errors import SolverError, UnitError, ValidationError
+from ..runner import chunk_ranges, map_chunks, workers_or_cpus
+from ..runspec import RunSpec
+from ..solvers import Problem
+from ..units import canonical_unit, dimension_text, format_unit, ureg
+from .gradients import sensitivity_model
+from .likelihood import ErrorModel, minus_two_log_likelihood
+
+__all__ = ["FitProblem", "Parameterisation"]
+
+
+@dataclass(frozen=True)
+class Parameterisation:
+    """How the optimiser sees the parameters: ``x_j = ln p_j`` (``log``) or ``x_j = p_j``
+    (``linear``) for the model parameters, ``ln`` for the error parameters; values and
+    bounds in canonical units."""
+
+    names: tuple[str, ...]            # model parameters, then error parameters
+    log: tuple[bool, ...]
+    n_model: int
+
+    def to_x(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        return np.where(self.log, np.log(np.where(self.log, values, 1.0)), values)
+
+    def to_values(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        with np.errstate(over="ignore"):  # a line search may probe far: inf, then refused
+            return np.where(self.log, np.exp(np.where(self.log, x, 0.0)), x)
+
+
+class FitProblem:
+    """The data, the model and the error models of a fit (see the module docstring)."""
+
+    def __init__(self, spec: RunSpec, dataset, estimate: Sequence[str],
+                 errors: Mapping[str, str], subjects: Sequence[int] | None = None):
+        cm = spec.compiled
+        self.spec, self.dataset = spec, dataset
+        self.sens = sensitivity_model(cm, estimate)
+        self.estimate = tuple(estimate)
+        covariates = set(dataset.covariate_names) & set(cm.parameter_names)
+        taken = sorted(covariates & set(self.estimate))
+        if taken:
+            raise ValidationError(f"{taken[0]} comes from the dataset (a covariate column), "
+                                  "so it cannot be estimated")
+        outputs = dataset.outputs
+        missing = [o for o in outputs if o not in errors]
+        if missing:
+            raise ValidationError(f"no error model for output {missing[0]}")
+        self.errors = [ErrorModel(o, errors[o]) for o in outputs]
+        self.error_names = tuple(n for e in self.errors for n in e.parameters)
+        self._factors = {o: self._factor(o) for o in outputs}
+        matrix = dataset.parameter_matrix(spec)
+        chosen = range(dataset.n_subjects) if subjects is None else subjects
+        self.subjects = [self._subject(i, matrix[i]) for i in chosen
+                         if len(dataset.subjects[i].outputs)]
+        if not self.subjects:
+            raise ValidationError("the dataset has no observations to fit")
+        self.y = np.concatenate([s.values for s in self.subjects])
+        self.which = np.concatenate([s.which for s in self.subjects])
+        self.solves = 0
+        self._lock = threading.Lock()
+
+    @property
+    def n_observations(self) -> int:
+        return int(self.y.size)
+
+    def _factor(self, output: str) -> float:
+        return dv_factor(self.spec.compiled, output, self.dataset.value_units[output])
+
+    def _subject(self, i: int, p: np.ndarray):
+        s = self.dataset.subjects[i]
+        days = s.times_days
+        until = float(days.max()) if days.max() > 0 else 1.0
+        events = self.spec.events(s.regimen) if s.regimen.sequences else ()
+        grid = np.unique(np.concatenate([[0.0], days, [until]]))
+        which = np.array([self.dataset.outputs.index(o) for o in s.outputs], dtype=int)
+        return _Subject(index=i, id=s.id, p=p, events=events, until=until, grid=grid,
+                        columns=np.searchsorted(grid, days), days=days,
+                        before=np.asarray(s.before_dose, dtype=bool),
+                        values=np.asarray(s.values, dtype=float), which=which,
+                        outputs=tuple(s.outputs))
+
+    # ---- predictions ---------------------------------------------------------------------
+    def predict(self, subject, theta: np.ndarray, log: Sequence[bool]):
+        """Predictions (in DV units) of one subject's observations, and their derivatives
+        by the optimiser's variables (d f / d ln p for log-scaled parameters)."""
+        sens = self.sens
+        p = subject.p.copy()
+        p[list(sens.columns)] = theta
+        scales = np.where(log, theta, 1.0)
+        n, k = sens.n, sens.k
+        plan = sens.plan(subject.events, p, scales, subject.until)
+        aug_p = sens.parameters(p, scales)
+        problem = Problem.build(sens.augmented, aug_p, plan, subject.grid, self.spec.rtol,
+                                np.tile(self.spec.atol, k + 1))
+        trajectory = solvers.solve(problem, self.spec.method)
+        with self._lock:
+            self.solves += 1
+        z = trajectory.states[:, subject.columns]
+        if subject.before.any():  # observed at a dose time, before the dose row
+            for m in np.flatnonzero(subject.before):
+                at = np.flatnonzero(trajectory.pre_dose_days == subject.days[m])
+                if at.size:
+                    z[:, m] = trajectory.pre_dose_states[at[0]]
+        y, s = z[:n], z[n:].reshape(k, n, -1)
+        f = np.empty(subject.days.size)
+        df = np.empty((subject.days.size, k))
+        for output in set(subject.outputs):
+            cols = np.array([o == output for o in subject.outputs])
+            fn = sens.output_gradient(output)
+            with np.errstate(all="ignore"):
+                parts = np.asarray(fn(subject.days[cols], y[:, cols], p[:, None]),
+                                   dtype=float).reshape(1 + n + k, -1)
+            g, dg_dy, dg_dp = parts[0], parts[1:1 + n], parts[1 + n:]
+            factor = self._factors[output]
+            f[cols] = factor * g
+            df[cols] = factor * (np.einsum("lm,klm->mk", dg_dy, s[:, :, cols]) +
+                                 (scales[:, None] * dg_dp).T)
+        return f, df
+
+    def evaluate(self, values: np.ndarray, log: Sequence[bool], *, workers: int | None = 1,
+                 executor=None, subjects=None):
+        """``(-2 log L, gradient by the optimiser's variables, predictions, variances)`` at
+        parameter values (canonical model parameters, then error parameters)."""
+        k = len(self.estimate)
+        theta = np.asarray(values[:k], dtype=float)
+        errors = dict(zip(self.error_names, values[k:]))
+        chosen = self.subjects if subjects is None else subjects
+        chunks = chunk_ranges(len(chosen), workers_or_cpus(workers))
+        outcomes = map_chunks(_predict_chunk, [(self, [chosen[i] for i in c], theta,
+                                                tuple(log[:k])) for c in chunks],
+                              sizes=[len(c) for c in chunks], workers=workers_or_cpus(workers),
+                              executor=executor, progress=False)
+        f = np.concatenate([o[0] for o in outcomes])
+        df = np.concatenate([o[1] for o in outcomes])
+        y = np.concatenate([s.values for s in chosen])
+        which = np.concatenate([s.which for s in chosen])
+        total, grad, grad_error, s2 = minus_two_log_likelihood(y, f, df, self.errors, which,
+                                                               errors)
+        gradient = np.concatenate([grad, [grad_error[n] for n in self.error_names]])
+        return total, gradient, f, s2
+
+
+def _predict_chunk(problem: FitProblem, subjects, theta, log):
+    f, df = [], []
+    for subject in subjects:
+        try:
+            a, b = problem.predict(subject, theta, log)
+        except SolverError as exc:
+            raise SolverError(f"subject {subject.id}: {exc.detail}", hint=exc.hint,
+                              failures=exc.failures) from None
+        f.append(a)
+        df.append(b)
+    return np.concatenate(f), np.concatenate(df)
+
+
+@dataclass(frozen=True, eq=False)
+class _Subject:
+    index: int
+    id: str
+    p: np.ndarray
+    events: tuple
+    until: float
+    grid: np.ndarray
+    columns: np.ndarray
+    days: np.ndarray
+    before: np.ndarray
+    values: np.ndarray
+    which: np.ndarray
+    outputs: tuple[str, ...]
+
+
+def dv_factor(cm, output: str, dv) -> float:
+    """The factor from ``output``'s canonical solver unit to the unit of the data's DV,
+    refusing an output the model lacks or a DV of another dimension."""
+    names = cm.state_names + cm.observable_names
+    units = cm.state_units + cm.observable_units
+    if output not in names:
+        raise ValidationError(f"the dataset observes {output!r}, which is not an output "
+                              f"of model {cm.name} (outputs: {', '.join(names)})")
+    unit = units[names.index(output)]
+    if (1 * unit).dimensionality != (1 * dv).dimensionality:
+        raise UnitError(f"the dataset's DV is in {format_unit(dv)} "
+                        f"({dimension_text((1 * dv).dimensionality)}) but {output} is in "
+                        f"{format_unit(unit)} ({dimension_text((1 * unit).dimensionality)})")
+    return float(ureg.Quantity(1.0, canonical_unit(1 * unit)).to(dv).magnitude)
