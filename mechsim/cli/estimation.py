@@ -136,7 +136,7 @@ def cmd_vpc(args) -> int:
     outside = int(check.outside().sum())
     print(f"{check.replicates} replicates, {len(check.centers)} time bins: "
           f"{outside} of {check.outside().size} observed percentiles outside the simulated "
-          f"{check.ci:.0%} intervals")
+          f"{100 * check.ci:.0f} % intervals")
     wrote(plot)
     return 0
 
