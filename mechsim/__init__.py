@@ -34,7 +34,7 @@ _EXPORTS = {
     "ValidationError": "errors", "RegimenError": "errors", "SolverError": "errors",
     "MissingDependency": "errors", "NumericalWarning": "errors",
     "read_dataset": "dataset", "Dataset": "dataset", "fit": "estimation",
-    "FitResult": "estimation",
+    "FitResult": "estimation", "check_model": "checks",
 }
 __all__ = [
     "BatchResult",
@@ -62,6 +62,7 @@ __all__ = [
     "ValidationError",
     "VirtualPatients",
     "__version__",
+    "check_model",
     "compile_model",
     "concentration_effect",
     "dose_response",

@@ -1,4 +1,5 @@
-"""Check a model file: it loads, its units agree, it compiles, and a short run balances.
+"""Check a model file: it loads, its units agree, it compiles, a short run balances, and
+it behaves as its ``[[expect]]`` entries say (:mod:`mechsim.behaviour`).
 
 :func:`check_model` is what ``mechsim check`` prints; it returns a frozen report rather than
 raising for a model that fails a check, so that tools can read which check failed.  A name
@@ -36,22 +37,40 @@ class CheckStep:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """The checks of one model, in the order they ran (a failed check ends the list)."""
+    """The checks of one model, in the order they ran (a failed structural check ends the
+    list), and one :class:`~mechsim.behaviour.Verdict` per ``[[expect]]`` entry."""
 
     model: str
     steps: tuple[CheckStep, ...]
+    expectations: tuple = ()
 
     @property
     def ok(self) -> bool:
-        return all(step.ok for step in self.steps)
+        return all(step.ok for step in self.steps) and all(v.ok for v in self.expectations)
+
+    @property
+    def falsified(self) -> tuple:
+        """The expectations that failed (declared violations excluded)."""
+        return tuple(v for v in self.expectations if not v.ok)
 
     def __str__(self) -> str:
-        return "\n".join(map(str, self.steps))
+        lines = [str(step) for step in self.steps] + [str(v) for v in self.expectations]
+        if self.expectations:
+            held = sum(v.ok for v in self.expectations)
+            lines.append(f"expectations: {held} of {len(self.expectations)} as declared"
+                         + (f"; {len(self.falsified)} falsified" if self.falsified else ""))
+        return "\n".join(lines)
 
 
-def check_model(model: Model | str | Path) -> CheckReport:
+def check_model(model: Model | str | Path, *, thorough: bool = False,
+                examples: int | None = None) -> CheckReport:
     """Load and unit-check ``model`` (a Model, a built-in name or a file), compile it, find
-    its conservation laws and run it for two days with a small dose through every route."""
+    its conservation laws, run it for two days with a small dose through every route, and
+    test its expectations with Hypothesis: ``examples`` generated inputs each (default
+    :data:`~mechsim.behaviour.DEFAULT_EXAMPLES`, or ``THOROUGH_EXAMPLES`` with
+    ``thorough``)."""
+    from .behaviour import DEFAULT_EXAMPLES, THOROUGH_EXAMPLES, check_expectations
+
     steps: list[CheckStep] = []
     if isinstance(model, Model):
         name = model.name
@@ -79,7 +98,10 @@ def check_model(model: Model | str | Path) -> CheckReport:
     steps.append(CheckStep(worst < MASS_BALANCE_LIMIT,
                            f"2-day simulation with {regimen or 'no doses'}: "
                            f"{res.diagnostics.steps} steps, mass-balance residual {worst:.1e}"))
-    return CheckReport(model.name, tuple(steps))
+    if examples is None:
+        examples = THOROUGH_EXAMPLES if thorough else DEFAULT_EXAMPLES
+    verdicts = check_expectations(model, examples=examples)
+    return CheckReport(model.name, tuple(steps), verdicts)
 
 
 def _test_dose_unit(route) -> str:

@@ -47,4 +47,8 @@ def describe_model(model: Model) -> str:
     lines.extend(f"  {law}" for law in laws)
     if not laws:
         lines.append("  none")
+    if model.expectations:
+        lines.append("\nexpected behaviour ([[expect]], tested by mechsim check):")
+        lines.extend(f"  {e.effect:<16} {e.name}" + (" (known violation)" if e.violated else "")
+                     for e in model.expectations)
     return "\n".join(lines)

@@ -203,6 +203,9 @@ class Model:
     time_unit: pint.Unit = ureg.day
     source: str | None = field(default=None, compare=False)
     parameter_sets: tuple[str, ...] = field(default=(), compare=False)
+    #: declared behaviour (``[[expect]]``), checked by ``mechsim check``; not part of the
+    #: mechanism, so two models that differ only here are equal
+    expectations: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
         for attr in ("species", "parameters", "compartments", "reactions", "rules", "routes",

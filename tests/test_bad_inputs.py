@@ -162,6 +162,109 @@ def test_bad_model_file_errors_name_the_line(model_file):
         mechsim.load_model(path)
 
 
+# ---- [[expect]] entries: each case changes one line of a valid entry ---------------------
+EXPECT = textwrap.dedent("""
+
+    [[expect]]
+    name = "more clearance lowers C"
+    vary = "CL"
+    over = ["0.1 L/day", "1 L/day"]
+    regimen = "1 mg iv"
+    output = "C"
+    at = "1 day"
+    effect = "decreases"
+    """)
+
+
+def expect_variant(old: str, new: str, named: str | None = None) -> tuple[str, str]:
+    """(model text with one line of the [[expect]] entry changed, the start of the line the
+    error must name: ``named``, else the changed line's key)."""
+    assert old in EXPECT, old
+    return MODEL + EXPECT.replace(old, new, 1), named or new.splitlines()[-1].split("=")[0]
+
+
+EXPECT_CASES = [
+    ("unknown key", expect_variant('effect = "decreases"', 'effect = "decreases"\nwhen = 3'),
+     "unknown key 'when'"),
+    ("unknown effect", expect_variant('"decreases"', '"shrinks"', "effect"), "is not one of"),
+    ("no effect", expect_variant('effect = "decreases"', '', "[[expect]]"),
+     "'effect' is required"),
+    ("unknown parameter varied", expect_variant('vary = "CL"', 'vary = "CLL"'),
+     "unknown parameter 'CLL'"),
+    ("range of the wrong dimension", expect_variant('["0.1 L/day", "1 L/day"]',
+                                                   '["0.1 mg", "1 mg"]', "over"),
+     "expected the dimension of CL"),
+    ("range that does not rise", expect_variant('["0.1 L/day", "1 L/day"]',
+                                               '["1 L/day", "0.1 L/day"]', "over"),
+     "must rise"),
+    ("range that is not a pair", expect_variant('["0.1 L/day", "1 L/day"]', '"1 L/day"',
+                                                              "over"),
+     "range [LOW, HIGH]"),
+    ("dose without the placeholder", expect_variant('vary = "CL"\nover = ["0.1 L/day", '
+                                                    '"1 L/day"]',
+                                                    'vary = "dose"\nover = ["0 mg", "1 mg"]', "regimen"),
+     "placeholder DOSE"),
+    ("bad regimen grammar", expect_variant('"1 mg iv"', '"1 mg iv every week"', "regimen"),
+     "regimen"),
+    ("unknown output", expect_variant('output = "C"', 'output = "CC"'),
+     "unknown name 'CC'"),
+    ("output of unlike dimensions", expect_variant('output = "C"', 'output = "C + V"'),
+     "cannot add"),
+    ("code as an output", expect_variant('output = "C"',
+                                         'output = "__import__(\'os\').getcwd()"'),
+     "is not allowed"),
+    ("a time that is not a time", expect_variant('at = "1 day"', 'at = "1 mg"'),
+     "expected a time"),
+    ("a time at 0", expect_variant('at = "1 day"', 'at = "0 day"'), "after 0"),
+    ("no varied input for a comparison", expect_variant('vary = "CL"\nover = ["0.1 L/day", '
+                                                        '"1 L/day"]', '', "[[expect]]"),
+     "'vary' is required"),
+    ("given of an unknown parameter", expect_variant('effect = "decreases"',
+                                                     'effect = "decreases"\n'
+                                                     'given = { VV = "1 L" }'),
+     "unknown parameter 'VV'"),
+    ("bounds for a comparison", expect_variant('effect = "decreases"',
+                                               'effect = "decreases"\nbetween = ["0", "1"]'),
+     "'between' goes with"),
+    ("within without bounds", expect_variant('effect = "decreases"', 'effect = "within"',
+                                             "[[expect]]"),
+     "needs 'between'"),
+    ("bounds of the wrong dimension", expect_variant('effect = "decreases"',
+                                                     'effect = "within"\n'
+                                                     'between = ["0 mg", "1 mg"]', "between"),
+     "the dimension of the outputs"),
+    ("tolerance that is not relative", expect_variant('effect = "decreases"',
+                                                      'effect = "decreases"\ntolerance = 2'),
+     "tolerance"),
+]
+
+
+@pytest.mark.parametrize(("case", "text_named", "fragment"), EXPECT_CASES,
+                         ids=[c[0] for c in EXPECT_CASES])
+def test_bad_expectation(case, text_named, fragment, model_file, tmp_path, capsys):
+    text, named = text_named
+    path = model_file(text)
+    with pytest.raises(mechsim.MechsimError) as info:
+        mechsim.load_model(path)
+    message = str(info.value)
+    assert fragment in message and "\n" not in message, message
+    line = int(message.split(":", 2)[1])  # ".../model.toml:LINE: ..."
+    assert text.splitlines()[line - 1].strip().startswith(named.strip()), (line, named)
+    err = one_line_exit_2(["simulate", str(path), "--regimen", "1 mg iv", "--until", "1 day",
+                           "--out", "never.csv"], tmp_path, capsys)
+    assert fragment in err
+    # mechsim check reports a file that does not load as its failed first check (exit 1)
+    assert main(["check", str(path)]) == 1
+    assert f"FAIL load and unit check: {message}" in capsys.readouterr().out
+
+
+def test_a_duplicate_expectation_name_names_both_lines(model_file):
+    path = model_file(MODEL + EXPECT + EXPECT)
+    first = MODEL.count("\n") + EXPECT.count("\n") - EXPECT.lstrip("\n").count("\n") + 1
+    with pytest.raises(ParseError, match=rf"declared twice \(first at .*model.toml:{first}\)"):
+        mechsim.load_model(path)
+
+
 # ---- parameter, population and scenario files --------------------------------------------
 
 PARAMS = [

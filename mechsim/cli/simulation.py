@@ -56,7 +56,7 @@ def cmd_show(args) -> int:
 def cmd_check(args) -> int:
     from ..checks import check_model
 
-    report = check_model(args.model)
+    report = check_model(args.model, thorough=args.thorough)
     print(report)
     return 0 if report.ok else 1
 
@@ -211,10 +211,13 @@ def add_commands(sub) -> None:
     p.add_argument("model", help="built-in model name or model file")
     model_options(p)
 
-    p = add_command(sub, "check", "load and unit-check a model, find its conservation laws "
-                                  "and run a short simulation (exit 0 clean, 1 a check "
-                                  "failed)", cmd_check)
+    p = add_command(sub, "check", "load and unit-check a model, find its conservation laws, "
+                                  "run a short simulation and test its [[expect]] entries "
+                                  "(exit 0 clean, 1 a check failed)", cmd_check)
     p.add_argument("model", help="built-in model name or model file")
+    p.add_argument("--thorough", action="store_true",
+                   help="test each expectation with many more generated examples (slower; "
+                        "the report says how many)")
 
     p = add_command(sub, "simulate", "simulate a model under a dosing regimen", cmd_simulate)
     p.add_argument("model", help="built-in model name or model file")

@@ -14,13 +14,14 @@ from ..expr import Expr
 from ..model import Compartment, Drug, Model, Reaction, Route, Rule, Species
 from ..units import parse_unit, ureg
 from .common import read_parameter_table, resolve, value_or_expr
+from .expect_table import read_expectations
 from .params_file import read_params
 from .toml_source import TomlSource
 
 __all__ = ["load_model", "read_model"]
 
 _SECTIONS = {"model", "drugs", "compartments", "parameters", "species", "reactions", "rules",
-             "routes"}
+             "routes", "expect"}
 _TERM = re.compile(r"^\s*(?:(\d+\.?\d*|\.\d+)\s+)?([A-Za-z_]\w*)\s*$")
 
 
@@ -116,7 +117,11 @@ class _ModelReader:
             if exc.where is None:
                 raise type(exc)(exc.message, self.src.path) from None
             raise
-        return self.apply_default_params(model, head.get("params", []))
+        model = self.apply_default_params(model, head.get("params", []))
+        if "expect" in self.data:
+            model = model.replace(expectations=read_expectations(self.src, self.data["expect"],
+                                                                 model))
+        return model
 
     def apply_default_params(self, model: Model, names) -> Model:
         """``[model] params = [...]``: parameter sets applied whenever the model is loaded.

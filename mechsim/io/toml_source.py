@@ -70,11 +70,17 @@ class TomlSource:
         self._lines: dict[tuple[tuple[str, ...], str], int] = {}
         self._headers: dict[tuple[str, ...], int] = {}
         table: tuple[str, ...] = ()
+        items: dict[tuple[str, ...], int] = {}  # [[array]] tables seen so far
         for number, line in enumerate(text.splitlines(), start=1):
             head = _HEADER.match(line)
             if head:
                 table = _split_dotted(head.group(1))
                 self._headers.setdefault(table, number)
+                if line.lstrip().startswith("[["):
+                    # the i-th [[name]] entry is table (name, "[i]"): see item()
+                    items[table] = items.get(table, -1) + 1
+                    table = self.item(table, items[table])
+                    self._headers.setdefault(table, number)
                 continue
             key = _KEY.match(line)
             if key:
@@ -82,6 +88,11 @@ class TomlSource:
                 self._lines.setdefault((table, name), number)
                 # a dotted key such as `a.b = 1` inside [t] also defines table (t, a)
                 self._headers.setdefault(table + (name,), number)
+
+    @staticmethod
+    def item(table: tuple[str, ...], index: int) -> tuple[str, ...]:
+        """The table path of the ``index``-th ``[[table]]`` entry, for :meth:`where`."""
+        return table + (f"[{index}]",)
 
     @classmethod
     def read(cls, path: Path | str) -> TomlSource:
