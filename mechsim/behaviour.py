@@ -274,18 +274,11 @@ class _Probe:
         return f"{expr} at {when} = {q.magnitude:.6g} {format_unit(q.units)}".rstrip()
 
     def _unit(self, expr) -> pint.Unit:
-        m = self.model
+        """The output's unit: its own when it is one name, else canonical."""
         name = expr.text.strip()
-        if name in m.species_by_name:
-            return m.species_by_name[name].unit
-        if name in m.rules_by_name:
-            return m.rule_units[name]
-        if name in m.parameters_by_name:
-            return m.parameters_by_name[name].value.units
-        if name == TIME:
-            return ureg.day
-        units = {n: self._unit(type(expr)(n)) for n in expr.names}
-        return canonical_unit(expr.dimension(units))
+        if name in expr.names and len(expr.names) == 1 and name != TIME:
+            return self.model.unit_of(name)
+        return canonical_unit(expr.dimension({n: self.model.unit_of(n) for n in expr.names}))
 
 
 def _value(expr, env) -> float:

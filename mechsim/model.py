@@ -243,6 +243,18 @@ class Model:
         """Unit each rule is reported in (declared, else inferred)."""
         return _Validator(self).rule_units()
 
+    def unit_of(self, name: str) -> pint.Unit:
+        """The unit of a species, rule, parameter or of ``t`` (the model's time unit)."""
+        if name == TIME:
+            return self.time_unit
+        if name in self.species_by_name:
+            return self.species_by_name[name].unit
+        if name in self.rules_by_name:
+            return self.rule_units[name]
+        if name in self.parameters_by_name:
+            return self.parameters_by_name[name].value.units
+        raise ValidationError(f"model {self.name} has no species, rule or parameter {name!r}")
+
     def is_concentration(self, species: str) -> bool:
         """True if the species is a concentration in its compartment (amount = value*V)."""
         sp = self.species_by_name[species]

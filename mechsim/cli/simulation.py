@@ -202,6 +202,15 @@ def cmd_run(args) -> int:
 
 
 
+def metric_outputs(p) -> None:
+    """The options that dose-response and sensitivity share: output spacing, parameters, and
+    where the tables and figures go."""
+    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
+    model_options(p)
+    p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
+    p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+
+
 def add_commands(sub) -> None:
     """Register the subcommands of this module."""
     add_command(sub, "list", "list built-in models and parameter sets", cmd_list)
@@ -242,10 +251,7 @@ def add_commands(sub) -> None:
     p.add_argument("--until", required=True, help='length of each run, e.g. "24 weeks"')
     p.add_argument("--background", default=None,
                    help="regimen given in every run, e.g. a backbone therapy")
-    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
-    model_options(p)
-    p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
-    p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+    metric_outputs(p)
 
     p = add_command(sub, "sensitivity", "local sensitivity coefficients (tornado) or global Sobol "
                                  "indices of metrics (needs the sensitivity extra for sobol)",
@@ -269,10 +275,7 @@ def add_commands(sub) -> None:
     p.add_argument("--n", type=int, default=256, help="sobol: base sample size, a power of 2")
     p.add_argument("--seed", type=int, default=0, help="sobol: random seed (0)")
     scale_options(p)
-    p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
-    model_options(p)
-    p.add_argument("--out", default=None, help="write the table(s) to a .csv file")
-    p.add_argument("--plot", default=None, help="save the figure(s) (.png, .svg or .pdf)")
+    metric_outputs(p)
 
     p = add_command(sub, "export", "write a model (and a regimen's doses, as events) as SBML "
                                    "Level 3 in canonical units (needs the sbml extra)",

@@ -137,7 +137,7 @@ class _Entry:
             if unknown:
                 raise self.fail(f"output {text!r}: unknown name {unknown[0]!r} (outputs may "
                                 "use species, rules, parameters and t)", "output")
-            units = {n: self.unit_of(n) for n in expr.names}
+            units = {n: self.model.unit_of(n) for n in expr.names}
             try:
                 dims.add(expr.dimension(units).dimensionality)
             except MechsimError as exc:
@@ -158,16 +158,6 @@ class _Entry:
         (dim,) = dims
         return self.range("between", self.raw["between"], dim,
                           f"the dimension of the outputs ({dimension_text(dim)})")
-
-    def unit_of(self, name: str):
-        m = self.model
-        if name == TIME:
-            return m.time_unit
-        if name in m.species_by_name:
-            return m.species_by_name[name].unit
-        if name in m.rules_by_name:
-            return m.rule_units[name]
-        return m.parameters_by_name[name].value.units
 
     def times(self, effect: str):
         raw = self.raw.get("at")
