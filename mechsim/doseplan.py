@@ -27,6 +27,7 @@ __all__ = ["BODY_WEIGHT", "DoseEvent", "DosePlan", "PlannedDose", "as_regimen",
            "check_fixed_values", "dose_events", "dose_plan", "planned_doses"]
 
 BODY_WEIGHT = "WT"  # the parameter that per-body-weight doses (mg/kg) are multiplied by
+BODY_SURFACE = "BSA"  # and the one per-body-surface-area doses (mg/m2) are multiplied by
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,22 @@ def check_fixed_values(cm: CompiledModel, p: np.ndarray) -> None:
                                   "parameters; it must not be negative")
         if not (np.isnan(mw) or mw > 0):
             raise ValidationError(f"route {name}: molecular weight must be positive")
-    if BODY_WEIGHT in cm.parameter_names:
-        i = cm.parameter_names.index(BODY_WEIGHT)
-        unit = cm.parameter_units[i]
-        if (1 * unit).dimensionality != ureg.kg.dimensionality:
-            raise UnitError(f"parameter {BODY_WEIGHT} is the body weight and must be a mass "
-                            f"(e.g. '70 kg'), got unit {unit!s}")
-        if not p[i] > 0:
-            raise ValidationError(f"parameter {BODY_WEIGHT} (body weight) must be positive")
+    for name, what, kind, example, dims in _SCALES:
+        if name in cm.parameter_names:
+            i = cm.parameter_names.index(name)
+            unit = cm.parameter_units[i]
+            if (1 * unit).dimensionality != dims:
+                raise UnitError(f"parameter {name} is the {what} and must be {kind} "
+                                f"(e.g. '{example}'), got unit {unit!s}")
+            if not p[i] > 0:
+                raise ValidationError(f"parameter {name} ({what}) must be positive")
+
+
+#: The parameters that per-size doses are multiplied by: name, what it is, its kind of
+#: quantity, an example, its dimension.
+_SCALES = ((BODY_WEIGHT, "body weight", "a mass", "70 kg", ureg.kg.dimensionality),
+           (BODY_SURFACE, "body surface area", "an area", "1.9 m2",
+            (ureg.m ** 2).dimensionality))
 
 
 @dataclass(frozen=True)
@@ -123,9 +132,10 @@ class DoseEvent:
     """One administration reduced to numbers.
 
     ``time`` in days before any lag; ``amount`` canonical (nmol or g, per kg when
-    ``per_body_weight``), converted to what the route's state holds by multiplying with the
-    molecular weight to the power ``mw_power`` (-1: mass into moles, +1: moles into mass, 0:
-    no conversion); ``duration`` of an infusion in days, None for a bolus.
+    ``per_body_weight``, per dm2 when ``per_body_surface``), converted to what the route's
+    state holds by multiplying with the molecular weight to the power ``mw_power`` (-1: mass
+    into moles, +1: moles into mass, 0: no conversion); ``duration`` of an infusion in days,
+    None for a bolus.
     """
 
     time: float
@@ -134,6 +144,7 @@ class DoseEvent:
     mw_power: int
     per_body_weight: bool
     duration: float | None
+    per_body_surface: bool = False
 
 
 def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[DoseEvent, ...]:
@@ -155,6 +166,12 @@ def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[Dose
                                    "but model "
                                    f"{cm.name} has no parameter {BODY_WEIGHT} (body weight)")
             dims = dims * ureg.kg.dimensionality
+        if dose.per_body_surface:
+            if BODY_SURFACE not in cm.parameter_names:
+                raise RegimenError(f"dose '{format_quantity(dose.amount)}' is per body surface "
+                                   f"area, but model {cm.name} has no parameter "
+                                   f"{BODY_SURFACE} (body surface area)")
+            dims = dims * (ureg.m ** 2).dimensionality
         kind = "mass" if dims == ureg.g.dimensionality else "substance"
         if kind != route.amount_kind and route.molecular_weight is None:
             raise RegimenError(f"route {route.name}: a dose in "
@@ -164,7 +181,8 @@ def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[Dose
         mw_power = 0 if kind == route.amount_kind else (-1 if kind == "mass" else 1)
         event = converted[id(dose)] = DoseEvent(admin.time, dose.route, amount, mw_power,
                                                  dose.per_body_weight,
-                                                 dose.infusion_duration_days())
+                                                 dose.infusion_duration_days(),
+                                                 dose.per_body_surface)
         events.append(event)
     return tuple(events)
 
@@ -185,12 +203,13 @@ class PlannedDose:
 def planned_doses(cm: CompiledModel, events: tuple[DoseEvent, ...], p: np.ndarray,
                   until: float) -> list[PlannedDose]:
     """The events that fall before ``until`` once their route's lag is applied, with every
-    factor of the parameter vector applied (molecular weight, body weight, bioavailability);
+    factor of the parameter vector applied (molecular weight, body weight or surface area,
+    bioavailability);
     the one place where a dose meets parameter values."""
     check_fixed_values(cm, p)
     volumes = cm.volumes(p)
-    weight = p[cm.parameter_names.index(BODY_WEIGHT)] \
-        if BODY_WEIGHT in cm.parameter_names else np.nan
+    weight, surface = (p[cm.parameter_names.index(name)] if name in cm.parameter_names
+                       else np.nan for name in (BODY_WEIGHT, BODY_SURFACE))
     factors = {}
     out = []
     for event in events:
@@ -203,6 +222,8 @@ def planned_doses(cm: CompiledModel, events: tuple[DoseEvent, ...], p: np.ndarra
         amount = event.amount * mw ** event.mw_power if event.mw_power else event.amount
         if event.per_body_weight:
             amount *= weight
+        if event.per_body_surface:
+            amount *= surface
         amount *= bioavailability
         state = cm.routes[event.route].state
         out.append(PlannedDose(event, time, state, amount, float(volumes[state])))

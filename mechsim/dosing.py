@@ -60,6 +60,7 @@ __all__ = ["Administration", "Block", "Cycles", "Dose", "Every", "Once", "Regime
 
 _TIME, _MASS, _SUBSTANCE = (ureg.day.dimensionality, ureg.gram.dimensionality,
                             ureg.mol.dimensionality)
+_AREA = (ureg.m ** 2).dimensionality
 # Structural words: never a unit or a route, so blocks can be cut apart without ambiguity.
 _KEYWORDS = frozenset({"none", "wait", "then", "over", "at", "every", "for", "x", "on", "of"})
 _ROUTE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -126,6 +127,11 @@ def _per_body_weight(q: pint.Quantity) -> bool:
         power < 0 and ureg.Unit(name).dimensionality == _MASS for name, power in q.unit_items())
 
 
+def _per_body_surface(q: pint.Quantity) -> bool:
+    """mg/m2 or nmol/m2: an amount per square metre of body surface area."""
+    return q.dimensionality in (_MASS / _AREA, _SUBSTANCE / _AREA)
+
+
 def _check_dose(dose) -> None:
     if not isinstance(dose, Dose):
         raise RegimenError(f"a dosing block needs a Dose, got {dose!r}")
@@ -157,12 +163,14 @@ class Dose(_ByValue):
     Parameters
     ----------
     amount
-        A mass (mg), an amount of substance (nmol) or per body weight (mg/kg, nmol/kg); > 0.
+        A mass (mg), an amount of substance (nmol), per body weight (mg/kg, nmol/kg) or per
+        body surface area (mg/m2, nmol/m2); > 0.
     route
         Lower-case name such as ``'iv'``, ``'sc'``, ``'oral'``; the model decides what it feeds.
     duration, rate
         At most one: infusion time (> 0), or infusion rate in the amount's unit per time
-        (mg/h for mg, mg/kg/h for mg/kg).  Neither means an instantaneous bolus.
+        (mg/h for mg, mg/kg/h for mg/kg, mg/m2/h for mg/m2).  Neither means an
+        instantaneous bolus.
     """
 
     amount: pint.Quantity
@@ -173,10 +181,11 @@ class Dose(_ByValue):
     def __post_init__(self):
         amount = _quantity(self.amount, "dose amount")
         dims = amount.dimensionality
-        if dims not in (_MASS, _SUBSTANCE) and not _per_body_weight(amount):
+        if dims not in (_MASS, _SUBSTANCE) and not _per_body_weight(amount) \
+                and not _per_body_surface(amount):
             raise RegimenError(
-                "dose amount must be a mass (mg), an amount (nmol) or per body weight (mg/kg), "
-                f"got {_fmt(amount)!r} ({dimension_text(dims)})")
+                "dose amount must be a mass (mg), an amount (nmol), per body weight (mg/kg) or "
+                f"per body surface area (mg/m2), got {_fmt(amount)!r} ({dimension_text(dims)})")
         if amount.magnitude <= 0:
             raise RegimenError(f"dose amount must be > 0, got {_fmt(amount)!r}")
         # the text reader splits 'x4' into 'x 4', so such a route could not be read back
@@ -211,6 +220,10 @@ class Dose(_ByValue):
     @property
     def per_body_weight(self) -> bool:
         return _per_body_weight(self.amount)
+
+    @property
+    def per_body_surface(self) -> bool:
+        return _per_body_surface(self.amount)
 
     def infusion_duration_days(self) -> float | None:
         """Infusion length in days (amount / rate for a rate); ``None`` for a bolus."""

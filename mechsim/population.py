@@ -34,7 +34,8 @@ from .errors import ValidationError
 from .model import Model
 from .units import canonical_unit, dimension_text, format_quantity, ureg
 
-__all__ = ["Categorical", "Distribution", "Effect", "Population", "VirtualPatients"]
+__all__ = ["BSA_FORMULAS", "Categorical", "Derived", "Distribution", "Effect", "Population",
+           "VirtualPatients"]
 
 _MAX_REDRAWS = 200  # rounds of redrawing out-of-bounds patients before giving up
 
@@ -63,6 +64,35 @@ class Categorical:
     name: str
     levels: tuple[tuple[str, float], ...]
     where: str | None = field(default=None, compare=False)
+
+
+def _mosteller(height_cm, weight_kg):
+    return np.sqrt(height_cm * weight_kg / 3600.0)
+
+
+def _dubois(height_cm, weight_kg):
+    return 0.007184 * weight_kg ** 0.425 * height_cm ** 0.725
+
+
+#: Body surface area (m2) from height (cm) and weight (kg): Mosteller RD, N Engl J Med
+#: 317:1098 (1987); DuBois D, DuBois EF, Arch Intern Med 17:863 (1916).
+BSA_FORMULAS = {"mosteller": _mosteller, "dubois": _dubois}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A covariate computed from others for each patient: body surface area by a named
+    formula (:data:`BSA_FORMULAS`) from the numeric covariates ``HT`` and ``WT``."""
+
+    name: str
+    formula: str
+    inputs: tuple[str, ...] = ("HT", "WT")
+    where: str | None = field(default=None, compare=False)
+
+    def values(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Canonical values (dm2) from the inputs' canonical values (dm, g)."""
+        height_cm, weight_kg = values["HT"] * 10.0, values["WT"] / 1000.0
+        return BSA_FORMULAS[self.formula](height_cm, weight_kg) * 100.0
 
 
 @dataclass(frozen=True)
@@ -112,9 +142,23 @@ class Population:
             if c.name in known and isinstance(c, Distribution):
                 _dimension(known, c.name, c.where, c.center, c.lower, c.upper)
                 _non_negative(known, c)
-            elif c.name in known:
+            elif c.name in known and isinstance(c, Categorical):
                 raise ValidationError(f"covariate {c.name} is categorical but {model.name} "
                                       f"has a numeric parameter of that name", c.where)
+        for c in self.covariates:
+            if isinstance(c, Derived):
+                for name, dims, what in (("HT", ureg.cm.dimensionality, "a length"),
+                                         ("WT", ureg.kg.dimensionality, "a mass")):
+                    cov = next((x for x in self.covariates if x.name == name), None)
+                    if not isinstance(cov, Distribution) or _center_dims(cov, known) != dims:
+                        raise ValidationError(f"covariate {c.name}: the {c.formula} formula "
+                                              f"needs a numeric covariate {name} ({what})",
+                                              c.where)
+                if c.name in known and known[c.name].value.dimensionality != \
+                        (ureg.m ** 2).dimensionality:
+                    raise ValidationError(f"covariate {c.name} is a body surface area but "
+                                          f"parameter {c.name} of {model.name} is not an "
+                                          "area", c.where)
         for e in self.effects:
             if e.covariate not in covariates:
                 raise ValidationError(f"effect on {e.parameter}: unknown covariate "
@@ -124,7 +168,7 @@ class Population:
                        e.value if e.kind == "set" else None)
             cov = next(c for c in self.covariates if c.name == e.covariate)
             if e.kind == "power":
-                if not isinstance(cov, Distribution):
+                if isinstance(cov, Categorical):
                     raise ValidationError(f"effect on {e.parameter}: a power model needs a "
                                           f"numeric covariate; {cov.name} is categorical",
                                           e.where)
@@ -198,9 +242,12 @@ class Population:
                                           f"of the population's {name}", self.path)
                 values[name] = np.broadcast_to(
                     np.asarray(q.to(canonical_unit(q)).magnitude, dtype=float), (n,)).copy()
+        for c in self.covariates:
+            if isinstance(c, Derived) and c.name not in (given or {}):
+                values[c.name] = c.values(values)  # after the draws and given values
         params = {d.name: values[d.name] for d in self.variability}
         for c in self.covariates:
-            if c.name in known and isinstance(c, Distribution):
+            if c.name in known and isinstance(c, (Distribution, Derived)):
                 params[c.name] = values[c.name]
         for e in self.effects:
             current = params.get(e.parameter)
@@ -219,6 +266,7 @@ class Population:
         units = {name: known[name].value.units for name in params}
         units.update({c.name: _center_unit(c, known) for c in self.covariates
                       if isinstance(c, Distribution)})
+        units.update({c.name: ureg.m ** 2 for c in self.covariates if isinstance(c, Derived)})
         return VirtualPatients(parameters=params, covariates=covariates, units=units,
                                seed=int(seed))
 
@@ -269,7 +317,9 @@ def _from_canonical(values: np.ndarray, unit: pint.Unit) -> pint.Quantity:
     return q.to(unit)
 
 
-def _center_dims(d: Distribution, known) -> object:
+def _center_dims(d: Distribution | Derived, known) -> object:
+    if isinstance(d, Derived):
+        return (ureg.m ** 2).dimensionality
     for q in (d.center, d.lower, d.upper):
         if q is not None:
             return q.dimensionality

@@ -52,6 +52,9 @@ CANONICAL_BASE = {
 # Units are written by people: accept µ and μ, and "uM" style prefixes pint already knows.
 _MICRO = re.compile("[µμ]")
 _LITRE = re.compile(r"\b([munpfdc]?)l\b")
+# Doses per body surface area are written "mg/m2" in the clinic; pint reads "m**2".
+_AREA_WRITTEN = re.compile(r"(?<![A-Za-z])([kcm]?m)2\b")
+_AREA_PINT = re.compile(r"(?<![A-Za-z])([kcm]?m)\*\*2\b")
 
 
 #: What pint raises for text it cannot read: its own errors (UndefinedUnitError is also an
@@ -63,7 +66,7 @@ _PINT_TEXT_ERRORS = (pint.PintError, AttributeError, tokenize.TokenError, Assert
 
 
 def _clean(text: str) -> str:
-    return _MICRO.sub("u", text.strip())
+    return _AREA_WRITTEN.sub(r"\1**2", _MICRO.sub("u", text.strip()))
 
 
 def parse_quantity(text: str | float | int | pint.Quantity, *, what: str = "value",
@@ -156,7 +159,7 @@ def format_unit(u: pint.Unit) -> str:
     if u == ureg.dimensionless:
         return ""
     # pint's symbol for litre is "l"; pharmacologists write "L" (and "mL", "uL").
-    return _LITRE.sub(r"\1L", f"{u:~C}".replace("µ", "u"))
+    return _AREA_PINT.sub(r"\g<1>2", _LITRE.sub(r"\1L", f"{u:~C}".replace("µ", "u")))
 
 
 def as_days(value, what: str) -> float:

@@ -265,3 +265,87 @@ def test_population_needs_a_seed(tmp_path, one_cpt):
     with pytest.raises(ValidationError, match="no seed"):
         pop.sample(one_cpt, 10)
     assert len(pop.sample(one_cpt, 10, seed=3).quantities()["CL"]) == 10
+
+
+# ---- body surface area from height and weight ------------------------------------------------
+BSA_POPULATION = """
+    [meta]
+    seed = 11
+
+    [covariates.HT]
+    distribution = "normal"
+    mean = "170 cm"
+    sd = "10 cm"
+    lower = "140 cm"
+    upper = "200 cm"
+
+    [covariates.WT]
+    distribution = "lognormal"
+    median = "75 kg"
+    cv = "20 %"
+
+    [covariates.BSA]
+    formula = "FORMULA"
+    source = "test"
+    """
+
+
+@pytest.fixture(scope="module")
+def bsa_model(tmp_path_factory):
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "models" / "one_compartment.toml") \
+        .read_text().replace("[compartments]", 'BSA = { value = "1.8 m2", note = "test" }\n'
+                             'WT = { value = "70 kg", note = "test" }\n\n[compartments]')
+    path = tmp_path_factory.mktemp("bsa") / "bsa.toml"
+    path.write_text(text)
+    return mechsim.load_model(path)
+
+
+@pytest.mark.parametrize(("formula", "by_hand"), [
+    ("mosteller", lambda h, w: np.sqrt(h * w / 3600)),                  # Mosteller 1987
+    ("dubois", lambda h, w: 0.007184 * w ** 0.425 * h ** 0.725),        # DuBois 1916
+])
+def test_body_surface_area_follows_its_named_formula(tmp_path, bsa_model, formula, by_hand):
+    pop = population(tmp_path, BSA_POPULATION.replace("FORMULA", formula))
+    patients = pop.sample(bsa_model, 500)
+    height = mechsim.Quantity(patients.covariates["HT"], "dm").to("cm").magnitude
+    weight = mechsim.Quantity(patients.covariates["WT"], "g").to("kg").magnitude
+    bsa = mechsim.Quantity(patients.parameters["BSA"], "dm**2").to("m**2").magnitude
+    np.testing.assert_allclose(bsa, by_hand(height, weight), rtol=1e-12)
+    assert 1.3 < np.median(bsa) < 2.3  # adults
+    # 2 m2 for 180 cm and 80 kg: the textbook example of both formulas, to 2 %
+    assert by_hand(180.0, 80.0) == pytest.approx(2.0, rel=0.02)
+
+
+def test_a_given_height_and_weight_give_that_patients_bsa(tmp_path, bsa_model):
+    pop = population(tmp_path, BSA_POPULATION.replace("FORMULA", "mosteller"))
+    patients = pop.sample(bsa_model, 3, given={"HT": mechsim.Quantity(180, "cm"),
+                                              "WT": mechsim.Quantity([60, 80, 100], "kg")})
+    bsa = mechsim.Quantity(patients.parameters["BSA"], "dm**2").to("m**2").magnitude
+    np.testing.assert_allclose(bsa, np.sqrt(180 * np.array([60, 80, 100]) / 3600))
+
+
+def test_bad_body_surface_area_covariates_are_one_line(tmp_path, bsa_model):
+    with pytest.raises(ParseError, match=r"pop.toml:\d+: covariate BSA: formula 'haycock' is "
+                                         "not one of dubois, mosteller"):
+        population(tmp_path, BSA_POPULATION.replace("FORMULA", "haycock"))
+    no_height = BSA_POPULATION.replace("FORMULA", "mosteller").replace("[covariates.HT]",
+                                                                       "[covariates.HX]")
+    with pytest.raises(ValidationError, match="the mosteller formula needs a numeric "
+                                              "covariate HT \\(a length\\)"):
+        population(tmp_path, no_height).sample(bsa_model, 2)
+
+
+def test_a_power_effect_can_use_body_surface_area(tmp_path, bsa_model):
+    body = BSA_POPULATION.replace("FORMULA", "mosteller") + textwrap.dedent("""
+        [[effects]]
+        covariate = "BSA"
+        parameter = "CL"
+        power = 0.75
+        reference = "1.8 m2"
+        """)
+    patients = population(tmp_path, body).sample(bsa_model, 50)
+    bsa = mechsim.Quantity(patients.parameters["BSA"], "dm**2").to("m**2").magnitude
+    cl = mechsim.Quantity(patients.parameters["CL"], "L/day").magnitude
+    typical = bsa_model.parameters_by_name["CL"].value.to("L/day").magnitude
+    np.testing.assert_allclose(cl, typical * (bsa / 1.8) ** 0.75, rtol=1e-12)

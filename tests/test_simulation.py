@@ -1,6 +1,7 @@
 """The engine against closed-form pharmacokinetics (SciPy-style exact oracles)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,3 +270,50 @@ def test_fractional_hill_survives_washout(hill):
     res = simulate("cd38_myeloma", "1 mg/kg iv", until="52 weeks", overrides={"hill": hill})
     assert np.isfinite(res.states).all()
     assert res["RC"].magnitude.min() > -1e-9
+
+
+# ---- doses per body surface area (mg/m2) ---------------------------------------------------
+BSA_MODEL = (Path(__file__).resolve().parent.parent / "models" / "one_compartment.toml") \
+    .read_text().replace("[compartments]", 'BSA = { value = "1.8 m2", note = "test" }\n\n'
+                         "[compartments]")
+
+
+def test_a_dose_per_body_surface_area_is_multiplied_by_bsa(tmp_path):
+    path = tmp_path / "bsa.toml"
+    path.write_text(BSA_MODEL)
+    res = simulate(path, "56 mg/m2 iv over 30 min; 20 mg/m2 iv at 2 day", until="3 day",
+                   every="0.25 day", **TIGHT)
+    t = res.time.to("day").magnitude
+    # one compartment, V = 10 L, CL = ln 2 L/day * 10: 56 mg/m2 x 1.8 m2 over 30 min, then
+    # 20 mg/m2 x 1.8 m2 as a bolus, in nmol of the 150 kDa drug
+    k, mw = math.log(2), 150e3
+    infused = 56 * 1.8e-3 / mw * 1e9
+    expected = infusion_1cpt(t, infused / (0.5 / 24), 0.5 / 24, 10, k) + \
+        np.where(t >= 2, bolus_1cpt(np.maximum(t - 2, 0), 20 * 1.8e-3 / mw * 1e9, 10, k), 0)
+    np.testing.assert_allclose(res["C"].to("nM").magnitude, expected, rtol=1e-7)
+    # the same as the dose in mg for this BSA, and scaled by BSA as an override
+    same = simulate(path, "100.8 mg iv over 30 min; 36 mg iv at 2 day", until="3 day",
+                    every="0.25 day", **TIGHT)
+    np.testing.assert_allclose(res["C"].magnitude, same["C"].magnitude, rtol=1e-9)
+    larger = simulate(path, "56 mg/m2 iv over 30 min; 20 mg/m2 iv at 2 day", until="3 day",
+                      every="0.25 day", overrides={"BSA": "2.16 m2"}, **TIGHT)
+    np.testing.assert_allclose(larger["C"].magnitude, 1.2 * res["C"].magnitude, rtol=1e-9)
+
+
+def test_mg_per_m2_reads_and_writes_back_as_clinicians_write_it():
+    regimen = mechsim.Regimen.parse("56 mg/m^2 iv at 28 mg/m2/h; 20 mg/m2 iv every 1 week x 2")
+    assert str(regimen) == "56 mg/m2 iv at 28 mg/h/m2; 20 mg/m2 iv every 1 week x 2"
+    assert mechsim.Regimen.parse(str(regimen)) == regimen
+    dose = regimen.administrations(math.inf)[0].dose
+    assert dose.per_body_surface and not dose.per_body_weight
+    assert dose.infusion_duration_days() == pytest.approx(2 / 24)
+
+
+def test_a_dose_per_area_needs_a_bsa_parameter_of_area(tmp_path):
+    with pytest.raises(mechsim.RegimenError, match="no parameter BSA \\(body surface area\\)"):
+        simulate("one_compartment", "56 mg/m2 iv", until="1 day")
+    path = tmp_path / "bad.toml"
+    path.write_text(BSA_MODEL.replace('"1.8 m2"', '"1.8 m"'))
+    with pytest.raises(UnitError, match="BSA is the body surface area and must be an area "
+                                        "\\(e.g. '1.9 m2'\\), got unit meter"):
+        simulate(path, "56 mg/m2 iv", until="1 day")

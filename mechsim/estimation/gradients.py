@@ -30,7 +30,7 @@ import sympy
 
 from ..codegen import generate
 from ..compile import CompiledModel
-from ..doseplan import DosePlan, planned_doses
+from ..doseplan import BODY_SURFACE, BODY_WEIGHT, DosePlan, planned_doses
 from ..errors import ValidationError
 
 __all__ = ["Sensitivities", "sensitivity_model"]
@@ -113,10 +113,12 @@ class Sensitivities:
         k = self.k
         d_lag, d_log_f, d_log_mw = values[:k], values[k:2 * k], values[2 * k:]
         d_log_amount = d_log_f + event.mw_power * d_log_mw
-        if event.per_body_weight and "WT" in self.estimated:
-            d_log_amount = d_log_amount.copy()
-            j = self.estimated.index("WT")
-            d_log_amount[j] += 1.0 / p[self.columns[j]]
+        for scaled, name in ((event.per_body_weight, BODY_WEIGHT),
+                             (event.per_body_surface, BODY_SURFACE)):
+            if scaled and name in self.estimated:  # the amount is proportional to it
+                d_log_amount = d_log_amount.copy()
+                j = self.estimated.index(name)
+                d_log_amount[j] += 1.0 / p[self.columns[j]]
         return d_lag, d_log_amount
 
     def _log_volume_gradient(self, p: np.ndarray) -> np.ndarray:

@@ -17,6 +17,9 @@ Format (documented with an example in docs/populations.md)::
     [covariates.myeloma_type]
     categories = { IgG = 0.65, non_IgG = 0.35 }
 
+    [covariates.BSA]                 # body surface area from the covariates HT and WT
+    formula = "mosteller"            # or "dubois"
+
     [[effects]]
     covariate = "myeloma_type"
     level = "non_IgG"
@@ -36,7 +39,7 @@ import math
 from pathlib import Path
 
 from ..errors import ParseError
-from ..population import Categorical, Distribution, Effect, Population
+from ..population import BSA_FORMULAS, Categorical, Derived, Distribution, Effect, Population
 from ..units import format_quantity, parse_quantity
 from .common import resolve
 from .toml_source import TomlSource
@@ -82,6 +85,8 @@ def read_population(path: Path | str) -> Population:
     for name, entry in _table(src, data, "covariates").items():
         if isinstance(entry, dict) and "categories" in entry:
             covariates.append(_categorical(src, name, entry))
+        elif isinstance(entry, dict) and "formula" in entry:
+            covariates.append(_derived(src, name, entry))
         else:
             covariates.append(_distribution(src, ("covariates",), name, entry))
     names = [d.name for d in variability] + [c.name for c in covariates]
@@ -202,6 +207,23 @@ def _dimensionless(q, what: str, key: str, where: str) -> float:
     if not value >= 0:
         raise ParseError(f"{what}: {key} must not be negative", where)
     return value
+
+
+def _derived(src: TomlSource, name: str, entry: dict) -> Derived:
+    """``[covariates.BSA] formula = "mosteller"``: body surface area from HT and WT."""
+    where = src.entry_where("covariates", name)
+    what = f"covariate {name}"
+    unknown = sorted(set(entry) - {"formula", "source", "note"})
+    if unknown:
+        raise ParseError(f"{what}: unknown key {unknown[0]!r} (allowed: formula, note, source)",
+                         where)
+    _provenance(entry, what, where)
+    formula = entry["formula"]
+    if formula not in BSA_FORMULAS:
+        raise ParseError(f"{what}: formula {formula!r} is not one of "
+                         f"{', '.join(sorted(BSA_FORMULAS))} (body surface area from HT and "
+                         "WT)", where)
+    return Derived(name, formula, where=where)
 
 
 def _categorical(src: TomlSource, name: str, entry: dict) -> Categorical:

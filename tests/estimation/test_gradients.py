@@ -2,6 +2,8 @@
 shipped model: boluses, infusions, oral and SC depots, bioavailability, body weight and
 molecular weight in the dose, observables that depend on parameters."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,29 @@ def test_a_parameter_that_moves_a_dose_cannot_be_estimated():
     p = fp.spec.parameters[fp.spec.compiled.parameter_names.index("tlag")]
     with pytest.raises(mechsim.ValidationError, match="tlag set the lag time of route oral"):
         fp.predict(fp.subjects[0], np.array([max(p, 0.01)]), [True])
+
+
+def test_exact_gradients_of_doses_per_body_surface_area(tmp_path):
+    # a dose in mg/m2 moves with BSA: its jump carries d ln(amount) / d BSA = 1/BSA
+    text = (Path(__file__).resolve().parents[2] / "models" / "one_compartment.toml") \
+        .read_text().replace("[compartments]", 'BSA = { value = "1.8 m2", note = "test" }\n\n'
+                             "[compartments]")
+    path = tmp_path / "bsa.toml"
+    path.write_text(text)
+    estimate = ["BSA", "CL", "V"]
+    fp = problem(str(path), "56 mg/m2 iv over 1 h; 20 mg/m2 iv at 2 day", ["C"], estimate)
+    cm = fp.spec.compiled
+    theta = np.array([fp.spec.parameters[cm.parameter_names.index(n)] for n in estimate])
+    log = [True] * len(estimate)
+    f, df = fp.predict(fp.subjects[0], theta, log)
+    h = 1e-4
+    for j, name in enumerate(estimate):
+        up, down = theta.copy(), theta.copy()
+        up[j] *= np.exp(h)
+        down[j] *= np.exp(-h)
+        fd = (fp.predict(fp.subjects[0], up, log)[0]
+              - fp.predict(fp.subjects[0], down, log)[0]) / (2 * h)
+        worst = np.max(np.abs(df[:, j] - fd) / (1e-5 * np.abs(fd) + 1e-7 * np.abs(f)))
+        assert worst < 1, (name, worst)
+    # C is proportional to the dose, so d C / d ln BSA = C exactly
+    np.testing.assert_allclose(df[:, 0], f, rtol=1e-6)
