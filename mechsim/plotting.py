@@ -126,11 +126,38 @@ def plot_kaplan_meier(curves: Mapping, *, published: Mapping | None = None, ax=N
     ax.legend(fontsize=8, loc="upper right")
     if note:
         ax.text(0.02, 0.04, note, transform=ax.transAxes, fontsize=8, va="bottom")
+    _numbers_at_risk(ax, curves)
     if title:
         import textwrap
 
         ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     return ax
+
+
+def _numbers_at_risk(ax, curves: Mapping) -> None:
+    """The table under a Kaplan-Meier figure: patients at risk per arm at each x tick,
+    placed in points below the axis so it keeps its place whatever the figure's size."""
+    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.set_xticks(ticks)  # fixed, so the table stays under its ticks
+    fig = ax.figure
+
+    def row(dy_points, x_in_data, dx_points=0.0):
+        base = blended_transform_factory(ax.transData if x_in_data else ax.transAxes,
+                                         ax.transAxes)
+        return base + ScaledTranslation(dx_points / 72, -dy_points / 72, fig.dpi_scale_trans)
+
+    # below the tick labels and the axis label (about 40 points), one line of 11 points each
+    ax.text(0.0, 0, "at risk", transform=row(44, False), fontsize=8, ha="left", va="top",
+            fontweight="bold")
+    for i, (label, km) in enumerate(curves.items(), start=1):
+        # right-aligned clear of the first column of numbers, centred on the axis' start
+        ax.text(0.0, 0, label, transform=row(44 + 11 * i, False, -14), fontsize=8,
+                ha="right", va="top")
+        for t, n in zip(ticks, km.at_risk(ticks)):
+            ax.text(t, 0, str(int(n)), transform=row(44 + 11 * i, True), fontsize=8,
+                    ha="center", va="top")
 
 
 def save_figure(fig, path) -> None:

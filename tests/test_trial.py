@@ -145,6 +145,35 @@ def test_kaplan_meier_matches_the_product_limit_formula():
     assert km.median_lower <= km.median <= km.median_upper
 
 
+def test_numbers_at_risk_count_patients_without_an_event_or_censoring_before_each_time():
+    t = np.array([1.0, 2.0, 2.0, 3.5, 5.0, 8.0])
+    e = np.array([1, 0, 1, 1, 0, 1])
+    km = kaplan_meier(t, e)
+    # at time s: patients whose time (event or censoring) is not before s
+    assert km.at_risk([0, 2, 2.5, 5, 9]).tolist() == [6, 5, 3, 2, 0]
+
+
+def test_the_kaplan_meier_figure_prints_the_numbers_at_risk_under_each_tick():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mechsim.plotting import plot_kaplan_meier
+
+    rng = np.random.default_rng(3)
+    curves = {arm: kaplan_meier(rng.exponential(scale, 200).clip(max=24), np.ones(200))
+              for arm, scale in (("A", 10.0), ("B", 5.0))}
+    ax = plot_kaplan_meier(curves)
+    ticks = ax.get_xticks()
+    texts = [x.get_text() for x in ax.texts]
+    assert "at risk" in texts and "A" in texts and "B" in texts
+    for arm, km in curves.items():
+        row = [str(int(n)) for n in km.at_risk(ticks)]
+        assert row[0] == "200"
+        position = texts.index(arm) + 1  # each arm's label, then its numbers
+        assert texts[position:position + len(row)] == row
+    ax.figure.clf()
+
+
 def test_cox_hazard_ratio_recovers_a_known_ratio():
     rng = np.random.default_rng(1)
     n = 3000

@@ -53,6 +53,14 @@ class KaplanMeier:
     n: int
     events: int
     alpha: float = 0.05
+    #: every patient's time (event or censoring), sorted: what the numbers at risk count
+    observed: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+
+    def at_risk(self, times) -> np.ndarray:
+        """Patients still at risk at each of ``times``: neither progressed nor censored
+        before it (the numbers printed under a Kaplan-Meier figure)."""
+        times = np.asarray(times, dtype=float)
+        return self.observed.size - np.searchsorted(self.observed, times, side="left")
 
 
 def kaplan_meier(times, events, *, alpha: float = 0.05) -> KaplanMeier:
@@ -70,7 +78,7 @@ def kaplan_meier(times, events, *, alpha: float = 0.05) -> KaplanMeier:
         lower=ci.iloc[:, 0].to_numpy(dtype=float), upper=ci.iloc[:, 1].to_numpy(dtype=float),
         median=float(kmf.median_survival_time_),
         median_lower=float(med_ci.iloc[0, 0]), median_upper=float(med_ci.iloc[0, 1]),
-        n=int(t.size), events=int(e.sum()), alpha=alpha)
+        n=int(t.size), events=int(e.sum()), alpha=alpha, observed=np.sort(t))
 
 
 @dataclass(frozen=True)
