@@ -58,13 +58,18 @@ class Verdict:
     examples: int
     counterexample: tuple[str, ...] = ()
     shrunk: bool = False
+    #: the entry cannot be tested on this model (a dose in mg/kg and no WT, say):
+    #: ``counterexample`` holds the reason
+    invalid: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.held or self.expectation.violated is not None
+        return not self.invalid and (self.held or self.expectation.violated is not None)
 
     @property
     def status(self) -> str:
+        if self.invalid:
+            return "CANNOT BE TESTED"
         if self.expectation.violated is None:
             return "held" if self.held else "FALSIFIED"
         return "known violation, not reproduced" if self.held else "known violation"
@@ -74,6 +79,9 @@ class Verdict:
         where = f" ({e.where})" if e.where else ""
         lines = [f"{'ok  ' if self.ok else 'FAIL'} expect {e.name!r}{where}: {self.status}, "
                  f"{self.examples} examples"]
+        if self.invalid:
+            lines.append(f"       {self.counterexample[0]}")
+            return "\n".join(lines)
         if not self.held:
             found = "smallest counterexample found" if self.shrunk else \
                 "counterexample, at the ends of the range"
@@ -99,6 +107,9 @@ def check_expectation(model: Model, expectation: Expectation, *,
     from hypothesis import strategies as st
 
     probe = _Probe(model, expectation)
+    problem = probe.invalid()
+    if problem is not None:
+        return Verdict(expectation, False, 1, (problem,), invalid=True)
     draws = probe.draws
     counted = {"n": 0}
 
@@ -144,10 +155,25 @@ class _Probe:
         self.varied = 0 if e.vary is None else 2 if e.paired else 1
         self.draws = self.varied + len(e.drawn)
         self.fixed = {n: v for n, v in e.given.items() if n not in e.drawn}
+        self._runs: dict = {}
 
     def ends(self) -> tuple[float, ...]:
         ends = (0.0, 1.0) if self.varied == 2 else (1.0,) * self.varied  # one run: the top
         return ends + (0.5,) * len(self.e.drawn)
+
+    def invalid(self) -> str | None:
+        """Why the entry cannot be run on this model at all (its widest inputs meet an error
+        that is not the solver's: a dose unit the model cannot take, a parameter value it
+        refuses), else None."""
+        values, drawn = self.inputs(self.ends())
+        for label, regimen, overrides in (self.run_of(v, drawn) for v in values):
+            try:
+                self.outputs(regimen, overrides)
+            except SolverError:
+                return None  # the search reports it, with the smallest such draw
+            except MechsimError as exc:
+                return f"{label or 'the run'}: {exc}"
+        return None
 
     # ---- inputs --------------------------------------------------------------------------
     def inputs(self, us: tuple[float, ...]):
@@ -176,8 +202,7 @@ class _Probe:
         if e.vary == "regimen":
             return f"regimen {value}", value, overrides
         if e.vary == "dose":
-            return f"dose {_short(value)}", _dose_regimen(e.regimen, value, e.over.high), \
-                overrides
+            return f"dose {_short(value)}", _dose_regimen(e.regimen, value), overrides
         if e.vary is not None:
             overrides[e.vary] = value
             return f"{e.vary} = {_short(value)}", e.regimen, overrides
@@ -185,7 +210,14 @@ class _Probe:
 
     # ---- runs ----------------------------------------------------------------------------
     def outputs(self, regimen, overrides) -> np.ndarray:
-        """(outputs, times) canonical values, times 0 and ``at``."""
+        """(outputs, times) canonical values, times 0 and ``at`` (each run once: the ends
+        are run by :meth:`invalid` and again at the end of the search)."""
+        key = (regimen, tuple(sorted((k, str(v)) for k, v in overrides.items())))
+        if key not in self._runs:
+            self._runs[key] = self._simulate(regimen, overrides)
+        return self._runs[key]
+
+    def _simulate(self, regimen, overrides) -> np.ndarray:
         from .runspec import grid_index
         from .simulation import simulate
 
@@ -295,9 +327,13 @@ def _short(q: pint.Quantity) -> str:
 
 
 def _inside(value: float, bounds: tuple[float, float], tolerance: float) -> bool:
+    """Within [low, high], each end widened by ``tolerance`` of its own magnitude (a wide
+    upper bound must not loosen the lower one), or of the other end's where it is 0 (an
+    occupancy of -1e-296 is solver noise around a bound of 0, not a fraction below it)."""
     low, high = bounds
-    slack = tolerance * max(abs(low), abs(high))
-    return math.isfinite(value) and low - slack <= value <= high + slack
+    below = tolerance * (abs(low) or abs(high))
+    above = tolerance * (abs(high) or abs(low))
+    return math.isfinite(value) and low - below <= value <= high + above
 
 
 def _holds(effect: str, fa: float, fb: float, tolerance: float) -> bool:
@@ -315,11 +351,10 @@ def _holds(effect: str, fa: float, fb: float, tolerance: float) -> bool:
     return abs(fb - fa) <= allowed  # unchanged
 
 
-def _dose_regimen(template: str, dose: pint.Quantity, high: pint.Quantity) -> str | None:
-    """The regimen with the drawn dose; a zero dose drops the parts that give it (and so
-    does a dose below 1e-9 of the range's top, which no regimen text can write)."""
-    if dose.magnitude <= 1e-9 * high.to(dose.units).magnitude:
+def _dose_regimen(template: str, dose: pint.Quantity) -> str | None:
+    """The regimen with the drawn dose; a zero dose drops the parts that give it (the
+    reader made sure those parts give no other dose)."""
+    if dose.magnitude == 0:
         parts = [p for p in template.split(";") if DOSE not in p]
         return ";".join(parts).strip() or None
-    amount = np.format_float_positional(float(dose.magnitude), precision=12, trim="-")
-    return template.replace(DOSE, f"{amount} {format_unit(dose.units)}")
+    return template.replace(DOSE, f"{float(dose.magnitude)!r} {format_unit(dose.units)}")

@@ -104,7 +104,9 @@ def plot_kaplan_meier(curves: Mapping, *, published: Mapping | None = None, ax=N
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        # room under the axis for the numbers at risk: 44 points, then 11 a line
+        fig.subplots_adjust(bottom=(44 + 11 * (len(curves) + 1) + 8) / 72 / 4.5)
     published = dict(published or {})
     for label, km in curves.items():
         (line,) = ax.step(km.time, km.survival, where="post", label=f"{label} (n={km.n}): "

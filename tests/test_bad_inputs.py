@@ -233,6 +233,13 @@ EXPECT_CASES = [
                                                      'effect = "within"\n'
                                                      'between = ["0 mg", "1 mg"]', "between"),
      "the dimension of the outputs"),
+    ("a time that is not finite", expect_variant('at = "1 day"', 'at = "inf day"'),
+     "must be finite"),
+    ("a DOSE part that gives another dose too",
+     expect_variant('vary = "CL"\nover = ["0.1 L/day", "1 L/day"]\nregimen = "1 mg iv"',
+                    'vary = "dose"\nover = ["0 mg", "1 mg"]\n'
+                    'regimen = "100 mg iv then DOSE iv at 1 day"', "regimen"),
+     "gives other doses beside DOSE"),
     ("tolerance that is not relative", expect_variant('effect = "decreases"',
                                                       'effect = "decreases"\ntolerance = 2'),
      "tolerance"),

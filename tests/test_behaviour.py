@@ -72,6 +72,9 @@ def test_each_comparison_is_falsified_where_the_closed_form_says_so(tmp_path):
         'name = "w"\nvary = "CL"\nover = ["1 L/day", "20 L/day"]\nregimen = "100 mg iv"\n'
         'output = "C_mass"\nat = "0.01 day"\nbetween = ["0 mg/L", "9 mg/L"]\n'
         'effect = "within"',
+        # a wide upper bound does not loosen the lower one: C falls below 1 nM by 3 days
+        'name = "w2"\nvary = "CL"\nover = ["1 L/day", "20 L/day"]\nregimen = "100 mg iv"\n'
+        'output = "C"\nat = "3 day"\nbetween = ["1 nM", "1000000 nM"]\neffect = "within"',
         # ka does not change an IV profile at all: a strict change is falsified
         'name = "e"\nvary = "ka"\nover = ["0.1 1/day", "10 1/day"]\nregimen = "100 mg iv"\n'
         'output = "C"\nat = "1 day"\neffect = "decreases"',
@@ -174,3 +177,33 @@ def test_a_bound_counterexample_shows_the_value_and_the_bounds(tmp_path):
     line = next(c for c in v.counterexample if c.startswith("dose "))
     dose = float(line.split()[1])
     assert value == pytest.approx(dose / V * math.exp(-CL / V), rel=1e-5)
+
+
+def test_an_entry_the_model_cannot_run_is_reported_as_such_not_as_falsified(tmp_path, capsys):
+    # one_compartment has no WT: a dose in mg/kg cannot be given at all
+    path = model_with(tmp_path, 'name = "per kg"\nvary = "dose"\nover = ["0 mg/kg", "1 mg/kg"]\n'
+                                'regimen = "DOSE iv"\noutput = "C"\nat = "1 day"\n'
+                                'effect = "increases"')
+    report = mechsim.check_model(path)
+    (v,) = report.expectations
+    assert v.invalid and not v.ok and v.status == "CANNOT BE TESTED"
+    assert "no parameter WT" in v.counterexample[0]
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL expect 'per kg'" in out and "CANNOT BE TESTED" in out
+
+
+def test_a_zero_dose_keeps_the_other_parts_of_the_regimen(tmp_path):
+    # at dose 0 only the oral part is left: C rises with the IV dose on top of it
+    v = verdict(tmp_path, 'name = "x"\nvary = "dose"\nover = ["0 mg", "100 mg"]\n'
+                          'regimen = "DOSE iv; 50 mg oral"\noutput = "C"\nat = "1 day"\n'
+                          'effect = "increases"')
+    assert v.held
+    model = mechsim.load_model(model_with(tmp_path, 'name = "y"\nvary = "dose"\n'
+                                                    'over = ["0 mg", "100 mg"]\n'
+                                                    'regimen = "DOSE iv; 50 mg oral"\n'
+                                                    'output = "C"\nat = "1 day"\n'
+                                                    'effect = "unchanged"'))
+    lines = check_expectation(model, model.expectations[0]).counterexample
+    zero = next(line for line in lines if line.startswith("dose 0 mg"))
+    assert float(zero.split("= ")[1].split()[0]) > 0  # the oral dose is still there

@@ -329,6 +329,8 @@ def test_bad_body_surface_area_covariates_are_one_line(tmp_path, bsa_model):
     with pytest.raises(ParseError, match=r"pop.toml:\d+: covariate BSA: formula 'haycock' is "
                                          "not one of dubois, mosteller"):
         population(tmp_path, BSA_POPULATION.replace("FORMULA", "haycock"))
+    with pytest.raises(ParseError, match="formula \\['mosteller'\\] is not one of"):
+        population(tmp_path, BSA_POPULATION.replace('"FORMULA"', '["mosteller"]'))
     no_height = BSA_POPULATION.replace("FORMULA", "mosteller").replace("[covariates.HT]",
                                                                        "[covariates.HX]")
     with pytest.raises(ValidationError, match="the mosteller formula needs a numeric "

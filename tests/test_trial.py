@@ -171,7 +171,14 @@ def test_the_kaplan_meier_figure_prints_the_numbers_at_risk_under_each_tick():
         assert row[0] == "200"
         position = texts.index(arm) + 1  # each arm's label, then its numbers
         assert texts[position:position + len(row)] == row
-    ax.figure.clf()
+    # all of the table is inside the saved figure, without a tight_layout by the caller
+    fig = ax.figure
+    fig.canvas.draw()
+    inside = fig.bbox
+    for text in ax.texts:
+        box = text.get_window_extent()
+        assert box.y0 >= inside.y0 and box.x0 >= inside.x0, text.get_text()
+    fig.clf()
 
 
 def test_cox_hazard_ratio_recovers_a_known_ratio():

@@ -8,6 +8,8 @@ there, not a confusing failure when the check runs.  Output expressions go throu
 
 from __future__ import annotations
 
+import math
+
 from ..dosing import Regimen
 from ..errors import MechsimError, ParseError
 from ..expectation import DOSE, EFFECTS, Expectation, Range
@@ -65,6 +67,8 @@ class _Entry:
 
     def quantity(self, key: str, value, dims, expected: str):
         q = parse_quantity(value, what=f"{self.label} {key}", where=self.where(key))
+        if not math.isfinite(q.magnitude):
+            raise self.fail(f"{key} {value!r} must be finite", key)
         if dims is not None and q.dimensionality != dims:
             raise self.fail(f"{key} {value!r} has the dimension {dimension_text(q.dimensionality)};"
                             f" expected {expected}", key)
@@ -95,6 +99,19 @@ class _Entry:
             Regimen.parse(shown)
         except MechsimError as exc:
             raise self.fail(f"{key}: {exc.message}", key) from None
+        if dose is None:
+            return
+        # a zero dose drops each part (between ';') that gives DOSE, so such a part must
+        # give no other dose: "100 mg iv then DOSE iv at 1 day" would lose the 100 mg
+        for part in (p for p in text.split(";") if DOSE in p):
+            given = Regimen.parse(part.replace(DOSE, f"{dose.magnitude:g} "
+                                                     f"{format_unit(dose.units)}"))
+            amounts = {(float(b.dose.amount.magnitude), b.dose.amount.units)
+                       for sequence in given.sequences for b in sequence
+                       if hasattr(b, "dose")}  # a Wait has none
+            if len(amounts) > 1:
+                raise self.fail(f"{key}: the part {part.strip()!r} gives other doses beside "
+                                f"{DOSE}; put them in a part of their own, after ';'", key)
 
     def expectation(self) -> Expectation:
         unknown = sorted(set(self.raw) - _KEYS)

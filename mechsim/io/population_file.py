@@ -219,7 +219,7 @@ def _derived(src: TomlSource, name: str, entry: dict) -> Derived:
                          where)
     _provenance(entry, what, where)
     formula = entry["formula"]
-    if formula not in BSA_FORMULAS:
+    if not isinstance(formula, str) or formula not in BSA_FORMULAS:
         raise ParseError(f"{what}: formula {formula!r} is not one of "
                          f"{', '.join(sorted(BSA_FORMULAS))} (body surface area from HT and "
                          "WT)", where)
