@@ -23,7 +23,7 @@ import numpy as np
 import pint
 
 from .errors import MechsimError, NumericalWarning, SolverError
-from .expectation import DOSE, Expectation
+from .expectation import DOSE, Expectation, with_dose
 from .expr import TIME
 from .model import Model
 from .units import canonical_unit, format_quantity, format_unit, ureg
@@ -42,7 +42,7 @@ RTOL = 1e-9
 
 _WORDS = {"increases": "rise", "decreases": "fall", "never_increases": "not rise",
           "never_decreases": "not fall", "unchanged": "stay the same",
-          "conserved": "stay at its value at time 0", "within": "stay within"}
+          "conserved": "stay at its value at time 0"}
 
 
 @dataclass(frozen=True)
@@ -357,4 +357,4 @@ def _dose_regimen(template: str, dose: pint.Quantity) -> str | None:
     if dose.magnitude == 0:
         parts = [p for p in template.split(";") if DOSE not in p]
         return ";".join(parts).strip() or None
-    return template.replace(DOSE, f"{float(dose.magnitude)!r} {format_unit(dose.units)}")
+    return with_dose(template, dose)

@@ -20,7 +20,7 @@ import pint
 from .expr import Expr
 from .units import ureg
 
-__all__ = ["DOSE", "EFFECTS", "Expectation", "Range"]
+__all__ = ["DOSE", "EFFECTS", "Expectation", "Range", "with_dose"]
 
 #: The comparisons, each read as "as the varied input rises, the output ...".
 EFFECTS = ("increases", "decreases", "never_increases", "never_decreases", "unchanged",
@@ -33,6 +33,13 @@ DOSE = "DOSE"
 #: Ranges whose ends are both positive and at least this ratio apart are sampled on a log
 #: scale (a rate constant over 0.01-10 1/day), others uniformly (a dose from 0).
 LOG_RATIO = 10.0
+
+
+def with_dose(text: str, dose: pint.Quantity) -> str:
+    """Regimen text with the placeholder DOSE replaced by ``dose``, written exactly."""
+    from .units import format_unit
+
+    return text.replace(DOSE, f"{float(dose.magnitude)!r} {format_unit(dose.units)}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import math
 
 from ..dosing import Regimen
 from ..errors import MechsimError, ParseError
-from ..expectation import DOSE, EFFECTS, Expectation, Range
+from ..expectation import DOSE, EFFECTS, Expectation, Range, with_dose
 from ..expr import TIME, Expr
 from ..model import Model
 from ..units import dimension_text, format_unit, parse_quantity, ureg
@@ -93,8 +93,7 @@ class _Entry:
         return p.value.dimensionality, f"the dimension of {p.name} ({unit})"
 
     def regimen_text(self, text: str, key: str, dose=None) -> None:
-        shown = text.replace(DOSE, f"{dose.magnitude:g} {format_unit(dose.units)}") \
-            if dose is not None else text
+        shown = with_dose(text, dose) if dose is not None else text
         try:
             Regimen.parse(shown)
         except MechsimError as exc:
@@ -104,8 +103,7 @@ class _Entry:
         # a zero dose drops each part (between ';') that gives DOSE, so such a part must
         # give no other dose: "100 mg iv then DOSE iv at 1 day" would lose the 100 mg
         for part in (p for p in text.split(";") if DOSE in p):
-            given = Regimen.parse(part.replace(DOSE, f"{dose.magnitude:g} "
-                                                     f"{format_unit(dose.units)}"))
+            given = Regimen.parse(with_dose(part, dose))
             amounts = {(float(b.dose.amount.magnitude), b.dose.amount.units)
                        for sequence in given.sequences for b in sequence
                        if hasattr(b, "dose")}  # a Wait has none
