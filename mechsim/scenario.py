@@ -30,6 +30,7 @@ from pathlib import Path
 import pint
 
 from .analysis import Metric
+from .analysis.competing import CompetingEvent
 from .analysis.dose_response import dose_range
 from .analysis.endpoints import ENDPOINTS, MyelomaIMWG
 from .dosing import Regimen
@@ -48,7 +49,7 @@ _SCENARIO_KEYS = {"name", "description", "model", "params", "until", "every", "s
                   "outputs", "log", "time_unit"}
 _DR_KEYS = {"regimen", "doses", "n", "metric", "background"}
 _TRIAL_KEYS = {"population", "size", "follow_up", "accrual", "assess_every", "control", "marker",
-               "paired", "rtol", "published", "endpoints"}
+               "paired", "rtol", "published", "endpoints", "competing"}
 _PUBLISHED_KEYS = {"source", "median_pfs", "hazard_ratio"}  # and the endpoints' rate keys
 
 
@@ -263,6 +264,7 @@ def _trial(src: TomlSource, raw, path: Path, model: str, params, overrides, arms
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)):
         raise ParseError("[trial] rtol must be a number", src.where(("trial",), "rtol"))
     published = _published(src, raw.get("published", {}), names, endpoints)
+    competing = _competing(src, raw.get("competing", []))
     times = {key: _time(raw[key], f"[trial] {key}", src.where(("trial",), key))
              for key in ("follow_up", "accrual", "assess_every") if key in raw}
     try:
@@ -273,9 +275,44 @@ def _trial(src: TomlSource, raw, path: Path, model: str, params, overrides, arms
                      assess_every=times.get("assess_every", "1 day"),
                      control=raw.get("control"), params=params, overrides=overrides,
                      seed=seed, paired=raw.get("paired", False), endpoints=endpoints,
-                     rtol=float(rtol), published=published)
+                     rtol=float(rtol), published=published, competing=competing)
     except MechsimError as exc:
         raise type(exc)(f"[trial]: {exc.message}", exc.where or where) from None
+
+
+_COMPETING_KEYS = {"name", "rate", "scale_with", "source", "note"}
+
+
+def _competing(src: TomlSource, raw) -> tuple[CompetingEvent, ...]:
+    """[[trial.competing]]: events other than the marker's progression that end PFS."""
+    if not isinstance(raw, list):
+        raise ParseError("[[trial.competing]] must be an array of tables (one per event)",
+                         src.where(("trial",), "competing"))
+    events = []
+    for i, entry in enumerate(raw):
+        table = src.item(("trial", "competing"), i)
+        where = src.where(table)
+        if not isinstance(entry, dict):
+            raise ParseError("[[trial.competing]] entries must be tables", where)
+        extra = sorted(set(entry) - _COMPETING_KEYS)
+        if extra:
+            raise ParseError(f"[[trial.competing]]: unknown key {extra[0]!r} (allowed: "
+                             f"{', '.join(sorted(_COMPETING_KEYS))})", src.where(table, extra[0]))
+        for key in _COMPETING_KEYS:
+            if key in entry and not isinstance(entry[key], str):
+                raise ParseError(f"[[trial.competing]] {key} must be text",
+                                 src.where(table, key))
+        if "name" not in entry or "rate" not in entry:
+            raise ParseError("[[trial.competing]] needs a name and a rate (a hazard such as "
+                             "\"0.01 1/month\")", where)
+        try:
+            events.append(CompetingEvent(entry["name"], entry["rate"], entry.get("scale_with"),
+                                         entry.get("source", ""), entry.get("note", "")))
+        except MechsimError as exc:
+            key = "rate" if "rate must" in exc.message else None  # point at the bad line
+            raise ParseError(f"[[trial.competing]]: {exc.message}",
+                             src.where(table, key) if key else where) from None
+    return tuple(events)
 
 
 def _published(src: TomlSource, raw, arms: list[str], endpoints) -> Published:

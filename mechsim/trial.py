@@ -12,7 +12,10 @@ M-protein):
   and >= 5 g/L above the running nadir), censored at the data cut-off.  ``follow_up`` is
   the time from the first enrolment to the cut-off; with ``accrual``, patients enter
   uniformly over that period, so each is followed for ``follow_up - entry``
-  (administrative censoring as in a real trial's analysis).
+  (administrative censoring as in a real trial's analysis).  ``competing`` events
+  (:class:`~mechsim.analysis.competing.CompetingEvent`: death without progression,
+  progression by criteria other than the marker) end PFS too; each patient's first event
+  is recorded.
 
 :class:`TrialResult` summarises the arms (response rates with exact CIs, Kaplan-Meier medians
 with CIs, Cox hazard ratios against the control arm), writes the patient table and the
@@ -33,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pint
 
+from .analysis.competing import CompetingEvent, first_event_times
 from .analysis.endpoints import Endpoints, MyelomaIMWG
 from .analysis.survival import HazardRatio, KaplanMeier, hazard_ratio, kaplan_meier, proportion
 from .dosing import Regimen
@@ -44,6 +48,8 @@ from .units import as_days, format_quantity, parse_quantity, ureg
 __all__ = ["Arm", "Published", "Trial", "TrialArm", "TrialResult", "run_trial"]
 
 DAYS_PER_MONTH = float(ureg.Quantity(1, "month").to("day").magnitude)  # 365.25 / 12
+PROGRESSION = "progression"  # the first event is the endpoints' own (marker) progression
+CENSORED = "censored"
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class Trial:
     endpoints: Endpoints = field(default_factory=MyelomaIMWG)
     rtol: float = 1e-6
     published: Published = field(default_factory=Published)
+    competing: tuple[CompetingEvent, ...] = ()
 
     def __post_init__(self):
         # times are read once, here: text or Quantities in, Quantities kept
@@ -120,6 +127,10 @@ class Trial:
                                   f"than the follow-up ({format_quantity(self.follow_up)})")
         if not 0 < self.rtol < 1:
             raise ValidationError(f"rtol must lie in (0, 1), got {self.rtol!r}")
+        events = [e.name for e in self.competing]
+        if len(set(events)) != len(events) or PROGRESSION in events or CENSORED in events:
+            raise ValidationError("competing events need distinct names other than "
+                                  f"{PROGRESSION!r} and {CENSORED!r}")
 
     @property
     def control_arm(self) -> str:
@@ -148,6 +159,8 @@ class TrialResult:
     best_reduction: np.ndarray = field(repr=False)
     pfs_days: np.ndarray = field(repr=False)        # progression or censoring time
     progressed: np.ndarray = field(repr=False)
+    # what ended PFS: PROGRESSION, a competing event's name, or CENSORED
+    first_event: np.ndarray = field(repr=False, default=None)
     solver_fallbacks: int = 0
     # patients whose simulation stopped (every solver failed) after they had progressed
     solver_stops_after_progression: int = 0
@@ -199,7 +212,15 @@ class TrialResult:
             km = self.kaplan_meier(a.name, alpha)
             rows += [
                 _row(a, "patients", len(self.response(a.name)), None, None, "", None, level),
-                _row(a, "progressions", km.events, None, None, "", None, level),
+                _row(a, "PFS events", km.events, None, None, "", None, level),
+            ]
+            if self.trial.competing:
+                first = self.first_event[self._rows(a.name)]
+                marker = f"progression by {self.trial.endpoints.marker}"
+                rows += [_row(a, f"  of which {marker if name == PROGRESSION else name}",
+                              int(np.sum(first == name)), None, None, "", None, level)
+                         for name in (PROGRESSION, *(e.name for e in self.trial.competing))]
+            rows += [
                 _row(a, "median PFS", km.median, km.median_lower, km.median_upper, "month",
                      dict(pub.median_pfs_months).get(a.name), level),
             ]
@@ -220,7 +241,7 @@ class TrialResult:
                 row[next(k for k in row if k.startswith("upper"))]
             ci = f" [{float(low):.3g}, {float(high):.3g}]" if low and high else ""
             pub = f" | {float(row['published']):.4g}" if row["published"] else ""
-            lines.append(f"  {row['arm']:8s} {row['endpoint']:28s} "
+            lines.append(f"  {row['arm']:8s} {row['endpoint']:40s} "
                          f"{float(row['simulated']):.4g}{ci} {row['unit']}{pub}".rstrip())
         return "\n".join(lines)
 
@@ -236,13 +257,13 @@ class TrialResult:
                                 [f"{n} ({self.column_units[n]})" if self.column_units[n]
                                  else n for n in names] +
                                 ["best_reduction", "best_response", "pfs (month)",
-                                 "progressed"])
+                                 "progressed", "pfs_event"])
                 for i in range(self.arm.size):
                     writer.writerow([self.arm[i], int(self.patient[i])] +
                                     [_cell(self.columns[n][i]) for n in names] +
                                     [repr(float(self.best_reduction[i])), str(cats[i]),
                                      repr(float(self.pfs_days[i] / DAYS_PER_MONTH)),
-                                     int(self.progressed[i])])
+                                     int(self.progressed[i]), str(self.first_event[i])])
 
         write_atomically(path, write)
 
@@ -317,7 +338,7 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
 
     base = prepare_model(trial.model, list(trial.params) or None, dict(trial.overrides))
     endpoints = trial.endpoints
-    arms, patients, best, pfs, events = [], [], [], [], []
+    arms, patients, best, pfs, events, firsts = [], [], [], [], [], []
     columns: dict[str, list] = {}
     units: dict[str, str] = {}
     fallbacks = stops = 0
@@ -348,6 +369,13 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
         # their data cut-off, before it stopped (a tumour growing unchecked long after
         # progression can outgrow the solver); otherwise PFS would be unknown, and that is
         # an error, not a censoring.
+        competing = [_competing_times(trial, index, event, k, batch, arm.size)
+                     for k, event in enumerate(trial.competing)]
+        first = np.full(arm.size, PROGRESSION, dtype=object)
+        for event, times in zip(trial.competing, competing):
+            earlier = times < progression
+            first[earlier] = event.name
+            progression = np.where(earlier, times, progression)
         for run, reached, message in batch.failures:
             if not min(progression[run], censor[run]) < reached:
                 raise SolverError(f"arm {arm.name}, patient {run}: the simulation stopped at "
@@ -356,6 +384,8 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
         stops += len(batch.failures)
         event = progression <= censor
         time = np.where(event, progression, censor)
+        first[~event] = CENSORED
+        firsts.append(first.astype(str))
         arms.append(np.full(arm.size, arm.name))
         patients.append(np.arange(arm.size))
         best.append(endpoints.best_response(t, marker, time))
@@ -375,4 +405,25 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
     return TrialResult(trial=trial, arm=np.concatenate(arms), patient=np.concatenate(patients),
                        columns=merged, column_units=units, best_reduction=np.concatenate(best),
                        pfs_days=np.concatenate(pfs), progressed=np.concatenate(events),
+                       first_event=np.concatenate(firsts),
                        solver_fallbacks=fallbacks, solver_stops_after_progression=stops)
+
+
+def _competing_times(trial: Trial, index: int, event: CompetingEvent, k: int, batch,
+                     size: int) -> np.ndarray:
+    """Time of competing event ``k`` for each patient of arm ``index`` (days, inf if none).
+    The draws depend on the arm's seed and the event's position only, so paired arms share
+    them and adding an event does not change the patients."""
+    draws = np.random.default_rng([trial.arm_seed(index), 2, k]).exponential(size=size)
+    scale = None
+    if event.scale_with is not None:
+        try:
+            values = np.asarray(batch[event.scale_with].magnitude, dtype=float)
+        except KeyError as exc:
+            raise ValidationError(f"competing event {event.name!r}: {exc.args[0]}") from None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = values / values[:, :1]
+        if not np.all(np.isfinite(scale[:, 0])):
+            raise ValidationError(f"competing event {event.name!r}: {event.scale_with} must "
+                                  "be positive at time 0 to scale a hazard")
+    return first_event_times(batch.time_days, event.per_day, draws, scale)

@@ -11,7 +11,7 @@ Myeloma endpoints from a serum M-protein time course (IMWG criteria simplified t
 * response: best reduction from baseline; partial response (PR) >= 50 %, very good partial
   response (VGPR) >= 90 %, minimal response (MR) >= 25 %.
 * progression: M-protein up >= 25 % from its lowest value so far **and** by >= 5 g/L.
-  Progression-free survival (PFS) is the time of the first such rise (death not modelled).
+  The trial adds competing events (death, other progression; :mod:`mechsim.analysis.competing`).
 """
 
 from __future__ import annotations
