@@ -1,9 +1,11 @@
 """Isatuximab + pomalidomide/dexamethasone (ICARIA-MM) in a typical IgG myeloma patient.
 
 Simulates one year of the Isa-Pd and Pd regimens with the mechanistic model cd38_myeloma,
-prints occupancy, tumour burden, M-protein, NK cells and drug concentration at weeks
-4, 8, 12, 24 and 52, compares the trough before cycle 2 with the published popPK model
-(Fau et al. 2020), and saves a multi-panel figure.
+prints CD38 occupancy in the bone marrow (where the myeloma cells are), tumour burden,
+M-protein, NK cells and drug concentration at weeks 4, 8, 12, 24 and 52, compares the trough
+before cycle 2 with the published popPK model (Fau et al. 2020), and saves a multi-panel
+figure.  The typical patient is one patient: the trial's medians are a population property
+(`mechsim run icaria_mm`, docs/trials.md).
 
 Run:  python examples/cd38_icaria.py     (writes cd38_icaria.png in the current folder)
 """
@@ -30,16 +32,17 @@ print("Typical IgG myeloma patient, 75.6 kg, baseline M-protein 18 g/L")
 print("(values on day 7 x week; an infusion due that day has not started yet)\n")
 for arm, res in results.items():
     print(f"{arm}: {ARMS[arm]}")
-    print("  week   RO (%)   tumour (rel.)   M-protein (g/L)   NK (rel.)   isatuximab (mg/L)")
+    print("  week   marrow RO (%)   tumour (rel.)   M-protein (g/L)   NK (rel.)"
+          "   isatuximab (mg/L)")
     for week in WEEKS:
         i = int(np.argmin(abs(res.time.to("week").magnitude - week)))
-        print(f"  {week:>4}   {res['RO'][i].to('percent').magnitude:6.1f}   "
+        print(f"  {week:>4}   {res['RO'][i].to('percent').magnitude:13.1f}   "
               f"{res['N'][i].magnitude:13.3f}   {res['M'][i].to('g/L').magnitude:15.2f}   "
               f"{res['NK'][i].magnitude:9.3f}   {res['C_mass'][i].to('mg/L').magnitude:17.1f}")
     pfs = progression_time(res.time, res["M"]).to("day").magnitude / DAYS_PER_MONTH
     reduction = best_response(res["M"])
     pfs_text = f"{pfs:.2f} months" if np.isfinite(pfs) else "> 12 months"
-    print(f"  progression-free survival {pfs_text} (ICARIA-MM median "
+    print(f"  progression-free survival {pfs_text} (ICARIA-MM median of the trial "
           f"{MEDIAN_PFS_MONTHS[arm]} months); best M-protein fall {reduction:.0%} "
           f"({response_category(reduction).value})\n")
 
@@ -78,7 +81,7 @@ print(f"  popPK (Fau 2020)           {pop_trough:6.1f} / {pop_peak:5.1f} mg/L")
 fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
 panels = [
     ("C_mass", "mg/L", "free isatuximab [mg/L]", True),
-    ("RO", "percent", "CD38 occupancy on myeloma cells [%]", False),
+    ("RO", "percent", "CD38 occupancy, marrow myeloma cells [%]", False),
     ("N", "", "myeloma burden [relative to baseline]", False),
     ("M", "g/L", "serum M-protein [g/L]", False),
     ("NK", "", "NK cells [relative to baseline]", False),

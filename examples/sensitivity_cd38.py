@@ -31,8 +31,9 @@ MODEL = "cd38_myeloma"
 REGIMEN = ARMS["Isa-Pd"]
 UNTIL = "24 weeks"       # the nadir of the typical patient is at week 20
 METRICS = ["nadir(M)", "value(M, 24 weeks)"]
-LOCAL = ["k_isa", "RO50", "hill", "NK_max_depletion", "kout_NK", "k_pd", "lambda_pd",
-         "ED50_pom", "kg", "kel_M", "M0", "CLinf_ref", "KD", "R0", "kdeg"]
+LOCAL = ["k_adcc", "k_adcp", "k_cdc", "k_apo", "RO50", "hill", "NK_max_depletion", "kout_NK",
+         "pom_NK_number", "pom_NK_activity", "k_pd", "lambda_pd", "ED50_pom", "kg", "kel_M",
+         "M0", "CLinf_ref", "Q_bm", "KD", "R0", "kdeg"]
 N_SOBOL = 32
 WORKERS = 2
 
@@ -56,7 +57,8 @@ def main():
     print("wrote sensitivity_cd38_tornado.png\n")
 
     ranges = {"NK_max_depletion": (0.7, 0.95),
-              **ranges_from_params(MODEL, ["k_isa", "k_pd", "lambda_pd", "kg"], factor=2)}
+              **ranges_from_params(MODEL, ["k_adcp", "k_pd", "lambda_pd", "kg", "Q_bm"],
+                                 factor=2)}
     sobol = sobol_indices(MODEL, REGIMEN, METRICS, ranges, until=UNTIL, every="1 day",
                           n=N_SOBOL, seed=2019, scale={"NK_max_depletion": "linear"},
                           workers=WORKERS)

@@ -216,7 +216,7 @@ class TrialResult:
             ]
             if self.trial.competing:
                 first = self.first_event[self._rows(a.name)]
-                marker = f"progression by {self.trial.endpoints.marker}"
+                marker = f"progression ({self.trial.endpoints.marker} rise)"
                 rows += [_row(a, f"  of which {marker if name == PROGRESSION else name}",
                               int(np.sum(first == name)), None, None, "", None, level)
                          for name in (PROGRESSION, *(e.name for e in self.trial.competing))]
@@ -359,7 +359,14 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
             raise ValidationError(f"trial marker {endpoints.marker!r} must be in units of "
                                   f"{endpoints.unit} for the {endpoints.name} endpoints"
                                   ) from None
-        progression = endpoints.progression_times(t, marker)
+        # the first PFS event: the marker's progression or an earlier competing event
+        first_time = endpoints.progression_times(t, marker)
+        first = np.full(arm.size, PROGRESSION, dtype=object)
+        for k, competing in enumerate(trial.competing):
+            times = _competing_times(trial, index, competing, k, batch, arm.size)
+            earlier = times < first_time
+            first[earlier] = competing.name
+            first_time = np.where(earlier, times, first_time)
         censor = np.full(arm.size, t[-1])
         if trial.accrual is not None:
             entry = np.random.default_rng([trial.arm_seed(index), 1]).uniform(
@@ -369,21 +376,14 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
         # their data cut-off, before it stopped (a tumour growing unchecked long after
         # progression can outgrow the solver); otherwise PFS would be unknown, and that is
         # an error, not a censoring.
-        competing = [_competing_times(trial, index, event, k, batch, arm.size)
-                     for k, event in enumerate(trial.competing)]
-        first = np.full(arm.size, PROGRESSION, dtype=object)
-        for event, times in zip(trial.competing, competing):
-            earlier = times < progression
-            first[earlier] = event.name
-            progression = np.where(earlier, times, progression)
         for run, reached, message in batch.failures:
-            if not min(progression[run], censor[run]) < reached:
+            if not min(first_time[run], censor[run]) < reached:
                 raise SolverError(f"arm {arm.name}, patient {run}: the simulation stopped at "
                                   f"day {reached:.1f} before the patient progressed: "
                                   f"{message}")
         stops += len(batch.failures)
-        event = progression <= censor
-        time = np.where(event, progression, censor)
+        event = first_time <= censor
+        time = np.where(event, first_time, censor)
         first[~event] = CENSORED
         firsts.append(first.astype(str))
         arms.append(np.full(arm.size, arm.name))

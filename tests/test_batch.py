@@ -17,7 +17,7 @@ pytest.importorskip("numba")
 
 ISATUXIMAB = ("10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycle x 1 "
               "then on days 1,15 of 28-day cycles")
-CV30 = ("CLinf_ref", "V1_ref", "kg", "k_isa")
+CV30 = ("CLinf_ref", "V1_ref", "kg", "k_adcc")
 
 
 def lognormal_patients(model, n, seed=7, cv=0.3):
@@ -142,8 +142,8 @@ def test_closed_form_one_compartment_over_generated_runs(volumes, k, infusion_da
 
 # ---- bad input --------------------------------------------------------------------------
 def test_unknown_parameter_suggests_the_closest(cd38):
-    with pytest.raises(ValidationError, match="unknown parameter 'k_iso'.*did you mean 'k_isa'"):
-        simulate_many(cd38, ISATUXIMAB, parameters={"k_iso": [0.1, 0.2]}, until="1 day")
+    with pytest.raises(ValidationError, match="unknown parameter 'k_adccc'.*did you mean 'k_adcc'"):
+        simulate_many(cd38, ISATUXIMAB, parameters={"k_adccc": [0.1, 0.2]}, until="1 day")
 
 
 def test_values_need_units_and_the_right_dimension(cd38):
@@ -222,11 +222,12 @@ def test_a_failed_run_is_redone_by_the_next_method(cd38, monkeypatch):
 
 
 def test_ndf_passes_a_fast_transient_late_in_a_long_run(cd38):
-    """A fast-growing tumour (receptor pool ~1e8 nM by day 590) binds each new infusion within
-    seconds: the step needed is finer than the spacing of floats near t = 600 days.  The
+    """A fast-growing tumour (N > 1e6, so a marrow receptor pool of ~1e8 nM, by day 600) binds
+    each new infusion within seconds: the step needed is finer than the spacing of floats near t = 600 days.  The
     engine counts time from each segment's start, so it passes; Radau agrees."""
-    overrides = {"CLinf_ref": "0.00278 L/h", "M0": "7.8 g/L", "kg": "0.0321 1/day",
-                 "k_pd": "0.1226 1/day", "k_isa": "0.0441 1/day", "r0": 1.0}
+    overrides = {"CLinf_ref": "0.00278 L/h", "M0": "7.8 g/L", "kg": "0.035 1/day",
+                 "k_pd": "0.1226 1/day", "k_adcc": "0.0441 1/day", "k_adcp": "0 1/day",
+                 "k_cdc": "0 1/day", "k_apo": "0 1/day", "r0": 1.0}
     regimen = f"{ISATUXIMAB}; 4 mg oral on days 1-21 of 28-day cycles"
     fast = simulate(cd38, regimen, until="600 day", every="50 day", overrides=overrides,
                     method="NDF", rtol=1e-6)
@@ -236,30 +237,31 @@ def test_ndf_passes_a_fast_transient_late_in_a_long_run(cd38):
     np.testing.assert_allclose(fast["N"].magnitude, careful["N"].magnitude, rtol=1e-4)
 
 
-RUNAWAY = {"M0": "18 g/L", "k_pd": "0.01 1/day", "k_isa": "0.005 1/day", "WT": "88 kg"}
+RUNAWAY = {"M0": "18 g/L", "k_pd": "0.01 1/day", "k_adcc": "0.005 1/day", "k_adcp": "0 1/day",
+           "k_cdc": "0 1/day", "k_apo": "0 1/day", "WT": "88 kg"}
 
 
 def test_partial_keeps_an_unfinishable_run_up_to_where_it_stopped(cd38):
-    """A tumour that nothing controls (kg 0.037/day for two years: N ~ 1e11 x baseline) makes
-    every stiff method fail near day 728.  Without ``partial`` that is an error; with it the
+    """A tumour that nothing controls (kg 0.037/day: N ~ 4e11 x baseline by day 730) makes
+    every stiff method fail near day 952.  Without ``partial`` that is an error; with it the
     run keeps its values up to the time reached, which match a run stopped earlier, and is
     listed in ``failures``; the other run is untouched."""
     regimen = f"{ISATUXIMAB}; 4 mg oral on days 1-21 of 28-day cycles"
     kg = {"kg": ["0.01 1/day", "0.037 1/day"]}
     common = dict(overrides=RUNAWAY, every="1 day", rtol=1e-6, workers=1)
-    with pytest.raises(SolverError, match=r"run 1 \(kg = 0.037.*failed near t = 72\d"):
-        simulate_many(cd38, regimen, parameters=kg, until="730 day", **common)
-    kept = simulate_many(cd38, regimen, parameters=kg, until="730 day", partial=True, **common)
+    with pytest.raises(SolverError, match=r"run 1 \(kg = 0.037.*failed near t = 95\d"):
+        simulate_many(cd38, regimen, parameters=kg, until="1000 day", **common)
+    kept = simulate_many(cd38, regimen, parameters=kg, until="1000 day", partial=True, **common)
     assert [run for run, _, _ in kept.failures] == [1]
     reached = kept.failures[0][1]
-    assert 700 < reached < 730
+    assert 900 < reached < 1000
     t = kept.time_days
     assert np.isnan(kept.states[1][:, t > reached]).all()
     assert np.isfinite(kept.states[1][:, t <= reached]).all()
     assert np.isfinite(kept.states[0]).all()
-    shorter = simulate_many(cd38, regimen, parameters=kg, until="700 day", **common)
-    early = t < 699.5  # before the last segment, where the two grids' runs differ
-    np.testing.assert_allclose(kept.states[:, :, early], shorter.states[:, :, early[:701]],
+    shorter = simulate_many(cd38, regimen, parameters=kg, until="900 day", **common)
+    early = t < 899.5  # before the last segment, where the two grids' runs differ
+    np.testing.assert_allclose(kept.states[:, :, early], shorter.states[:, :, early[:901]],
                                rtol=1e-6, atol=1e-12)
 
 

@@ -127,7 +127,7 @@ def test_a_killed_run_leaves_a_recognisable_folder_that_the_next_run_removes(tmp
 
 
 @pytest.mark.parametrize("model, expect", [
-    ("cd38_myeloma", ["kint", "daratumumab proxy", "V1*C + V2*Cp + V1*RC + drug_cleared"]),
+    ("cd38_myeloma", ["kint", "daratumumab proxy", "V1*C + V2*Cp + V_bm*C_bm + V_bm*RC + drug_cleared"]),
     ("cd40_apc", ["KD_D", "Espie et al. 2020", "depot + V1*D + V2*Dp + V1*DR"]),
 ])
 def test_show_flagship_models(capsys, model, expect):

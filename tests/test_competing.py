@@ -126,29 +126,31 @@ def test_burden_driven_progression_comes_no_earlier_with_isatuximab():
     assert np.all(result.pfs_days[:n] >= result.pfs_days[n:] - 1e-6)
 
 
+SCENARIO = textwrap.dedent(f"""
+    [scenario]
+    model = "cd38_myeloma"
+    until = "4 weeks"
+    outputs = ["M"]
+    seed = 3
+
+    [arms.pd]
+    regimen = "{POM}"
+
+    [trial]
+    population = "icaria_population"
+    size = 2
+    follow_up = "2 months"
+
+    [[trial.competing]]
+    name = "death"
+    rate = "0.01 1/month"
+    source = "a test"
+    """)
+
+
 def test_competing_events_are_read_from_a_scenario(tmp_path):
     path = tmp_path / "s.toml"
-    body = textwrap.dedent(f"""
-        [scenario]
-        model = "cd38_myeloma"
-        until = "4 weeks"
-        outputs = ["M"]
-        seed = 3
-
-        [arms.pd]
-        label = "Pd"
-        regimen = "{POM}"
-
-        [trial]
-        population = "icaria_population"
-        size = 2
-        follow_up = "2 months"
-
-        [[trial.competing]]
-        name = "death"
-        rate = "0.01 1/month"
-        source = "a test"
-        """)
+    body = SCENARIO
     path.write_text(body)
     trial = read_scenario(path).trial
     assert trial.competing == (CompetingEvent("death", "0.01 1/month", source="a test"),)
@@ -175,26 +177,7 @@ def test_cli_reports_a_bad_competing_event_in_one_line_and_writes_nothing(tmp_pa
     import sys
 
     scenario = tmp_path / "s.toml"
-    scenario.write_text(textwrap.dedent(f"""
-        [scenario]
-        model = "cd38_myeloma"
-        until = "4 weeks"
-        outputs = ["M"]
-        seed = 3
-
-        [arms.pd]
-        regimen = "{POM}"
-
-        [trial]
-        population = "icaria_population"
-        size = 2
-        follow_up = "2 months"
-
-        [[trial.competing]]
-        name = "death"
-        rate = "1 %"
-        note = "per month, but the unit says otherwise"
-        """))
+    scenario.write_text(SCENARIO.replace('rate = "0.01 1/month"', 'rate = "1 %"'))
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "mechsim", "run", str(scenario), "--out",
                            str(out)], capture_output=True, text=True, timeout=120)

@@ -333,15 +333,17 @@ def test_scenario_with_bad_published_time(tmp_path):
 
 
 def test_a_patient_who_outgrows_the_solver_after_progressing_keeps_a_valid_pfs():
-    """Every solver stops near day 728 for an uncontrolled tumour (see test_batch); the
+    """Every solver stops near day 952 for an uncontrolled tumour (see test_batch); the
     patient progressed within weeks, so the PFS stands and the stop is counted."""
     trial = Trial(model="cd38_myeloma",
                   population=mechsim.Population(name="fixed", model="cd38_myeloma"),
                   arms=(TrialArm("isa_pd", "Isa-Pd", mechsim.Regimen.parse(f"{ISA}; {POM}"),
                                  1),),
                   overrides=(("M0", "18 g/L"), ("k_pd", "0.01 1/day"),
-                             ("k_isa", "0.005 1/day"), ("kg", "0.037 1/day")),
-                  follow_up="730 day", rtol=1e-6, seed=1)
+                             ("k_adcc", "0.005 1/day"), ("k_adcp", "0 1/day"),
+                             ("k_cdc", "0 1/day"), ("k_apo", "0 1/day"),
+                             ("kg", "0.037 1/day")),
+                  follow_up="1000 day", rtol=1e-6, seed=1)
     result = run_trial(trial, workers=1)
     assert result.solver_stops_after_progression == 1
     alone = mechsim.simulate("cd38_myeloma", f"{ISA}; {POM}",

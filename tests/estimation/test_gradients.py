@@ -24,7 +24,8 @@ CASES = {
                          {"WT": "60 kg"}),  # away from WT_ref, where (WT/WT_ref)**e_V1 = 1
     "cd38_myeloma": ("10 mg/kg iv over 1 h every 7 days x 2; 4 mg oral on days 1-21 of "
                      "28-day cycles", ["C_mass", "RO", "M", "NK"],
-                     ["CLinf_ref", "KD", "kint", "k_isa", "kel_M", "R0", "WT", "F_pom"], {}),
+                     ["CLinf_ref", "KD", "kint", "Q_bm", "k_adcc", "pom_NK_activity", "kel_M", "R0",
+                      "WT", "F_pom"], {}),
     "cd40_apc": ("3 mg/kg iv over 2 h; 1 mg/kg sc at 7 day", ["C_mass", "RO", "IL6"],
                  ["CL", "KD_D", "kint_D", "R0", "f_IL6", "ka", "F_sc"], {}),
 }

@@ -50,24 +50,47 @@ def test_mechanistic_trough_agrees_with_poppk_and_anchor(isa_pd):
     assert 115 <= mechanistic <= 120
 
 
-def test_calibrated_typical_patient_matches_icaria_medians(isa_pd, pd):
-    for arm, res in (("Isa-Pd", isa_pd), ("Pd", pd)):
-        months = progression_time(res.time, res["M"]).to("day").magnitude / DAYS_PER_MONTH
-        assert months == pytest.approx(MEDIAN_PFS_MONTHS[arm], rel=0.03), arm
-    assert 0.5 <= best_response(isa_pd["M"]) < 0.9   # median Isa-Pd patient: PR, not VGPR
-    assert best_response(pd["M"]) < 0.5              # median Pd patient: no PR (ORR 35 %)
+def test_marrow_occupancy_is_near_the_measured_plateau():
+    # issue 20: within 10 points of the ~80 % plateau at 20 mg/kg (phase 1 monotherapy,
+    # Martin et al. 2019), read at the trough before the third Q2W dose (calibrate_cd38.py)
+    res = mechsim.simulate("cd38_myeloma", "20 mg/kg iv over 1 h every 14 days", until="29 day")
+    marrow = float(trough_before_day(res, "RO", 28).to("").magnitude)
+    assert abs(marrow - 0.80) <= 0.10
+    # on circulating cells, at quasi-equilibrium with plasma drug, CD38 is saturated: the
+    # first-generation model's > 99 %, which the marrow does not reach
+    blood = float(trough_before_day(res, "RO_blood", 28).to("").magnitude)
+    assert blood > 0.99 > marrow
+
+
+def test_marrow_occupancy_rises_with_dose_to_the_plateau():
+    # no plateau by assumption: occupancy at the day-28 trough keeps rising with dose,
+    # supply-limited by the exchange with plasma
+    occupancy = [float(trough_before_day(mechsim.simulate(
+        "cd38_myeloma", f"{dose} mg/kg iv over 1 h every 14 days", until="29 day"),
+        "RO", 28).to("").magnitude) for dose in (1, 3, 10, 20)]
+    assert occupancy == sorted(occupancy) and occupancy[0] < 0.5
+
+
+def test_typical_patient_lives_longer_without_progression_with_isatuximab(isa_pd, pd):
+    # the median of the trial is a population property (tests/models/test_icaria_trial.py);
+    # the typical patient only has to show the effect's direction and a PR with Isa-Pd
+    pfs = {arm: progression_time(res.time, res["M"]).to("day").magnitude / DAYS_PER_MONTH
+           for arm, res in (("Isa-Pd", isa_pd), ("Pd", pd))}
+    assert pfs["Pd"] < pfs["Isa-Pd"]
+    assert 3 < pfs["Pd"] < 2 * MEDIAN_PFS_MONTHS["Pd"]
+    assert best_response(isa_pd["M"]) > best_response(pd["M"])
 
 
 def test_drug_mass_balance_law_includes_every_accumulator(isa_pd):
     laws = [str(law) for law in mechsim.compile_model(mechsim.load_model("cd38_myeloma"))
             .conservation_laws]
-    assert laws == ["V1*C + V2*Cp + V1*RC + drug_cleared + drug_internalised + "
-                    "drug_with_dead_cells"]
+    assert laws == ["V1*C + V2*Cp + V_bm*C_bm + V_bm*RC + drug_cleared + drug_internalised"
+                    " + drug_with_dead_cells"]
     assert isa_pd.diagnostics.max_conservation_residual < 1e-7
 
 
 def test_every_value_is_sourced_or_marked():
-    for name in ("isatuximab", "pomalidomide_dex", "isatuximab_poppk"):
+    for name in ("isatuximab", "pomalidomide_dex", "carfilzomib_dex", "isatuximab_poppk"):
         for p in mechsim.load_params(name).parameters:
             assert p.source or (p.note and any(word in p.note for word in (
                 "assumption", "derived", "calibrated", "typical patient"))), (name, p.name)

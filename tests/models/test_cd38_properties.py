@@ -1,35 +1,31 @@
 """Property-based tests of cd38_myeloma (isatuximab): MODELS.md section 1, "Properties that
 must hold", plus one structural invariant (CD38 leaves with the cells that carry it).
 
-Generated patients: CLinf_ref, V1_ref, V2_ref, Q_ref, KD, kon, R0, kint, kdeg, kg, k_isa,
-kout_NK, k_pd, lambda_pd, kel_M and WT log-uniform over a 10x range centred on the typical
-values (typical x 10**U(-1/2, 1/2), three significant digits); M0 log-uniform over the
-published 5-70 g/L; r0 uniform 1-1.94 (non-IgG to IgG); NK_max_depletion uniform 0-0.95;
-RO50 uniform 0.2-0.8; hill uniform 1-3.  Isatuximab 0-30 mg/kg as IV bolus or 1-h / 3-h
-infusion, weekly, every 2 or 3 weeks (1-10 doses) or on the ICARIA-MM schedule (open-ended
-or 1-6 maintenance cycles), with or without pomalidomide + dexamethasone (Pd, 4 mg days 1-21
-of 28).  Two runs that are compared share one output grid.
+Generated patients: CLinf_ref, V1_ref, V2_ref, Q_ref, V_bm, Q_bm, KD, kon, R0, kint, kdeg,
+kg, the four isatuximab kill rates (k_adcc, k_adcp, k_cdc, k_apo), kout_NK, k_pd, lambda_pd,
+kel_M and WT log-uniform over a 10x range centred on the typical values (typical x
+10**U(-1/2, 1/2), three significant digits); M0 log-uniform over the published 5-70 g/L; r0
+uniform 1-1.94 (non-IgG to IgG); NK_max_depletion uniform 0-0.95; RO50 uniform 0.2-0.8; hill
+uniform 1-3.  Isatuximab 0-30 mg/kg as IV bolus or 1-h / 3-h infusion, weekly, every 2 or 3
+weeks (1-10 doses) or on the ICARIA-MM schedule (open-ended or 1-6 maintenance cycles), with
+or without pomalidomide + dexamethasone (Pd, 4 mg days 1-21 of 28) and, in the mass balance
+and non-negativity tests, carfilzomib (Kd, 56 mg/m2 days 1, 2, 8, 9, 15, 16 of 28).  Two runs
+that are compared share one output grid.
 
-What the model does and does not guarantee (found by these tests; each exception is kept as
+What the model does and does not guarantee (found by these tests; the exception is kept as
 an explicit ``test_counterexample_*``):
 
-* More isatuximab never lowers RO and never raises NK cells, over the whole generated space.
-* More isatuximab can give a LARGER tumour burden N and M-protein: NK fratricide.  The kill
-  rate is k_isa*E(RO)*NK; once RO is near saturation a higher dose barely raises E(RO) but
-  keeps free drug above KD longer, so NK cells (RO_NK = C/(C+KD)) are depleted more.  At
-  quasi-steady state with the typical RO50 = 0.4, hill = 2 and 85 % maximal NK depletion,
-  E(RO)*NK peaks near RO ~ 0.5.  Typical patient, ICARIA schedule, isatuximab alone: 10 mg/kg
-  gives N = 1.2125 on day 64 where 5 mg/kg gives 1.2107.  The direction holds, over the
-  whole generated space, without fratricide (NK_max_depletion = 0), and is tested there.
-* A weaker binder (larger KD, same kon) can give HIGHER RO: target-mediated drug
-  disposition.  A tighter binder is eliminated faster through its target (internalised
-  complex, complex lost with dying cells) and, when internalisation is slower than CD38
-  turnover, soaks into the accumulating complex pool; at sub-saturating exposure the weaker
-  binder keeps more free drug.  Typical patient, 1 mg/kg on the ICARIA schedule: on day 31 RO
-  is 0.309 with KD = 1.2 nM and 0.466 with KD = 12 nM.  Switching internalisation off
-  (kint = 0) is not enough.  The direction holds, over the whole generated space, for a
-  fixed target pool (kint = kdeg = 0, hence no CD38 synthesis, and no cell kill), and is
-  tested there.
+* More isatuximab never lowers RO and never raises NK cells, tumour burden N or M-protein,
+  over the whole generated space.  The first-generation model (one NK-scaled kill on plasma
+  occupancy, > 99 % at every therapeutic dose) broke N and M: more drug depleted NK cells a
+  little more and added no occupancy.  Now occupancy is in the marrow, supply-limited and far
+  from saturated at 5 mg/kg, and three of the four routes need no NK cells
+  (test_fratricide_is_outweighed_by_marrow_occupancy_at_a_higher_dose).
+* A weaker binder (larger KD, same kon) can give HIGHER marrow RO: a tight binder is taken
+  up by the marrow's CD38 as soon as it arrives, a weak one unbinds and accumulates as free
+  drug, which wins over its larger KD (10 mg/kg alone: marrow RO 0.81 vs 0.73 on day 39).  The
+  direction holds, over the whole generated space, for a fixed target pool (kint = kdeg = 0,
+  hence no CD38 synthesis, and no cell kill), and is tested there.
 * Adding isatuximab to Pd never shortened PFS (3-year horizon), also over 100x parameter
   ranges in exploration.  Why the IMWG "rise from the nadir" rule does not trip earlier with
   the deeper nadir: Pd acts identically in both arms (same S_pd), isatuximab only adds kill,
@@ -61,18 +57,22 @@ TYPICAL = {name: p.value for name, p in MODEL.parameters_by_name.items()}
 Q = mechsim.Quantity
 STATES = mechsim.compile_model(MODEL).state_names
 
-LOG_UNIFORM = ("CLinf_ref", "V1_ref", "V2_ref", "Q_ref", "KD", "kon", "R0", "kint", "kdeg",
-               "kg", "k_isa", "kout_NK", "k_pd", "lambda_pd", "kel_M", "WT")
+LOG_UNIFORM = ("CLinf_ref", "V1_ref", "V2_ref", "Q_ref", "V_bm", "Q_bm", "KD", "kon", "R0",
+               "kint", "kdeg", "kg", "k_adcc", "k_adcp", "k_cdc", "k_apo", "kout_NK", "k_pd",
+               "lambda_pd", "kel_M", "WT")
+ROUTES = ("k_adcc", "k_adcp", "k_cdc", "k_apo")
 POMALIDOMIDE = "4 mg oral on days 1-21 of 28-day cycles"
+CARFILZOMIB = "56 mg/m2 carfilzomib over 30 min on days 1,2,8,9,15,16 of 28-day cycles"
 UNTIL = "24 weeks"
 EVERY = "1 day"          # one grid for every run: comparisons are point by point
 PFS_HORIZON = 3 * 365.25  # days: the typical Pd arm progresses at ~6.4 months
 
+NO_ISA_KILL = {name: Q(0.0, "1/day") for name in ROUTES}
 CLOSED = {"CLinf_ref": "0 L/h", "kint": "0 1/h", "kdeg": "0 1/h", "kg": "0 1/day",
-          "k_isa": "0 1/day", "k_pd": "0 1/day"}
+          "k_pd": "0 1/day", **NO_ISA_KILL}
 NO_FRATRICIDE = {"NK_max_depletion": Q(0.0, "")}
-FIXED_TARGET = {"kint": Q(0.0, "1/h"), "kdeg": Q(0.0, "1/h"), "k_isa": Q(0.0, "1/day")}
-NO_KILL = {"k_isa": Q(0.0, "1/day"), "k_pd": Q(0.0, "1/day")}
+FIXED_TARGET = {"kint": Q(0.0, "1/h"), "kdeg": Q(0.0, "1/h"), **NO_ISA_KILL}
+NO_KILL = {"k_pd": Q(0.0, "1/day"), "k_kd": Q(0.0, "1/day"), **NO_ISA_KILL}
 
 
 def more_examples(n: int) -> settings:
@@ -115,10 +115,12 @@ class Schedule:
     count: int | None = 1     # doses ("every"); maintenance cycles ("icaria", None: open)
     infusion_h: float = 0.0   # 0: IV bolus
 
-    def text(self, dose: float, pd: bool = False) -> str | None:
+    def text(self, dose: float, pd: bool = False, kd: bool = False) -> str | None:
         parts = [self._isatuximab(dose)] if dose > 0 else []
         if pd:
             parts.append(POMALIDOMIDE)
+        if kd:
+            parts.append(CARFILZOMIB)
         return "; ".join(parts) or None
 
     def _isatuximab(self, dose: float) -> str:
@@ -182,12 +184,13 @@ def values(params) -> dict:
             .parameters_by_name.items()}
 
 
-def volumes_l(par) -> tuple[float, float]:
-    """V1, V2 (L) from the allometric formulas of the popPK, not from the model's rules."""
+def volumes_l(par) -> tuple[float, float, float]:
+    """V1, V2 (L) from the allometric formulas of the popPK, not from the model's rules, and
+    the marrow volume V_bm."""
     ratio = (par["WT"] / par["WT_ref"]).to("").magnitude
     v1 = par["V1_ref"].to("L").magnitude * ratio ** par["e_V1"].to("").magnitude
     v2 = par["V2_ref"].to("L").magnitude * ratio ** par["e_V2"].to("").magnitude
-    return v1, v2
+    return v1, v2, par["V_bm"].to("L").magnitude
 
 
 def mag(res, name: str, unit: str = "") -> np.ndarray:
@@ -195,8 +198,9 @@ def mag(res, name: str, unit: str = "") -> np.ndarray:
 
 
 def drug_in_body_nmol(res, par) -> np.ndarray:
-    v1, v2 = volumes_l(par)
-    return (mag(res, "C", "nM") + mag(res, "RC", "nM")) * v1 + mag(res, "Cp", "nM") * v2
+    v1, v2, v_bm = volumes_l(par)
+    return (mag(res, "C", "nM") * v1 + mag(res, "Cp", "nM") * v2
+            + (mag(res, "C_bm", "nM") + mag(res, "RC", "nM")) * v_bm)
 
 
 def assert_never_above(res_a, res_b, name, unit="", rtol=1e-6, atol=1e-9, what=""):
@@ -228,8 +232,7 @@ def test_closed_system_conserves_drug_and_cd38(params, dose, infusion_h):
     schedule = Schedule("every", 7, 1, infusion_h)
     res = simulate(params, schedule.text(dose), until="8 weeks")
     par = values(params)
-    v1, v2 = volumes_l(par)
-    drug = mag(res, "C", "nM") * v1 + mag(res, "Cp", "nM") * v2 + mag(res, "RC", "nM") * v1
+    drug = drug_in_body_nmol(res, par)
     np.testing.assert_allclose(drug, schedule.dosed_nmol(dose, par, res.time_days),
                                rtol=1e-7, atol=0)
     cd38 = mag(res, "R", "nM") + mag(res, "RC", "nM")
@@ -241,8 +244,8 @@ def test_closed_system_conserves_drug_and_cd38(params, dose, infusion_h):
 
 
 # ---- 2. open system: mass balance ---------------------------------------------------------------
-def check_mass_balance(params, dose, schedule, pd):
-    res = simulate(params, schedule.text(dose, pd), rtol=1e-8, atol=1e-10)
+def check_mass_balance(params, dose, schedule, pd, kd=False):
+    res = simulate(params, schedule.text(dose, pd, kd), rtol=1e-8, atol=1e-10)
     par = values(params)
     dosed = schedule.dosed_nmol(dose, par, res.time_days)
     eliminated = sum(mag(res, name, "nmol") for name in
@@ -257,9 +260,9 @@ def check_mass_balance(params, dose, schedule, pd):
 
 
 @settings(deadline=None)
-@given(parameter_sets(), positive_doses, schedules, st.booleans())
-def test_open_system_drug_mass_balance(params, dose, schedule, pd):
-    check_mass_balance(params, dose, schedule, pd)
+@given(parameter_sets(), positive_doses, schedules, st.booleans(), st.booleans())
+def test_open_system_drug_mass_balance(params, dose, schedule, pd, kd):
+    check_mass_balance(params, dose, schedule, pd, kd)
 
 
 @pytest.mark.slow
@@ -270,11 +273,11 @@ def test_open_system_mass_balance_wide_parameter_ranges(params, dose, schedule, 
 
 
 # ---- 3. non-negativity --------------------------------------------------------------------------
-def check_non_negative(params, dose, schedule, pd):
-    res = simulate(params, schedule.text(dose, pd))  # the default solver settings
+def check_non_negative(params, dose, schedule, pd, kd=False):
+    res = simulate(params, schedule.text(dose, pd, kd))  # the default solver settings
     # Solver noise is allowed, no more: atol is 1e-12 in these canonical units, and a step is
-    # accepted when the RMS over the 12 states of error/(atol + rtol|y|) is at most 1, so a
-    # state that is truly 0 (no drug given) may carry sqrt(12)*atol = 3.5e-12 of noise.
+    # accepted when the RMS over the n states of error/(atol + rtol|y|) is at most 1, so a
+    # state that is truly 0 (no drug given) may carry sqrt(n)*atol of noise.
     noise = math.sqrt(len(STATES)) * 1e-12
     for i, name in enumerate(STATES):
         x = res.states[i]
@@ -291,6 +294,12 @@ def test_all_states_stay_non_negative(params, dose, schedule):
 @given(parameter_sets(), doses, schedules)
 def test_all_states_stay_non_negative_isatuximab_alone(params, dose, schedule):
     check_non_negative(params, dose, schedule, pd=False)
+
+
+@settings(deadline=None)
+@given(parameter_sets(), doses, schedules)
+def test_all_states_stay_non_negative_with_kd(params, dose, schedule):
+    check_non_negative(params, dose, schedule, pd=False, kd=True)
 
 
 @pytest.mark.slow
@@ -316,64 +325,45 @@ def check_dose_direction(params, schedule, pd, pair, tumour: bool):
 
 @settings(deadline=None)
 @given(parameter_sets(), schedules, st.data())
-def test_more_isatuximab_never_lowers_occupancy_or_raises_nk_cells(params, schedule, data):
-    # Whole space, NK fratricide on: RO and NK stay ordered; N and M need not
-    # (test_counterexample_nk_fratricide_higher_dose_larger_tumour).
+def test_more_isatuximab_never_raises_tumour_m_protein_or_nk_cells(params, schedule, data):
+    # Whole space, NK fratricide on: RO, NK, N and M all stay ordered (the first-generation
+    # model broke N and M here; docs/cd38_myeloma.md says why the second does not).
     pd = data.draw(st.booleans(), label="pd")
     check_dose_direction(params, schedule, pd, data.draw(dose_pairs(), label="doses"),
-                         tumour=False)
+                         tumour=True)
 
 
 @settings(deadline=None)
 @given(parameter_sets(**NO_FRATRICIDE), schedules, st.data())
 def test_more_isatuximab_never_raises_tumour_or_m_protein_without_fratricide(params, schedule,
                                                                             data):
-    # NK_max_depletion = 0: the kill k_isa*E(RO)*NK is then increasing in RO, and RO in dose.
+    # NK_max_depletion = 0: every route is then increasing in RO, and RO in dose.
     pd = data.draw(st.booleans(), label="pd")
     check_dose_direction(params, schedule, pd, data.draw(dose_pairs(), label="doses"),
                          tumour=True)
 
 
 @pytest.mark.slow
-@more_examples(200)
+@more_examples(300)
 @given(parameter_sets(), schedules, st.data())
-def test_dose_direction_occupancy_and_nk_more_examples(params, schedule, data):
-    pd = data.draw(st.booleans(), label="pd")
-    check_dose_direction(params, schedule, pd, data.draw(dose_pairs(), label="doses"),
-                         tumour=False)
-
-
-@pytest.mark.slow
-@more_examples(200)
-@given(parameter_sets(**NO_FRATRICIDE), schedules, st.data())
-def test_dose_direction_without_fratricide_more_examples(params, schedule, data):
+def test_dose_direction_more_examples(params, schedule, data):
     pd = data.draw(st.booleans(), label="pd")
     check_dose_direction(params, schedule, pd, data.draw(dose_pairs(), label="doses"),
                          tumour=True)
 
 
-def test_counterexample_nk_fratricide_higher_dose_larger_tumour():
-    # Typical patient, isatuximab alone on the ICARIA schedule.  Both doses mostly saturate
-    # CD38 on myeloma cells (RO 0.780 vs 0.995 on day 64), so E(RO) gains little, while NK
-    # cells are depleted a little more at the higher dose (0.1600 vs 0.1504): the NK-scaled
-    # kill k_isa*E(RO)*NK is smaller, and the tumour and M-protein end up larger.  Real
-    # biology of the model (anti-CD38 fratricide of NK cells), not a solver artefact: without
-    # fratricide the order is restored.
+def test_fratricide_is_outweighed_by_marrow_occupancy_at_a_higher_dose():
+    # What made the first-generation model's dose inversion is still there: 10 mg/kg
+    # depletes NK cells (slightly) more than 5 mg/kg.  But occupancy in the marrow, where the
+    # supply of drug limits it, is far from saturated at 5 mg/kg (day 27: 0.51 vs 0.99), so
+    # even the NK-driven kill is stronger at the higher dose, and the tumour smaller.
     five, ten = (simulate({}, ICARIA.text(d)) for d in (5.0, 10.0))
-    day, n_ten, n_five = where_most_above(ten, five, "N")
-    assert day == pytest.approx(64)
-    assert n_ten == pytest.approx(1.2125, abs=2e-4)
-    assert n_five == pytest.approx(1.2107, abs=2e-4)
-    i = int(day)
-    assert mag(ten, "RO")[i] > mag(five, "RO")[i] > 0.75
-    assert mag(ten, "NK")[i] < mag(five, "NK")[i]
-    m_day, m_ten, m_five = where_most_above(ten, five, "M", "g/L")
-    assert m_day == pytest.approx(52)
-    assert m_ten - m_five == pytest.approx(0.009, abs=0.002)
-    # the same patient without fratricide: 10 mg/kg never leaves a larger tumour
-    five, ten = (simulate(NO_FRATRICIDE, ICARIA.text(d)) for d in (5.0, 10.0))
+    assert_never_above(ten, five, "NK")
+    assert mag(ten, "NK")[27] < mag(five, "NK")[27]
+    assert mag(ten, "RO")[27] > mag(five, "RO")[27] + 0.3
+    assert_never_above(five, ten, "kill_adcc", "1/day")
     assert_never_above(ten, five, "N")
-    assert mag(ten, "N")[i] < mag(five, "N")[i]
+    assert mag(ten, "N")[-1] < mag(five, "N")[-1]
 
 
 # ---- 4. direction of effect: affinity -----------------------------------------------------------
@@ -403,49 +393,29 @@ def test_weaker_binder_fixed_target_pool_more_examples(params, dose, schedule, f
     check_affinity_direction(params, dose, schedule, fold)
 
 
-def test_counterexample_weaker_binder_higher_occupancy_through_tmdd():
-    # Typical patient, 1 mg/kg on the ICARIA schedule (sub-saturating).  With KD = 1.2 nM most
-    # of the drug is bound and internalised (kint = 2.2/day) or lost with dying cells, so free
-    # drug collapses between doses; with KD = 12 nM more drug stays free and is cleared only
-    # slowly (CL/V1 ~ 0.05/day): on day 31 free drug is 0.59 vs 10.6 nM, RO 0.309 vs 0.466.
-    tight = simulate({}, ICARIA.text(1.0))
-    weak = simulate({"KD": "12 nM"}, ICARIA.text(1.0))
-    day, ro_weak, ro_tight = where_most_above(weak, tight, "RO")
-    assert day == pytest.approx(31)
-    assert ro_tight == pytest.approx(0.309, abs=0.005)
-    assert ro_weak == pytest.approx(0.466, abs=0.005)
-    i = int(day)
-    assert mag(weak, "C", "nM")[i] > 10 * mag(tight, "C", "nM")[i]
-    # at the approved 10 mg/kg on top of Pd (the ICARIA arm) the target stays saturated and
-    # the order is the expected one.  Isatuximab alone lets the tumour, and its CD38 sink,
-    # grow (N 1.8 by day 126), and there the counterexample reaches 10 mg/kg too.
-    tight = simulate({}, ICARIA.text(10.0, True))
-    weak = simulate({"KD": "12 nM"}, ICARIA.text(10.0, True))
-    assert_never_above(weak, tight, "RO")
+def test_counterexample_weaker_binder_higher_occupancy_in_the_marrow():
+    # Typical patient, isatuximab 10 mg/kg alone on the ICARIA schedule.  Drug reaches the
+    # marrow slowly (Q_bm) and CD38 there internalises what it binds, so the marrow's free
+    # drug is set by supply against uptake: a tight binder is taken up as soon as it
+    # arrives, a weak one (KD 12 nM) mostly unbinds again and accumulates.  Occupancy follows
+    # the free drug through the binding quasi-steady state
+    # RO = C_bm / (C_bm + KD + (kint + kill)/kon), which the test checks independently, and
+    # the weak binder's higher C_bm outweighs its larger KD.
     tight = simulate({}, ICARIA.text(10.0))
     weak = simulate({"KD": "12 nM"}, ICARIA.text(10.0))
     day, ro_weak, ro_tight = where_most_above(weak, tight, "RO")
-    assert ro_weak > ro_tight + 0.1
-
-
-def test_counterexample_weaker_binder_higher_occupancy_without_internalisation():
-    # kint = 0 does not rescue the direction: the tighter binder's complexes leave with the
-    # myeloma cells it kills (drug_with_dead_cells), so after one 2 mg/kg bolus the tighter
-    # binder keeps less drug.  A patient found by hypothesis (10x ranges: low CL, large V1,
-    # dense CD38), fratricide off.
-    root10 = 10 ** 0.5
-    params = {"kint": "0 1/h", "CLinf_ref": TYPICAL["CLinf_ref"] / root10,
-              "V1_ref": TYPICAL["V1_ref"] * root10, "R0": TYPICAL["R0"] * root10,
-              "KD": TYPICAL["KD"] / root10, "M0": "10 g/L", "r0": "1",
-              "NK_max_depletion": "0", "RO50": "0.5"}
-    tight = simulate(params, "2 mg/kg iv", until="26 weeks")
-    weak = simulate({**params, "KD": TYPICAL["KD"] * root10}, "2 mg/kg iv", until="26 weeks")
-    day, ro_weak, ro_tight = where_most_above(weak, tight, "RO")
-    assert day == pytest.approx(182)
-    assert ro_weak - ro_tight == pytest.approx(0.0105, abs=0.001)
-    assert mag(tight, "drug_with_dead_cells", "nmol")[-1] > \
-        mag(weak, "drug_with_dead_cells", "nmol")[-1]
-    assert mag(weak, "C", "nM")[-1] > 5 * mag(tight, "C", "nM")[-1]
+    assert ro_weak > ro_tight + 0.05
+    i = int(day)
+    assert mag(weak, "C_bm", "nM")[i] > 10 * mag(tight, "C_bm", "nM")[i]
+    par = values({})
+    kon = par["kon"].to("1/nM/day").magnitude
+    kint = par["kint"].to("1/day").magnitude
+    for res, kd in ((tight, 1.2), (weak, 12.0)):
+        free = mag(res, "C_bm", "nM")[i]
+        quasi = free / (free + kd + (kint + mag(res, "kill", "1/day")[i]) / kon)
+        assert mag(res, "RO")[i] == pytest.approx(quasi, abs=0.01)
+    # plasma drug differs by a few per cent, marrow drug tenfold: the effect is in the marrow
+    assert mag(weak, "C", "nM")[i] == pytest.approx(mag(tight, "C", "nM")[i], rel=0.05)
 
 
 # ---- 4. direction of effect: PFS ----------------------------------------------------------------
@@ -492,7 +462,7 @@ def test_untreated_burden_is_exponential(params, weeks):
 @settings(deadline=None)
 @given(parameter_sets(**NO_KILL), positive_doses, schedules)
 def test_burden_is_exponential_when_nothing_kills(params, dose, schedule):
-    # Both drugs given, but k_isa = k_pd = 0: no term other than growth may touch N.
+    # Both drugs given, but every kill rate is 0: no term other than growth may touch N.
     res = simulate(params, schedule.text(dose, pd=True), every="7 days")
     kg = values(params)["kg"].to("1/day").magnitude
     np.testing.assert_allclose(mag(res, "N"), np.exp(kg * res.time_days), rtol=1e-6)

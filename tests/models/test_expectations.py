@@ -28,7 +28,8 @@ def test_the_shipped_model_behaves_as_it_declares(name):
 # what each flagship declares: every effect its mechanism claims, by the outputs looked at
 DECLARED = {
     "cd38_myeloma": {"RO", "R", "C_mass", "Cp", "drug_internalised", "drug_cleared", "N", "M",
-                     "NK", "S_pd", "A_pom", "drug_with_dead_cells", "R/N"},
+                     "NK", "S_pd", "A_pom", "drug_with_dead_cells", "R/N", "kill_adcc",
+                     "kill_apoptosis", "A_cfz", "S_kd"},
     "cd40_apc": {"RO", "C_mass", "Dp", "drug_internalised", "L", "S", "IL6_rel", "TNF_rel",
                  "IFNg_rel", "IL12", "GC", "PC", "Ab", "APC"},
 }
@@ -50,13 +51,13 @@ def test_every_effect_of_the_mechanism_is_declared(name):
 # The seven single-line mutations of issue 19, written as (model, old text, new text)
 SEVEN = [
     ("cd38: sign of the koff term flipped", "cd38_myeloma",
-     'rate = "kon*C*R - koff*RC"', 'rate = "kon*C*R + koff*RC"'),
+     'rate = "kon*C_bm*R - koff*RC"', 'rate = "kon*C_bm*R + koff*RC"'),
     ("cd38: isatuximab kill removed", "cd38_myeloma",
-     'kill = "kill_isa + kill_pd"', 'kill = "kill_pd"'),
+     'kill = "kill_isa + kill_pd + kill_kd"', 'kill = "kill_pd + kill_kd"'),
     ("cd38: internalisation removed", "cd38_myeloma",
      'rate = "kint*RC"', 'rate = "0*kint*RC"'),
     ("cd38: isatuximab kill sign flipped", "cd38_myeloma",
-     'kill = "kill_isa + kill_pd"', 'kill = "-kill_isa + kill_pd"'),
+     'kill = "kill_isa + kill_pd + kill_kd"', 'kill = "-kill_isa + kill_pd + kill_kd"'),
     ("cd40: IL-6 link inverted", "cd40_apc",
      'rate = "kout_IL6*IL6_0*(1 - f_IL6 + f_IL6*S)"',
      'rate = "kout_IL6*IL6_0*(1 + f_IL6 - f_IL6*S)"'),
@@ -67,8 +68,22 @@ SEVEN = [
 ]
 
 
+# and the second-generation mechanism of cd38_myeloma (issue 20)
+GEN2 = [
+    ("cd38: no exchange with the marrow", "cd38_myeloma",
+     'rate = "Q_bm*(C - C_bm)"', 'rate = "0*Q_bm*(C - C_bm)"'),
+    ("cd38: pomalidomide's NK activity effect removed", "cd38_myeloma",
+     'NK_activity = "1 + pom_NK_activity*E_pom"', 'NK_activity = "1"'),
+    ("cd38: direct apoptosis removed", "cd38_myeloma",
+     'kill_apoptosis = "k_apo*RO"', 'kill_apoptosis = "0*k_apo*RO"'),
+    ("cd38: Kd resistance sign flipped", "cd38_myeloma",
+     'rate = "lambda_kd*E_cfz*S_kd"', 'rate = "-lambda_kd*E_cfz*S_kd"'),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("case", "name", "old", "new"), SEVEN, ids=[c[0] for c in SEVEN])
+@pytest.mark.parametrize(("case", "name", "old", "new"), SEVEN + GEN2,
+                         ids=[c[0] for c in SEVEN + GEN2])
 def test_each_mutation_of_the_issue_is_caught_by_mechsim_check(case, name, old, new,
                                                                tmp_path, capsys):
     text = (ROOT / "models" / f"{name}.toml").read_text()
