@@ -81,7 +81,7 @@ def first_event_times(t: np.ndarray, rate_per_day: float, draws: np.ndarray,
             return np.full(draws.shape, math.inf)
         out = t[0] + draws / rate_per_day
         return np.where(out <= t[-1], out, math.inf)
-    scale = np.where(np.isfinite(scale), np.maximum(scale, 0.0), np.nan)
+    scale = np.maximum(scale, 0.0)  # NaN (a stopped run) stays NaN
     steps = 0.5 * (scale[:, 1:] + scale[:, :-1]) * np.diff(t)[None, :] * rate_per_day
     steps = np.where(np.isfinite(steps), steps, np.inf)  # hazard unknown: no event after it
     cumulative = np.concatenate([np.zeros((scale.shape[0], 1)), np.cumsum(steps, axis=1)],
