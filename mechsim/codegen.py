@@ -13,8 +13,12 @@ Three flavours are generated from the same expressions:
   :mod:`math` on Python floats (several times faster than numpy scalars in an ODE callback);
 * ``vector``: arguments may carry trailing batch axes (e.g. states x patients); math uses numpy
   and every output broadcasts over the batch;
-* ``numba``: like ``scalar`` but values are read by indexing, so that :mod:`mechsim.jit` can
-  compile the function with numba; the caller supplies numba versions of the helpers.
+* ``numba``: like ``scalar`` but values are read by indexing, so that the compiled engine
+  (:mod:`mechsim.solvers.ndf_kernel`) can compile the function with numba; the caller
+  supplies numba versions of the helpers.  With ``into=True`` the function takes the result
+  array as a last argument ``out`` and writes only the listed entries (the rest keep what
+  the caller put there, zeros for a Jacobian's structural zeros): the integrator's step
+  loop then allocates nothing.
 """
 
 from __future__ import annotations
@@ -178,7 +182,7 @@ class _Printer:
 def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Symbol]],
              outputs: Sequence[tuple[tuple[int, ...], sympy.Expr]], shape: tuple[int, ...],
              mode: str, batch_from: str | None = None,
-             helpers: dict | None = None) -> types.FunctionType:
+             helpers: dict | None = None, into: bool = False) -> types.FunctionType:
     """Build ``name(*args)`` returning an array of ``shape`` filled at the given indices.
 
     Parameters
@@ -198,7 +202,11 @@ def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Sy
         In vector mode, the argument whose trailing axes give the batch shape.
     helpers
         The helper table for ``numba`` mode (``_pow``, ``_log``, ... compiled by numba).
+    into
+        ``numba`` mode only: write into a last argument ``out`` and return nothing.
     """
+    if into and mode != "numba":
+        raise ValueError("into=True is for numba mode")
     names: dict[sympy.Symbol, str] = {}
     body: list[ast.stmt] = []
     for arg, symbols in unpack.items():
@@ -233,17 +241,21 @@ def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Sy
         batch = ast.Subscript(value=_call("_shape", _name(batch_from)),
                               slice=ast.Slice(lower=ast.Constant(1)), ctx=ast.Load())
         dims = _binop(dims, ast.Add(), batch)
-    body.append(ast.Assign(targets=[_name("out", store=True)], value=_call("_zeros", dims)))
+    if not into:
+        body.append(ast.Assign(targets=[_name("out", store=True)],
+                               value=_call("_zeros", dims)))
     for (index, _), value in zip(outputs, reduced):
         target = ast.Subscript(value=_name("out"), ctx=ast.Store(),
                                slice=ast.Tuple(elts=[ast.Constant(i) for i in index],
                                                ctx=ast.Load()))
         body.append(ast.Assign(targets=[target], value=printer(value)))
-    body.append(ast.Return(value=_name("out")))
+    body.append(ast.Return(value=ast.Constant(None) if into else _name("out")))
 
+    arguments = [*args, "out"] if into else list(args)
     fn = ast.FunctionDef(
         name=name,
-        args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=a) for a in args], vararg=None,
+        args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=a) for a in arguments],
+                           vararg=None,
                            kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
         body=body, decorator_list=[], returns=None, type_params=[])
     module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
