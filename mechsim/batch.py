@@ -19,7 +19,7 @@ import pint
 
 from . import solvers
 from .compile import CompiledModel
-from .doseplan import DosePlan, as_regimen
+from .doseplan import DosePlan, as_regimen, dosing_parameters
 from .dosing import Regimen
 from .errors import MechsimError, SolverError, UnitError, ValidationError
 from .model import Model
@@ -214,12 +214,16 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
     fallbacks, failures = [], []
     settings = spec.solver_settings()
     chunks = _chunks(n_runs, workers, chunk_size)
+    # threads of this process write each chunk into its part of the one output array;
+    # chunks that travel to other processes (or an executor) return theirs to be copied
+    in_place = spec.method == "NDF" and executor is None
     for c, (chunk_states, chunk_pre, chunk_counts, redone, kept) in _dispatch(
             spec, _solve_chunk, chunks,
-            [(settings, matrix[c.start:c.stop], plans[c.start:c.stop], grid, partial)
-             for c in chunks],
+            [(settings, matrix[c.start:c.stop], plans[c.start:c.stop], grid, partial,
+              states[c.start:c.stop] if in_place else None) for c in chunks],
             matrix, workers=workers, executor=executor, progress=progress):
-        states[c.start:c.stop] = chunk_states
+        if chunk_states is not None:
+            states[c.start:c.stop] = chunk_states
         counters[c.start:c.stop] = chunk_counts
         pre_dose[c.start:c.stop] = chunk_pre
         fallbacks.extend((c.start + k, used) for k, used in redone)
@@ -227,7 +231,7 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
     return BatchResult(
         compiled=cm, time_days=grid, states=states, parameter_values=matrix,
         plans=tuple(plans),
-        regimens=tuple(str(regimens[i if len(regimens) > 1 else 0]) for i in range(n_runs)),
+        regimens=_regimen_texts(regimens, n_runs),
         pre_dose=tuple(pre_dose), counters=counters, method=spec.method, rtol=spec.rtol,
         atol=tuple(float(a) for a in spec.atol), atol_given=spec.atol_given,
         fallbacks=tuple(fallbacks), failures=tuple(failures))
@@ -243,7 +247,7 @@ def measure_many(spec: RunSpec, matrix: np.ndarray, measure: Callable[[Result], 
     (its own output grid).  ``labels`` name the runs in errors (default: the run number
     and the parameters in which it differs)."""
     matrix, regimens, plans = _plans(spec, matrix, regimens, labels)
-    texts = [str(regimens[i if len(regimens) > 1 else 0]) for i in range(matrix.shape[0])]
+    texts = _regimen_texts(regimens, matrix.shape[0])
     settings = spec.solver_settings()
     chunks = _chunks(matrix.shape[0], workers, chunk_size)
     values = []
@@ -272,15 +276,31 @@ def _plans(spec: RunSpec, matrix, regimens, labels=None):
                        spec.grid(np.array([0.0, spec.until])).size)
     events = {}
     plans = []
+    # runs under one regimen that agree on the parameters dosing reads share one plan
+    # (and, in the compiled engine, its segment arrays)
+    dosing = dosing_parameters(spec.compiled)
+    shared: dict = {}
     for i in range(n_runs):
         reg = regimens[i if len(regimens) > 1 else 0]
         if id(reg) not in events:
             events[id(reg)] = spec.events(reg)
-        try:
-            plans.append(spec.plan(matrix[i], events[id(reg)]))
-        except MechsimError as exc:
-            raise type(exc)(_named(spec, matrix, labels, i, str(exc))) from None
+        key = (id(reg), matrix[i, dosing].tobytes())
+        if key not in shared:
+            try:
+                shared[key] = spec.plan(matrix[i], events[id(reg)])
+            except MechsimError as exc:
+                raise type(exc)(_named(spec, matrix, labels, i, str(exc))) from None
+        plans.append(shared[key])
     return matrix, regimens, plans
+
+
+def _regimen_texts(regimens: Sequence[Regimen], n_runs: int) -> tuple[str, ...]:
+    """Each run's regimen as text, each distinct regimen written once."""
+    texts = {}
+    for reg in regimens:
+        if id(reg) not in texts:
+            texts[id(reg)] = str(reg)
+    return tuple(texts[id(regimens[i if len(regimens) > 1 else 0])] for i in range(n_runs))
 
 
 def _named(spec: RunSpec, matrix, labels, i: int, text: str) -> str:
@@ -343,16 +363,31 @@ def _check_output_size(n_runs: int, n_states: int, n_times: int) -> None:
             "times (every=..., times=...) or split the runs into several calls")
 
 
-def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False):
+def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, out=None):
     """Runs of one chunk, each exactly as :func:`mechsim.simulate` integrates it (module
     level: it crosses processes).  Returns the first failure as (index in chunk,
-    SolverError) or None, then states, pre-dose values, counters, (index in chunk, method)
-    of the runs finished by a fallback method, and, with ``partial``, (index in chunk, day
-    reached, message) of the runs kept unfinished."""
+    SolverError) or None, then states (None when written into ``out``, the chunk's part
+    of the batch's array), pre-dose values, counters, (index in chunk, method) of the runs
+    finished by a fallback method, and, with ``partial``, (index in chunk, day reached,
+    message) of the runs kept unfinished.
+
+    With the compiled engine the whole chunk is one call into machine code; the runs it
+    could not finish are then redone one by one through the solver registry, which repeats
+    the same NDF computation and goes on to the fallback methods."""
     n = len(settings.compiled.state_names)
-    states = np.empty((len(plans), n, grid.size))
-    pre, counts, redone, kept = [], np.zeros((len(plans), 3), dtype=np.int64), [], []
-    for k, (row, plan) in enumerate(zip(matrix, plans)):
+    states = np.empty((len(plans), n, grid.size)) if out is None else out
+    pre: list = [None] * len(plans)
+    counts, redone, kept = np.zeros((len(plans), 3), dtype=np.int64), [], []
+    todo = range(len(plans))
+    if settings.method == "NDF":
+        from .solvers.ndf import solve_chunk
+        from .solvers.ndf_kernel import OK
+
+        status, pre, counts = solve_chunk(settings.compiled, matrix, plans, grid,
+                                          settings.rtol, settings.atol, states)
+        todo = np.flatnonzero(status != OK)
+    for k in todo:
+        row, plan = matrix[k], plans[k]
         try:
             trajectory = solvers.solve(settings.problem(row, plan, grid), settings.method)
         except SolverError as exc:
@@ -363,10 +398,10 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False):
         if trajectory.method != settings.method:
             redone.append((k, trajectory.method))
         states[k] = trajectory.states
-        pre.append((np.asarray(trajectory.pre_dose_days, dtype=float),
-                    np.asarray(trajectory.pre_dose_states, dtype=float).reshape(-1, n)))
+        pre[k] = (np.asarray(trajectory.pre_dose_days, dtype=float),
+                  np.asarray(trajectory.pre_dose_states, dtype=float).reshape(-1, n))
         counts[k] = trajectory.counters
-    return None, states, pre, counts, redone, kept
+    return None, None if out is not None else states, pre, counts, redone, kept
 
 
 def _measure_chunk(settings: SolverSettings, matrix, plans, texts, until, times, every,

@@ -24,7 +24,8 @@ from .errors import RegimenError, UnitError, ValidationError
 from .units import format_quantity, to_canonical, ureg
 
 __all__ = ["BODY_WEIGHT", "DoseEvent", "DosePlan", "PlannedDose", "as_regimen",
-           "check_fixed_values", "dose_events", "dose_plan", "planned_doses"]
+           "check_fixed_values", "dose_events", "dose_plan", "dosing_parameters",
+           "planned_doses"]
 
 BODY_WEIGHT = "WT"  # the parameter that per-body-weight doses (mg/kg) are multiplied by
 BODY_SURFACE = "BSA"  # and the one per-body-surface-area doses (mg/m2) are multiplied by
@@ -228,6 +229,22 @@ def planned_doses(cm: CompiledModel, events: tuple[DoseEvent, ...], p: np.ndarra
         state = cm.routes[event.route].state
         out.append(PlannedDose(event, time, state, amount, float(volumes[state])))
     return out
+
+
+def dosing_parameters(cm: CompiledModel) -> np.ndarray:
+    """Indices of the parameters a dose plan depends on (every compartment volume, the
+    routes' bioavailability, lag and molecular weight, body weight and surface area): runs
+    under one regimen that agree on these have the same plan."""
+    def build():
+        exprs = [*cm.volume_exprs]
+        for info in cm.routes.values():
+            exprs += [info.bioavailability, info.lag]
+            if info.molecular_weight is not None:
+                exprs.append(info.molecular_weight)
+        names = {s.name for e in exprs for s in e.free_symbols} | {BODY_WEIGHT, BODY_SURFACE}
+        return np.array([i for i, name in enumerate(cm.parameter_names) if name in names],
+                        dtype=np.int64)
+    return cm._fn("dosing-parameters", build)
 
 
 def dose_plan(cm: CompiledModel, regimen: Regimen | tuple[DoseEvent, ...], p: np.ndarray,

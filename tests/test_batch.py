@@ -198,21 +198,26 @@ def test_a_solver_failure_names_the_run_and_the_time(write_model):
 def test_a_failed_run_is_redone_by_the_next_method(cd38, monkeypatch):
     """When NDF fails for one run, that run is integrated by Radau and reported; the others
     are untouched."""
-    from mechsim.solvers.ndf import NDF
+    from mechsim.solvers import ndf, ndf_kernel
 
     patients = lognormal_patients(cd38, 3)
     clean = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
                           every="1 day", workers=1)
-    real = NDF.solve
-    calls = {"n": 0}
+    real_chunk = ndf.solve_chunk
 
-    def failing_second_run(self, problem):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise SolverError("injected failure")
-        return real(self, problem)
+    second = clean.parameter_values[1]
 
-    monkeypatch.setattr(NDF, "solve", failing_second_run)
+    def chunk_failing_second_run(cm, parameters, *rest):
+        # the compiled call of the chunk holding run 1 reports it as failed ...
+        status, pre, counts = real_chunk(cm, parameters, *rest)
+        status[np.all(parameters == second, axis=1)] = ndf_kernel.STEP_TOO_SMALL
+        return status, pre, counts
+
+    def failing(self, problem):  # ... and NDF fails again when it is redone alone
+        raise SolverError("injected failure")
+
+    monkeypatch.setattr(ndf, "solve_chunk", chunk_failing_second_run)
+    monkeypatch.setattr(ndf.NDF, "solve", failing)
     redone = simulate_many(cd38, ISATUXIMAB, parameters=patients, until="30 day",
                            every="1 day", workers=1)
     assert redone.fallbacks == ((1, "Radau"),)

@@ -8,7 +8,49 @@ from ..errors import SolverError
 from . import ndf_kernel
 from .base import Problem, Solver, Trajectory, states_involved
 
-__all__ = ["NDF"]
+__all__ = ["NDF", "solve_chunk"]
+
+
+def solve_chunk(cm, parameters: np.ndarray, plans, grid: np.ndarray, rtol: float,
+                atol: np.ndarray, out: np.ndarray):
+    """Many runs of one model in one compiled call, written straight into ``out`` (runs,
+    states, times).  Returns (status per run, (pre-dose days, pre-dose states) per run,
+    counters (runs, 3)).  A run whose status is not ``ndf_kernel.OK`` has unspecified
+    values in ``out``: the caller redoes it with :func:`mechsim.solvers.solve`, which
+    repeats exactly this computation and then tries the fallback methods.
+
+    Runs that share a plan object share its segment arrays (a population under one
+    regimen whose dosing does not depend on the varied parameters computes them once).
+    """
+    n = len(cm.state_names)
+    until = float(grid[-1])
+    segments: dict[int, tuple] = {}
+    for plan in plans:
+        if id(plan) not in segments:
+            segments[id(plan)] = plan.segments(until, n)
+    per_run = [segments[id(plan)] for plan in plans]
+    counts = np.array([len(seg[0]) for seg in per_run], dtype=np.int64)
+    offsets = np.zeros(len(plans) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    starts = np.concatenate([seg[0] for seg in per_run])
+    ends = np.concatenate([seg[1] for seg in per_run])
+    rates = np.ascontiguousarray(np.concatenate([seg[2] for seg in per_run]))
+    jumps = np.ascontiguousarray(np.concatenate([seg[3] for seg in per_run]))
+    params = np.array(parameters, dtype=float, order="C")  # a writeable copy
+    # row by row, as Problem.build does: numpy's batched and scalar math may differ in
+    # the last bit, and a run must not depend on the chunk it is in
+    y0 = np.array([np.asarray(cm.initial_state(row), dtype=float) for row in params])
+    pre = np.full((int(offsets[-1]), n), np.nan)
+    stats = np.zeros((len(plans), 4))
+    status = np.zeros(len(plans), dtype=np.int64)
+    ndf_kernel.chunk_runner(cm)(params, offsets, starts, ends, rates, jumps, grid,
+                                float(rtol), atol.astype(float), y0, out, pre, stats, status)
+    pre_dose = []
+    for i, seg in enumerate(per_run):
+        is_dose = seg[4]
+        lo = offsets[i]
+        pre_dose.append((seg[0][is_dose], pre[lo:offsets[i + 1]][is_dose]))
+    return status, pre_dose, stats[:, :3].astype(np.int64)
 
 
 class NDF(Solver):

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..codegen import generate
 
-__all__ = ["STATUS_TEXT", "available", "compiled_runner"]
+__all__ = ["STATUS_TEXT", "available", "chunk_runner", "compiled_runner"]
 
 try:  # optional dependency
     import numba
@@ -67,14 +67,26 @@ def compiled_runner(cm):
     """``run(p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre, stats)`` for a
     compiled model, compiled on first use and cached on the model (see :func:`_run`).
     The model's RHS and Jacobian are generated to write into the integrator's workspace."""
+    return cm._fn("numba-runner", lambda: functools.partial(_run, *_model_functions(cm)))
+
+
+def chunk_runner(cm):
+    """``run(params, offsets, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
+    stats, status)``: many runs of a compiled model in one call (see :func:`_run_chunk`)."""
+    return cm._fn("numba-chunk-runner",
+                  lambda: functools.partial(_run_chunk, *_model_functions(cm)))
+
+
+def _model_functions(cm):
+    """(rhs, jac, blocks) compiled for the model, once (both runners share them)."""
     def build():
         # explicit signatures make these first-class functions, so the integrator is
         # compiled once (and cached on disk) for every model instead of once per model
         sig = _signatures()
         rhs = numba.njit(sig["rhs"], error_model="numpy")(_model_function(cm, "rhs"))
         jac = numba.njit(sig["jac"], error_model="numpy")(_model_function(cm, "jac"))
-        return functools.partial(_run, rhs, jac, cm.jacobian_blocks)
-    return cm._fn("numba-runner", build)
+        return rhs, jac, cm.jacobian_blocks
+    return cm._fn("numba-model-functions", build)
 
 
 def _signatures() -> dict:
@@ -85,7 +97,10 @@ def _signatures() -> dict:
     jac = types.void(types.float64, vec, vec, mat)
     run = types.int64(types.FunctionType(rhs), types.FunctionType(jac), types.int64, vec, vec,
                       vec, mat, mat, vec, types.float64, vec, vec, mat, mat, vec)
-    return {"rhs": rhs, "jac": jac, "run": run}
+    chunk = types.void(types.FunctionType(rhs), types.FunctionType(jac), types.int64, mat,
+                       types.int64[::1], vec, vec, mat, mat, vec, types.float64, vec, mat,
+                       types.float64[:, :, ::1], mat, mat, types.int64[::1])
+    return {"rhs": rhs, "jac": jac, "run": run, "chunk": chunk}
 
 
 def _model_function(cm, which: str):
@@ -538,20 +553,14 @@ def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, m
     return OK, g, b
 
 
-def _run(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
-         stats):
-    """Integrate one run over its segments; see :func:`compiled_runner`.
-
-    ``starts/ends``: segment edges (days); ``rates[s]``: infusion input on segment s;
-    ``jumps[s]``: bolus added at its start; ``out``: (n_states, n_grid), filled;
-    ``pre[s]``: the state just before segment s begins (before its bolus); ``stats``:
-    [steps, rhs evaluations, jacobian evaluations, time reached].  Returns a status code.
-    """
+@_jit
+def _run_one(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
+             stats, ws):
+    """Integrate one run over its segments with workspace ``ws``; see :func:`_run`."""
     y = y0.copy()
     g = 0
     n_grid = grid.shape[0]
     max_steps = 500_000
-    ws = _workspace(y.shape[0], y.shape[0] // blocks)
     for s in range(starts.shape[0]):
         a, b = starts[s], ends[s]
         pre[s] = y
@@ -571,5 +580,39 @@ def _run(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, 
     return OK
 
 
+def _run(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
+         stats):
+    """Integrate one run over its segments; see :func:`compiled_runner`.
+
+    ``starts/ends``: segment edges (days); ``rates[s]``: infusion input on segment s;
+    ``jumps[s]``: bolus added at its start; ``out``: (n_states, n_grid), filled;
+    ``pre[s]``: the state just before segment s begins (before its bolus); ``stats``:
+    [steps, rhs evaluations, jacobian evaluations, time reached].  Returns a status code.
+    """
+    n = y0.shape[0]
+    return _run_one(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0,
+                    out, pre, stats, _workspace(n, n // blocks))
+
+
+def _run_chunk(rhs, jac, blocks, params, offsets, starts, ends, rates, jumps, grid, rtol,
+               atol, y0, out, pre, stats, status):
+    """Integrate the runs of a chunk in one call, with one workspace; see
+    :func:`chunk_runner`.
+
+    Run i has parameters ``params[i]``, initial state ``y0[i]`` and the segments
+    ``offsets[i]:offsets[i+1]`` of ``starts, ends, rates, jumps`` (and of ``pre``); it
+    writes ``out[i]``, ``stats[i]`` and ``status[i]``.  A run that fails does not stop the
+    others.  Every run computes exactly what :func:`_run` computes for it alone.
+    """
+    n = y0.shape[1]
+    ws = _workspace(n, n // blocks)
+    for i in range(params.shape[0]):
+        lo, hi = offsets[i], offsets[i + 1]
+        status[i] = _run_one(rhs, jac, blocks, params[i], starts[lo:hi], ends[lo:hi],
+                             rates[lo:hi], jumps[lo:hi], grid, rtol, atol, y0[i], out[i],
+                             pre[lo:hi], stats[i], ws)
+
+
 if numba is not None:
     _run = numba.njit(_signatures()["run"], cache=True, nogil=True)(_run)
+    _run_chunk = numba.njit(_signatures()["chunk"], cache=True, nogil=True)(_run_chunk)
