@@ -11,17 +11,38 @@ from .base import Problem, Solver, Trajectory, states_involved
 __all__ = ["NDF", "solve_chunk"]
 
 
+#: Runs per compiled call within a chunk: the segment arrays of a block exist at once
+#: (about 25 kB per run for a year of two-weekly infusions), so a block bounds that memory
+#: whatever the chunk size; a call costs microseconds, so the number of calls is no cost.
+BLOCK = 128
+
+
 def solve_chunk(cm, parameters: np.ndarray, plans, grid: np.ndarray, rtol: float,
                 atol: np.ndarray, out: np.ndarray):
-    """Many runs of one model in one compiled call, written straight into ``out`` (runs,
-    states, times).  Returns (status per run, (pre-dose days, pre-dose states) per run,
-    counters (runs, 3)).  A run whose status is not ``ndf_kernel.OK`` has unspecified
-    values in ``out``: the caller redoes it with :func:`mechsim.solvers.solve`, which
-    repeats exactly this computation and then tries the fallback methods.
+    """Many runs of one model in compiled calls of :data:`BLOCK` runs, written straight
+    into ``out`` (runs, states, times).  Returns (status per run, (pre-dose days, pre-dose
+    states) per run, counters (runs, 3)).  A run whose status is not ``ndf_kernel.OK`` has
+    unspecified values in ``out``: the caller redoes it with
+    :func:`mechsim.solvers.solve`, which repeats exactly this computation and then tries
+    the fallback methods.
 
     Runs that share a plan object share its segment arrays (a population under one
     regimen whose dosing does not depend on the varied parameters computes them once).
     """
+    n_runs = len(plans)
+    status = np.zeros(n_runs, dtype=np.int64)
+    counters = np.zeros((n_runs, 3), dtype=np.int64)
+    pre_dose: list = []
+    params = np.array(parameters, dtype=float, order="C")  # a writeable copy
+    for lo in range(0, n_runs, BLOCK):
+        hi = min(lo + BLOCK, n_runs)
+        status[lo:hi], block_pre, counters[lo:hi] = _solve_block(
+            cm, params[lo:hi], plans[lo:hi], grid, rtol, atol, out[lo:hi])
+        pre_dose.extend(block_pre)
+    return status, pre_dose, counters
+
+
+def _solve_block(cm, params, plans, grid, rtol, atol, out):
     n = len(cm.state_names)
     until = float(grid[-1])
     segments: dict[int, tuple] = {}
@@ -29,27 +50,20 @@ def solve_chunk(cm, parameters: np.ndarray, plans, grid: np.ndarray, rtol: float
         if id(plan) not in segments:
             segments[id(plan)] = plan.segments(until, n)
     per_run = [segments[id(plan)] for plan in plans]
-    counts = np.array([len(seg[0]) for seg in per_run], dtype=np.int64)
     offsets = np.zeros(len(plans) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    starts = np.concatenate([seg[0] for seg in per_run])
-    ends = np.concatenate([seg[1] for seg in per_run])
-    rates = np.ascontiguousarray(np.concatenate([seg[2] for seg in per_run]))
-    jumps = np.ascontiguousarray(np.concatenate([seg[3] for seg in per_run]))
-    params = np.array(parameters, dtype=float, order="C")  # a writeable copy
+    np.cumsum([len(seg[0]) for seg in per_run], out=offsets[1:])
+    starts, ends, rates, jumps = (np.concatenate([seg[k] for seg in per_run])
+                                  for k in range(4))
     # row by row, as Problem.build does: numpy's batched and scalar math may differ in
-    # the last bit, and a run must not depend on the chunk it is in
+    # the last bit, and a run must not depend on the block it is in
     y0 = np.array([np.asarray(cm.initial_state(row), dtype=float) for row in params])
     pre = np.full((int(offsets[-1]), n), np.nan)
     stats = np.zeros((len(plans), 4))
     status = np.zeros(len(plans), dtype=np.int64)
     ndf_kernel.chunk_runner(cm)(params, offsets, starts, ends, rates, jumps, grid,
                                 float(rtol), atol.astype(float), y0, out, pre, stats, status)
-    pre_dose = []
-    for i, seg in enumerate(per_run):
-        is_dose = seg[4]
-        lo = offsets[i]
-        pre_dose.append((seg[0][is_dose], pre[lo:offsets[i + 1]][is_dose]))
+    pre_dose = [(seg[0][seg[4]], pre[offsets[i]:offsets[i + 1]][seg[4]])
+                for i, seg in enumerate(per_run)]
     return status, pre_dose, stats[:, :3].astype(np.int64)
 
 

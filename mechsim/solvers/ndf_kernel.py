@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from ..codegen import generate
+from .sparse_lu import sparse_lu
 
 __all__ = ["STATUS_TEXT", "available", "chunk_runner", "compiled_runner"]
 
@@ -78,14 +79,20 @@ def chunk_runner(cm):
 
 
 def _model_functions(cm):
-    """(rhs, jac, blocks) compiled for the model, once (both runners share them)."""
+    """(rhs, jac, sparse_factor, sparse_solve, blocks, size of the factor's values)
+    compiled for the model, once (both runners share them); the factor and solve are the
+    straight-line LU of the Jacobian block's sparsity pattern (:mod:`.sparse_lu`)."""
     def build():
         # explicit signatures make these first-class functions, so the integrator is
         # compiled once (and cached on disk) for every model instead of once per model
         sig = _signatures()
         rhs = numba.njit(sig["rhs"], error_model="numpy")(_model_function(cm, "rhs"))
         jac = numba.njit(sig["jac"], error_model="numpy")(_model_function(cm, "jac"))
-        return rhs, jac, cm.jacobian_blocks
+        lu = sparse_lu(len(cm.states) // cm.jacobian_blocks,
+                       [(i, j) for i, j, _ in cm.jac_entries])
+        factor = numba.njit(sig["factor"], error_model="numpy")(lu.factor)
+        solve = numba.njit(sig["solve"])(lu.solve)
+        return rhs, jac, factor, solve, cm.jacobian_blocks, lu.size
     return cm._fn("numba-model-functions", build)
 
 
@@ -95,12 +102,16 @@ def _signatures() -> dict:
     vec, mat = types.float64[::1], types.float64[:, ::1]
     rhs = types.void(types.float64, vec, vec, vec)
     jac = types.void(types.float64, vec, vec, mat)
-    run = types.int64(types.FunctionType(rhs), types.FunctionType(jac), types.int64, vec, vec,
-                      vec, mat, mat, vec, types.float64, vec, vec, mat, mat, vec)
-    chunk = types.void(types.FunctionType(rhs), types.FunctionType(jac), types.int64, mat,
-                       types.int64[::1], vec, vec, mat, mat, vec, types.float64, vec, mat,
-                       types.float64[:, :, ::1], mat, mat, types.int64[::1])
-    return {"rhs": rhs, "jac": jac, "run": run, "chunk": chunk}
+    factor = types.boolean(mat, types.float64, vec)
+    solve = types.void(vec, vec, types.int64)
+    model = (types.FunctionType(rhs), types.FunctionType(jac), types.FunctionType(factor),
+             types.FunctionType(solve), types.int64, types.int64)
+    run = types.int64(*model, vec, vec, vec, mat, mat, vec, types.float64, vec, vec, mat, mat,
+                      vec)
+    chunk = types.void(*model, mat, types.int64[::1], vec, vec, mat, mat, vec, types.float64,
+                       vec, mat, types.float64[:, :, ::1], mat, mat, types.int64[::1])
+    return {"rhs": rhs, "jac": jac, "factor": factor, "solve": solve, "run": run,
+            "chunk": chunk}
 
 
 def _model_function(cm, which: str):
@@ -304,7 +315,7 @@ def _newton_matrix(jm, c, lu, piv):
     return _lu_factor(lu, piv)
 
 
-def _workspace(n, nb):
+def _workspace(n, nb, size):
     """Every array the step loop writes, allocated once per run (see :func:`_segment`)."""
     return (np.zeros((MAX_ORDER + 3, n)),       # d: backward differences
             np.zeros((nb, nb)),                 # jm: the Jacobian (block); zeros stay zero
@@ -313,7 +324,8 @@ def _workspace(n, nb):
             np.empty((6, n)),                   # vectors: y_pred, psi, y_new, corr, dy, f
             np.empty(n),                        # scale
             np.empty((2, MAX_ORDER + 1, MAX_ORDER + 1)),  # r, ru of _rescale
-            np.empty((MAX_ORDER + 1, n)))       # tmp of _rescale
+            np.empty((MAX_ORDER + 1, n)),       # tmp of _rescale
+            np.zeros(size))                     # vals: the straight-line LU's factors
 
 
 if numba is not None:
@@ -330,8 +342,8 @@ MIN_GROWTH = 1.2
 
 
 @_jit
-def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, max_steps,
-             ws):
+def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid, g, out, rtol, atol,
+             stats, max_steps, ws):
     """Integrate from ``a`` to ``b`` starting at ``y`` (overwritten with y(b)).
 
     Output points ``a < grid[g..] < b`` are filled by interpolation.  Returns (status, g, t).
@@ -346,7 +358,7 @@ def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, m
     than JACOBIAN_MAX_AGE steps (the strategy of SciPy's BDF, with CVODE's age limit); a
     corrector that fails with a fresh Jacobian halves the step.
     """
-    d, jm, lu, piv, vec, scale, rescale_mats, tmp = ws
+    d, jm, lu, piv, vec, scale, rescale_mats, tmp, vals = ws
     y_pred, psi, y_new, corr, dy, f = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5]
     r, ru = rescale_mats[0], rescale_mats[1]
     # Time runs locally from 0 to span = b - a: the step-size floor is then set by the
@@ -409,6 +421,7 @@ def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, m
     jac_age = 0
     c_lu = 0.0
     rate_known = 1.0
+    sparse = False
     while t < span:
         if steps >= max_steps:
             y[:] = d[0]
@@ -447,7 +460,10 @@ def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, m
                 stats[2] += 1
                 have_jac, jac_age, fresh, c_lu = True, 0, True, 0.0
             if ch != c_lu:
-                if not _newton_matrix(jm, ch, lu, piv):
+                # the straight-line LU of the sparsity pattern when its pivots pass the
+                # threshold test, else dense LU with row exchanges
+                sparse = sparse_factor(jm, ch, vals)
+                if not sparse and not _newton_matrix(jm, ch, lu, piv):
                     c_lu = 0.0
                     break
                 c_lu = ch
@@ -470,7 +486,10 @@ def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, m
                 if not finite:
                     break
                 for block in range(blocks):
-                    _lu_solve(lu, piv, dy[block * nb:(block + 1) * nb])
+                    if sparse:
+                        sparse_solve(vals, dy, block * nb)
+                    else:
+                        _lu_solve(lu, piv, dy[block * nb:(block + 1) * nb])
                 norm = _rms(dy, scale)
                 if k > 0:
                     rate = norm / norm_old
@@ -554,8 +573,9 @@ def _segment(rhs, jac, blocks, p, u, a, b, y, grid, g, out, rtol, atol, stats, m
 
 
 @_jit
-def _run_one(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
-             stats, ws):
+def _run_one(rhs, jac, sparse_factor, sparse_solve,
+             blocks, p, starts, ends, rates, jumps, grid, rtol,
+             atol, y0, out, pre, stats, ws):
     """Integrate one run over its segments with workspace ``ws``; see :func:`_run`."""
     y = y0.copy()
     g = 0
@@ -569,8 +589,9 @@ def _run_one(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, 
             if grid[g] == a:
                 out[:, g] = y
             g += 1
-        status, g, t = _segment(rhs, jac, blocks, p, rates[s], a, b, y, grid, g, out, rtol,
-                                atol, stats, max_steps, ws)
+        status, g, t = _segment(rhs, jac, sparse_factor, sparse_solve,
+                                blocks, p, rates[s], a, b, y, grid,
+                                g, out, rtol, atol, stats, max_steps, ws)
         stats[3] = t
         if status != OK:
             return status
@@ -580,8 +601,9 @@ def _run_one(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, 
     return OK
 
 
-def _run(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
-         stats):
+def _run(rhs, jac, sparse_factor, sparse_solve,
+         blocks, size, p, starts, ends, rates, jumps, grid, rtol,
+         atol, y0, out, pre, stats):
     """Integrate one run over its segments; see :func:`compiled_runner`.
 
     ``starts/ends``: segment edges (days); ``rates[s]``: infusion input on segment s;
@@ -590,12 +612,14 @@ def _run(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0, 
     [steps, rhs evaluations, jacobian evaluations, time reached].  Returns a status code.
     """
     n = y0.shape[0]
-    return _run_one(rhs, jac, blocks, p, starts, ends, rates, jumps, grid, rtol, atol, y0,
-                    out, pre, stats, _workspace(n, n // blocks))
+    return _run_one(rhs, jac, sparse_factor, sparse_solve,
+                    blocks, p, starts, ends, rates, jumps, grid,
+                    rtol, atol, y0, out, pre, stats, _workspace(n, n // blocks, size))
 
 
-def _run_chunk(rhs, jac, blocks, params, offsets, starts, ends, rates, jumps, grid, rtol,
-               atol, y0, out, pre, stats, status):
+def _run_chunk(rhs, jac, sparse_factor, sparse_solve,
+               blocks, size, params, offsets, starts, ends, rates,
+               jumps, grid, rtol, atol, y0, out, pre, stats, status):
     """Integrate the runs of a chunk in one call, with one workspace; see
     :func:`chunk_runner`.
 
@@ -605,12 +629,13 @@ def _run_chunk(rhs, jac, blocks, params, offsets, starts, ends, rates, jumps, gr
     others.  Every run computes exactly what :func:`_run` computes for it alone.
     """
     n = y0.shape[1]
-    ws = _workspace(n, n // blocks)
+    ws = _workspace(n, n // blocks, size)
     for i in range(params.shape[0]):
         lo, hi = offsets[i], offsets[i + 1]
-        status[i] = _run_one(rhs, jac, blocks, params[i], starts[lo:hi], ends[lo:hi],
-                             rates[lo:hi], jumps[lo:hi], grid, rtol, atol, y0[i], out[i],
-                             pre[lo:hi], stats[i], ws)
+        status[i] = _run_one(rhs, jac, sparse_factor, sparse_solve,
+                             blocks, params[i], starts[lo:hi],
+                             ends[lo:hi], rates[lo:hi], jumps[lo:hi], grid, rtol, atol, y0[i],
+                             out[i], pre[lo:hi], stats[i], ws)
 
 
 if numba is not None:
