@@ -33,7 +33,7 @@ def solve_chunk(cm, parameters: np.ndarray, plans, grid: np.ndarray, rtol: float
     status = np.zeros(n_runs, dtype=np.int64)
     counters = np.zeros((n_runs, 3), dtype=np.int64)
     pre_dose: list = []
-    params = np.array(parameters, dtype=float, order="C")  # a writeable copy
+    params = np.array([ndf_kernel.extended_parameters(cm, row) for row in parameters])
     for lo in range(0, n_runs, BLOCK):
         hi = min(lo + BLOCK, n_runs)
         status[lo:hi], block_pre, counters[lo:hi] = _solve_block(
@@ -56,7 +56,9 @@ def _solve_block(cm, params, plans, grid, rtol, atol, out):
                                   for k in range(4))
     # row by row, as Problem.build does: numpy's batched and scalar math may differ in
     # the last bit, and a run must not depend on the block it is in
-    y0 = np.array([np.asarray(cm.initial_state(row), dtype=float) for row in params])
+    n_base = len(cm.parameter_names)
+    y0 = np.array([np.asarray(cm.initial_state(row[:n_base]), dtype=float)
+                   for row in params])
     pre = np.full((int(offsets[-1]), n), np.nan)
     stats = np.zeros((len(plans), 4))
     status = np.zeros(len(plans), dtype=np.int64)
@@ -87,8 +89,9 @@ class NDF(Solver):
         pre = np.full((len(starts), n), np.nan)
         stats = np.zeros(4)
         status = ndf_kernel.compiled_runner(cm)(
-            problem.parameters, starts, ends, rates, jumps, grid, float(problem.rtol),
-            problem.atol.astype(float), problem.initial.astype(float), out, pre, stats)
+            ndf_kernel.extended_parameters(cm, problem.parameters), starts, ends, rates,
+            jumps, grid, float(problem.rtol), problem.atol.astype(float),
+            problem.initial.astype(float), out, pre, stats)
         if status == ndf_kernel.OK:
             return Trajectory(states=out, pre_dose_days=starts[is_dose],
                               pre_dose_states=pre[is_dose], steps=int(stats[0]),

@@ -17,10 +17,13 @@ Jacobian, kept between steps and factorisations as CVODE and SciPy's BDF keep th
 ``sqrt(mean((err/(atol + rtol|y|))**2))``, the norm CVODE uses.
 
 The step loop allocates nothing: the RHS and Jacobian are generated to write into arrays
-of a workspace made once per run, and the differences are rescaled in place.  Measured on
-the benchmark's 12-state model (a year of isatuximab dosing, rtol 1e-8), per run: from
-15,734 Jacobians and as many factorisations, 15,592 steps and 36 ms of one thread's CPU
-to 849 Jacobians, about 3,300 factorisations, 15,828 steps and 17 ms.
+of a workspace made once per run, and the differences are rescaled in place.  The RHS
+and Jacobian read an extended parameter vector in which their parameter-only parts are
+computed once per run (:mod:`.hoist`), and the Newton matrix is factorised by
+straight-line code on the Jacobian's sparsity pattern (:mod:`.sparse_lu`).  Measured on
+the benchmark's 12-state model (a year of isatuximab dosing, rtol 1e-8), per run on one
+thread: before these, 15,592 steps, 15,734 Jacobians and as many dense factorisations,
+36 ms; after, 15,888 steps, 855 Jacobians, about 3,300 factorisations, 6.2 ms.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import math
 import numpy as np
 
 from ..codegen import generate
+from .hoist import Hoisted, hoist
 from .sparse_lu import sparse_lu
 
 __all__ = ["STATUS_TEXT", "available", "chunk_runner", "compiled_runner"]
@@ -102,6 +106,7 @@ def _signatures() -> dict:
     vec, mat = types.float64[::1], types.float64[:, ::1]
     rhs = types.void(types.float64, vec, vec, vec)
     jac = types.void(types.float64, vec, vec, mat)
+    derive = types.void(vec, vec)
     factor = types.boolean(mat, types.float64, vec)
     solve = types.void(vec, vec, types.int64)
     model = (types.FunctionType(rhs), types.FunctionType(jac), types.FunctionType(factor),
@@ -110,20 +115,46 @@ def _signatures() -> dict:
                       vec)
     chunk = types.void(*model, mat, types.int64[::1], vec, vec, mat, mat, vec, types.float64,
                        vec, mat, types.float64[:, :, ::1], mat, mat, types.int64[::1])
-    return {"rhs": rhs, "jac": jac, "factor": factor, "solve": solve, "run": run,
+    return {"rhs": rhs, "jac": jac, "derive": derive, "factor": factor, "solve": solve,
+            "run": run,
             "chunk": chunk}
 
 
 def _model_function(cm, which: str):
-    symbols = {"y": cm.states, "p": cm.params}
+    """The generated RHS or Jacobian, reading the extended parameter vector of
+    :func:`extended_parameters` (the parameters, then the hoisted values)."""
+    h = _hoisted(cm)
+    symbols = {"y": cm.states, "p": (*cm.params, *h.derived)}
     n = len(cm.states)
     if which == "rhs":
-        outputs, shape = [((i,), e) for i, e in enumerate(cm.rhs_exprs)], (n,)
+        outputs, shape = [((i,), e) for i, e in enumerate(h.rhs)], (n,)
     else:  # one diagonal block when the Jacobian is block diagonal (jacobian_blocks)
         block = n // cm.jacobian_blocks
-        outputs, shape = [((i, j), e) for i, j, e in cm.jac_entries], (block, block)
+        outputs, shape = [((i, j), e) for i, j, e in h.jac], (block, block)
     return generate(which, ("t", "y", "p"), symbols, outputs, shape, "numba",
                     helpers=_helpers(), into=True)
+
+
+def _hoisted(cm) -> Hoisted:
+    return cm._fn("numba-hoisted", lambda: hoist(cm.rhs_exprs, cm.jac_entries, cm.params))
+
+
+def extended_parameters(cm, p: np.ndarray) -> np.ndarray:
+    """``p`` followed by the parameter-only values the compiled RHS and Jacobian read
+    (:mod:`.hoist`), computed once per run by compiled code: every path (one run, a chunk)
+    gets the same bits."""
+    h = _hoisted(cm)
+    out = np.empty(len(cm.params) + len(h.derived))
+    out[:len(cm.params)] = p
+    if h.derived:
+        def build():
+            n = len(cm.params)
+            fn = generate("derive", ("p",), {"p": cm.params},
+                          [((n + k,), e) for k, e in enumerate(h.derived_exprs)],
+                          (n + len(h.derived),), "numba", helpers=_helpers(), into=True)
+            return numba.njit(_signatures()["derive"], error_model="numpy")(fn)
+        cm._fn("numba-derive", build)(out, out)
+    return out
 
 
 _HELPER_CACHE: dict = {}
@@ -176,10 +207,11 @@ def _nb_exp(x):
 
 
 @_jit
-def _rms(x, scale):
+def _rms(x, weight):
+    """The weighted RMS norm, ``weight`` from :func:`_weights`."""
     s = 0.0
     for i in range(x.shape[0]):
-        r = x[i] / scale[i]
+        r = x[i] * weight[i]
         s += r * r
     return math.sqrt(s / x.shape[0])
 
@@ -289,17 +321,19 @@ def _interpolate(d, order, t, h, at, dest):
 
 
 @_jit
-def _weights(y, rtol, atol, scale):
+def _weights(y, rtol, atol, weight):
+    """1 / (atol + rtol |y|): the norms then multiply, and the divisions (a dozen cycles
+    each) happen once per weight rather than once per norm."""
     for i in range(y.shape[0]):
-        scale[i] = atol[i] + rtol * abs(y[i])
+        weight[i] = 1.0 / (atol[i] + rtol * abs(y[i]))
 
 
 @_jit
-def _rms_times(x, factor, scale):
-    """``_rms(factor * x, scale)`` without the temporary."""
+def _rms_times(x, factor, weight):
+    """``_rms(factor * x, weight)`` without the temporary."""
     s = 0.0
     for i in range(x.shape[0]):
-        r = factor * x[i] / scale[i]
+        r = factor * x[i] * weight[i]
         s += r * r
     return math.sqrt(s / x.shape[0])
 
@@ -322,7 +356,7 @@ def _workspace(n, nb, size):
             np.empty((nb, nb)),                 # lu: factors of I - c J
             np.empty(nb, dtype=np.int64),       # piv
             np.empty((6, n)),                   # vectors: y_pred, psi, y_new, corr, dy, f
-            np.empty(n),                        # scale
+            np.empty(n),                        # weight: 1 / (atol + rtol |y|)
             np.empty((2, MAX_ORDER + 1, MAX_ORDER + 1)),  # r, ru of _rescale
             np.empty((MAX_ORDER + 1, n)),       # tmp of _rescale
             np.zeros(size))                     # vals: the straight-line LU's factors
@@ -358,7 +392,7 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
     than JACOBIAN_MAX_AGE steps (the strategy of SciPy's BDF, with CVODE's age limit); a
     corrector that fails with a fresh Jacobian halves the step.
     """
-    d, jm, lu, piv, vec, scale, rescale_mats, tmp, vals = ws
+    d, jm, lu, piv, vec, weight, rescale_mats, tmp, vals = ws
     y_pred, psi, y_new, corr, dy, f = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5]
     r, ru = rescale_mats[0], rescale_mats[1]
     # Time runs locally from 0 to span = b - a: the step-size floor is then set by the
@@ -383,8 +417,8 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
     stats[1] += 1
     for i in range(n):
         psi[i] += u[i]
-    _weights(y, rtol, atol, scale)
-    d0, d1 = _rms(y, scale), _rms(psi, scale)
+    _weights(y, rtol, atol, weight)
+    d0, d1 = _rms(y, weight), _rms(psi, weight)
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     h0 = min(h0, span)
     for i in range(n):
@@ -393,7 +427,7 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
     stats[1] += 1
     for i in range(n):
         dy[i] = f[i] + u[i] - psi[i]
-    d2 = _rms(dy, scale) / h0
+    d2 = _rms(dy, weight) / h0
     if max(d1, d2) <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -421,6 +455,7 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
     jac_age = 0
     c_lu = 0.0
     rate_known = 1.0
+    c_rate = 0.0
     sparse = False
     while t < span:
         if steps >= max_steps:
@@ -442,7 +477,7 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
             for i in range(1, order + 1):
                 s += d[i, c]
             y_pred[c] = s
-        _weights(y_pred, rtol, atol, scale)
+        _weights(y_pred, rtol, atol, weight)
         inv_alpha = 1.0 / alpha[order]
         for c in range(n):
             s = 0.0
@@ -467,7 +502,11 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
                     c_lu = 0.0
                     break
                 c_lu = ch
-                rate_known = 1.0
+                # the corrector's contraction grows about in proportion to c: carry the
+                # rate seen over to the new matrix, scaled up when c grew
+                rate_known = min(1.0, rate_known * max(1.0, ch / c_rate)) if c_rate > 0.0 \
+                    else 1.0
+                c_rate = ch
             for c in range(n):
                 y_new[c] = y_pred[c]
                 corr[c] = 0.0
@@ -490,7 +529,7 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
                         sparse_solve(vals, dy, block * nb)
                     else:
                         _lu_solve(lu, piv, dy[block * nb:(block + 1) * nb])
-                norm = _rms(dy, scale)
+                norm = _rms(dy, weight)
                 if k > 0:
                     rate = norm / norm_old
                     if rate >= 1.0 or rate ** (NEWTON_MAXITER - k) / (1.0 - rate) * norm \
@@ -517,8 +556,8 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
             continue
 
         safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
-        _weights(y_new, rtol, atol, scale)
-        err = _rms_times(corr, error_const[order], scale)
+        _weights(y_new, rtol, atol, weight)
+        err = _rms_times(corr, error_const[order], weight)
         if err > 1.0:
             factor = max(MIN_FACTOR, safety * err ** (-1.0 / (order + 1)))
             _rescale(d, order, factor, r, ru, tmp)
@@ -545,9 +584,9 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
         if n_equal < order + 1:
             continue
         # order and step selection after order+1 equal steps
-        err_m = _rms_times(d[order], error_const[order - 1], scale) if order > 1 \
+        err_m = _rms_times(d[order], error_const[order - 1], weight) if order > 1 \
             else math.inf
-        err_p = _rms_times(d[order + 2], error_const[order + 1], scale) \
+        err_p = _rms_times(d[order + 2], error_const[order + 1], weight) \
             if order < MAX_ORDER else math.inf
         f_m = err_m ** (-1.0 / order) if err_m > 0.0 else MAX_FACTOR / safety
         f_0 = err ** (-1.0 / (order + 1)) if err > 0.0 else MAX_FACTOR / safety

@@ -84,7 +84,7 @@ class SparseLU:
         for k in range(n):
             body.append(_store("vals", self._inverse_slot(k), _name(f"d_{k}")))
         body.append(ast.Return(ast.Constant(True)))
-        return _function("factor", ("jm", "c", "vals"), body)
+        return _function("sparse_lu_factor", ("jm", "c", "vals"), body)
 
     def _solve(self) -> types.FunctionType:
         n, body = self.n, []
@@ -108,7 +108,7 @@ class SparseLU:
             body.append(ast.Assign(targets=[ast.Subscript(
                 value=_name("b"), slice=_offset(i), ctx=ast.Store())], value=_name(f"b_{i}")))
         body.append(ast.Return(ast.Constant(None)))
-        return _function("solve", ("vals", "b", "offset"), body)
+        return _function("sparse_lu_solve", ("vals", "b", "offset"), body)
 
 
 def sparse_lu(n: int, nonzeros: Iterable[tuple[int, int]]) -> SparseLU:
