@@ -65,8 +65,9 @@ What is measured
     hits every tool alike.  First-call costs (mechsim: load, sympy compile, numba compile or
     cache load; roadrunner: export, load, LLVM compile) are excluded from the repeats and
     reported on their own.  W4 runs mechsim alone in a fresh process (all cores) and
-    reports its peak resident memory (``getrusage(RUSAGE_SELF).ru_maxrss`` of that child,
-    read by the child itself; its resident size before the call is given for reference).
+    reports its peak resident memory (VmHWM of /proc/self/status, read by the child itself;
+    not ``ru_maxrss``, which on Linux starts from the parent's peak; its resident size
+    before the call is given for reference).
 
     Every workload compares the tools' trajectories from the same run, with where each
     maximum occurs: the largest relative difference on values above 1e-9 (model units),
@@ -98,7 +99,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shlex
 import statistics
 import subprocess
@@ -570,10 +570,10 @@ def w4_child(n: int) -> None:
     inputs = make_inputs(1, n)
     ms = Mechsim(inputs)
     ms.one()  # numba compile / cache load, excluded
-    before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    before_now = _resident_mb()
+    before_peak = _status_mb("VmHWM")
+    before_now = _status_mb("VmRSS")
     timing, states = measure(lambda: ms.many(sweep=False, workers=None))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     print(json.dumps({
         "patients": n, "workers": os.cpu_count(), "wall_s": timing.wall,
         "process_cpu_s": timing.process, "wall_ms_per_patient": timing.wall * 1e3 / n,
@@ -583,10 +583,14 @@ def w4_child(n: int) -> None:
         "finite": bool(np.all(np.isfinite(states)))}))
 
 
-def _resident_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status, MB.  VmHWM is the peak
+    resident set of this process's own address space; getrusage's ru_maxrss is not: Linux
+    carries the parent's peak across fork and exec into it, so a child of a large parent
+    would report the parent's size."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return math.nan
 
@@ -769,7 +773,7 @@ def print_w4(workloads: list[dict]) -> None:
               f"{small['patients']} patients the same way: "
               f"{small['wall_ms_per_patient']:.2f} ms wall per patient (ratio "
               f"{w['time_per_patient_ratio_large_vs_small']:.2f})")
-        print(f"  peak RSS of the child process (its own ru_maxrss) {big['peak_rss_mb']:.0f} MB"
+        print(f"  peak RSS of the child process (its VmHWM) {big['peak_rss_mb']:.0f} MB"
               f" (resident before the call {big['rss_before_call_mb']:.0f} MB; the result "
               f"array {big['result_array_mb']:.0f} MB); {small['patients']} patients: "
               f"{small['peak_rss_mb']:.0f} MB")
