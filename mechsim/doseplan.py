@@ -81,8 +81,12 @@ class DosePlan:
         starts, ends = breaks[:-1], breaks[1:]
         index = {t: k for k, t in enumerate(starts)}
         rates = np.zeros((len(starts), n_states))
-        for start, end, i, rate in self.infusions:
-            rates[(starts >= start) & (starts < end), i] += rate
+        if self.infusions:
+            # the segments an infusion covers are a run of starts: [start, end)
+            on, off = (np.searchsorted(starts, [inf[k] for inf in self.infusions])
+                       for k in (0, 1))
+            for (_, _, i, rate), lo, hi in zip(self.infusions, on.tolist(), off.tolist()):
+                rates[lo:hi, i] += rate
         jumps = np.zeros((len(starts), n_states))
         for t, i, jump in self.boluses:
             if t in index:
