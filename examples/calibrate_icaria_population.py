@@ -34,9 +34,9 @@ smoothly with the unknowns.  The fit starts from a fixed point (START), so a rer
 the same evaluations.  That the result does not depend on the draw is checked on five other
 seeds at 2,000 patients per arm by tools/icaria_seeds.py (docs/trials.md shows the spread).
 
-Run:  python examples/calibrate_icaria_population.py      (about an hour on 2 cores)
+Run:  python examples/calibrate_icaria_population.py      (about 4 minutes on 2 cores)
       python examples/calibrate_icaria_population.py --stage-3   (stage 3 alone, from the
-      values in the population file; about 15 minutes)
+      values in the population file; about a minute)
 It prints the fitted values next to those in the population file and exits with status 1
 if any differs by more than 1 %.
 """

@@ -7,7 +7,7 @@ within 15 %, ORR and >= VGPR within 10 points, hazard ratio within 0.50-0.70.  W
 ``--endeavor`` it also runs the ENDEAVOR Kd arm (examples/scenarios/endeavor_kd.toml) on the
 same seeds (median within 15 %, rates within 10 points).
 
-Run:  python tools/icaria_seeds.py [--endeavor] [--size N]    (about 15 minutes on 2 cores)
+Run:  python tools/icaria_seeds.py [--endeavor] [--size N]    (about 2 minutes on 2 cores)
 Prints one line per seed and arm (with the share of patients whose PFS ended in month 1 and
 the Kaplan-Meier PFS at 18 months, the curve's tail) and the spread; exits 1 if any check
 fails.
