@@ -324,7 +324,7 @@ def _dispatch(spec: RunSpec, function, chunks: list[range], args: list[tuple], m
     if compiled_engine:
         from .solvers import ndf_kernel
 
-        ndf_kernel.compiled_runner(spec.compiled)  # compile once, before any thread starts
+        ndf_kernel.chunk_runner(spec.compiled)  # compile once, before any thread starts
     outcomes = map_chunks(function, args, sizes=[len(c) for c in chunks],
                           workers=workers_or_cpus(workers), executor=executor,
                           # the compiled runs release the GIL: threads; scipy's hold it

@@ -85,13 +85,16 @@ class NDF(Solver):
         starts, ends, rates, jumps, is_dose = problem.plan.segments(problem.until, n)
         # NaN until written: after a failure, what the engine did not reach stays NaN (never
         # memory left over from another run)
-        out = np.full((n, len(grid)), np.nan)
+        out = np.full((1, n, len(grid)), np.nan)
         pre = np.full((len(starts), n), np.nan)
-        stats = np.zeros(4)
-        status = ndf_kernel.compiled_runner(cm)(
-            ndf_kernel.extended_parameters(cm, problem.parameters), starts, ends, rates,
-            jumps, grid, float(problem.rtol), problem.atol.astype(float),
-            problem.initial.astype(float), out, pre, stats)
+        stats = np.zeros((1, 4))
+        codes = np.zeros(1, dtype=np.int64)
+        ndf_kernel.chunk_runner(cm)(
+            ndf_kernel.extended_parameters(cm, problem.parameters)[None, :],
+            np.array([0, len(starts)], dtype=np.int64), starts, ends, rates, jumps, grid,
+            float(problem.rtol), problem.atol.astype(float),
+            problem.initial.astype(float)[None, :], out, pre, stats, codes)
+        out, stats, status = out[0], stats[0], int(codes[0])
         if status == ndf_kernel.OK:
             return Trajectory(states=out, pre_dose_days=starts[is_dose],
                               pre_dose_states=pre[is_dose], steps=int(stats[0]),

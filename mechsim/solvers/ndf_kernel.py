@@ -37,7 +37,7 @@ from ..codegen import generate
 from .hoist import Hoisted, hoist
 from .sparse_lu import sparse_lu
 
-__all__ = ["STATUS_TEXT", "available", "chunk_runner", "compiled_runner"]
+__all__ = ["STATUS_TEXT", "available", "chunk_runner"]
 
 try:  # optional dependency
     import numba
@@ -68,16 +68,11 @@ def available() -> bool:
     return numba is not None
 
 
-def compiled_runner(cm):
-    """``run(p, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre, stats)`` for a
-    compiled model, compiled on first use and cached on the model (see :func:`_run`).
-    The model's RHS and Jacobian are generated to write into the integrator's workspace."""
-    return cm._fn("numba-runner", lambda: functools.partial(_run, *_model_functions(cm)))
-
-
 def chunk_runner(cm):
     """``run(params, offsets, starts, ends, rates, jumps, grid, rtol, atol, y0, out, pre,
-    stats, status)``: many runs of a compiled model in one call (see :func:`_run_chunk`)."""
+    stats, status)``: runs of a compiled model in one call (see :func:`_run_chunk`; one run
+    is a chunk of one), compiled on first use and cached on the model.  The model's RHS and
+    Jacobian are generated to write into the integrator's workspace."""
     return cm._fn("numba-chunk-runner",
                   lambda: functools.partial(_run_chunk, *_model_functions(cm)))
 
@@ -111,12 +106,9 @@ def _signatures() -> dict:
     solve = types.void(vec, vec, types.int64)
     model = (types.FunctionType(rhs), types.FunctionType(jac), types.FunctionType(factor),
              types.FunctionType(solve), types.int64, types.int64)
-    run = types.int64(*model, vec, vec, vec, mat, mat, vec, types.float64, vec, vec, mat, mat,
-                      vec)
     chunk = types.void(*model, mat, types.int64[::1], vec, vec, mat, mat, vec, types.float64,
                        vec, mat, types.float64[:, :, ::1], mat, mat, types.int64[::1])
     return {"rhs": rhs, "jac": jac, "derive": derive, "factor": factor, "solve": solve,
-            "run": run,
             "chunk": chunk}
 
 
@@ -618,7 +610,13 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
 def _run_one(rhs, jac, sparse_factor, sparse_solve,
              blocks, p, starts, ends, rates, jumps, grid, rtol,
              atol, y0, out, pre, stats, ws):
-    """Integrate one run over its segments with workspace ``ws``; see :func:`_run`."""
+    """Integrate one run over its segments with workspace ``ws``.
+
+    ``starts/ends``: segment edges (days); ``rates[s]``: infusion input on segment s;
+    ``jumps[s]``: bolus added at its start; ``out``: (n_states, n_grid), filled;
+    ``pre[s]``: the state just before segment s begins (before its bolus); ``stats``:
+    [steps, rhs evaluations, jacobian evaluations, time reached].  Returns a status code.
+    """
     y = y0.copy()
     g = 0
     n_grid = grid.shape[0]
@@ -643,22 +641,6 @@ def _run_one(rhs, jac, sparse_factor, sparse_solve,
     return OK
 
 
-def _run(rhs, jac, sparse_factor, sparse_solve,
-         blocks, size, p, starts, ends, rates, jumps, grid, rtol,
-         atol, y0, out, pre, stats):
-    """Integrate one run over its segments; see :func:`compiled_runner`.
-
-    ``starts/ends``: segment edges (days); ``rates[s]``: infusion input on segment s;
-    ``jumps[s]``: bolus added at its start; ``out``: (n_states, n_grid), filled;
-    ``pre[s]``: the state just before segment s begins (before its bolus); ``stats``:
-    [steps, rhs evaluations, jacobian evaluations, time reached].  Returns a status code.
-    """
-    n = y0.shape[0]
-    return _run_one(rhs, jac, sparse_factor, sparse_solve,
-                    blocks, p, starts, ends, rates, jumps, grid,
-                    rtol, atol, y0, out, pre, stats, _workspace(n, n // blocks, size))
-
-
 def _run_chunk(rhs, jac, sparse_factor, sparse_solve,
                blocks, size, params, offsets, starts, ends, rates,
                jumps, grid, rtol, atol, y0, out, pre, stats, status):
@@ -668,7 +650,7 @@ def _run_chunk(rhs, jac, sparse_factor, sparse_solve,
     Run i has parameters ``params[i]``, initial state ``y0[i]`` and the segments
     ``offsets[i]:offsets[i+1]`` of ``starts, ends, rates, jumps`` (and of ``pre``); it
     writes ``out[i]``, ``stats[i]`` and ``status[i]``.  A run that fails does not stop the
-    others.  Every run computes exactly what :func:`_run` computes for it alone.
+    others.  Every run computes exactly what it would in a chunk of its own.
     """
     n = y0.shape[1]
     ws = _workspace(n, n // blocks, size)
@@ -681,5 +663,4 @@ def _run_chunk(rhs, jac, sparse_factor, sparse_solve,
 
 
 if numba is not None:
-    _run = numba.njit(_signatures()["run"], cache=True, nogil=True)(_run)
     _run_chunk = numba.njit(_signatures()["chunk"], cache=True, nogil=True)(_run_chunk)
