@@ -27,5 +27,12 @@ def test_the_documented_check_output_is_reproduced(tmp_path, capsys):
         assert main(["check", "tmdd_2cpt.toml"]) == 1
     finally:
         os.chdir(cwd)
-    assert capsys.readouterr().out == documented
+    got = capsys.readouterr().out
+    # the mass-balance residual is rounding noise, whose last digits depend on the machine
+    # code numba generates for this CPU: compared as "below 1e-12", the rest verbatim
+    residual = re.compile(r"mass-balance residual ([0-9.e+-]+)")
+    for text in (got, documented):
+        assert all(float(r) < 1e-12 for r in residual.findall(text)), text
+    assert residual.sub("mass-balance residual R", got) == \
+        residual.sub("mass-balance residual R", documented)
     assert re.search(r"\$ echo \$\?\n1\n", DOC)
