@@ -14,13 +14,16 @@ Stage 2, on ENDEAVOR's Kd arm (Dimopoulos et al., Lancet Oncol 2016), two unknow
   medians of ``k_kd`` and ``lambda_kd``; three targets: median PFS 18.7 months, ORR 76.9 %,
   >= VGPR 54.3 %.  The spreads come from stage 1.
 
-Stage 3, on ICARIA-MM's Isa-Pd arm at population size: 500 patients place the Isa-Pd median
-  only to within about a month (checked on five other seeds, the stage-1 values gave
-  12.2-13.3 months and hazard ratios 0.47-0.52), so the isatuximab scale alone, which acts
-  on that arm only, is moved by secant steps until the Kaplan-Meier median of the Isa-Pd
-  arms of six draws of 2,000 patients, pooled (seeds STAGE_3_SEEDS, none of them a
-  checking seed), is within 1 % of 11.53 months.  (Until 2026-12 three draws were pooled;
-  with six, the shipped scale already gives 11.64 months, so it stands unchanged.)
+Stage 3, on ICARIA-MM's Isa-Pd arm at population size: the isatuximab scale alone, which
+  acts on that arm only, is moved by secant steps until the Kaplan-Meier median of the Isa-Pd
+  arms of six draws of 2,000 patients, pooled (seeds STAGE_3_SEEDS, none of them a checking
+  seed), is within 1 % of 11.53 months.  The Isa-Pd median is the least well placed target
+  (the curve crosses 0.5 slowly), so it gets 12,000 patients of its own.
+
+Until 2026-12 stages 1 and 2 drew 500 patients per arm.  Their fitted medians then depended
+on that draw by more than the issue's tolerance allows: stage 3 put the pooled median on
+target, yet one of the five checking seeds gave 13.41 months (ceiling 13.26).  With 2,000
+per arm, the size of the shipped scenario, every checking seed is inside (docs/trials.md).
 
 Isatuximab's effect comes from one set of parameters: the same routes act with Pd (stage 1)
 and with Kd; IKEMA (Isa-Kd vs Kd, examples/scenarios/ikema.toml) is not used, so it is a
@@ -30,15 +33,22 @@ How: each trial is the shipped scenario's design (accrual, cut-off, competing ev
 CAL_SIZE patients per arm drawn with the scenario's seed: common random numbers, so the
 targets are deterministic functions of the unknowns.  Rates enter as quantiles of the best
 M-protein fall (ORR = 60 % means the 40th percentile of the fall is 50 %), which move
-smoothly with the unknowns.  The fit starts from a fixed point (START), so a rerun repeats
-the same evaluations.  That the result does not depend on the draw is checked on five other
-seeds at 2,000 patients per arm by tools/icaria_seeds.py (docs/trials.md shows the spread).
+smoothly with the unknowns.  Each stage starts from the values in the population file, so a
+rerun repeats the same evaluations.  The objective is flat at the bottom: at 2,000 patients
+per arm, three refits (from other starting points, or after a 2 % change in the marrow PK of
+examples/calibrate_cd38.py) ended with the kill CV anywhere from 0.38 to 0.54 and the
+growth-rate CV from 0.74 to 0.93, at residuals of 1.9-2.2 tolerance units.  So the values are
+one point of a valley of about equally good fits, and a rerun checks the fit, not the
+digits: a refit replaces the file's values only if it lowers the stage's residual by more
+than IMPROVEMENT (5 %), and stage 3 moves the scale only if the pooled median is outside its
+1 % band.  That the result does not depend on the draw is checked on five other seeds at
+2,000 patients per arm by tools/icaria_seeds.py (docs/trials.md shows the spread).
 
-Run:  python examples/calibrate_icaria_population.py      (about 4 minutes on 2 cores)
+Run:  python examples/calibrate_icaria_population.py      (about 11 minutes on 2 cores)
       python examples/calibrate_icaria_population.py --stage-3   (stage 3 alone, from the
       values in the population file; about a minute)
 It prints the fitted values next to those in the population file and exits with status 1
-if any differs by more than 1 %.
+if a stage replaced the file's values (then the file needs the new ones).
 """
 
 import math
@@ -56,7 +66,7 @@ from mechsim.trial import run_trial
 HERE = Path(__file__).resolve().parent
 ICARIA = HERE / "scenarios" / "icaria_mm.toml"
 ENDEAVOR = HERE / "scenarios" / "endeavor_kd.toml"
-CAL_SIZE = 500
+CAL_SIZE = 2000
 WORKERS = 2
 #: published targets: median PFS (months), ORR, >= VGPR; and ICARIA's hazard ratio
 TARGETS = {"isa_pd": (11.53, 0.604, 0.318), "pd": (6.47, 0.353, 0.085),
@@ -67,9 +77,8 @@ KILL_CV = ("k_pd", "k_kd", *ROUTES)
 RESISTANCE_CV = ("lambda_pd", "lambda_kd")
 STAGE_1 = ("k_pd", "lambda_pd", "isa", "cv_kill", "cv_kg", "cv_lambda")
 STAGE_2 = ("k_kd", "lambda_kd")
-#: where the fit starts; fixed here so that a rerun repeats the same evaluations
-START = {"k_pd": 0.056155, "lambda_pd": 0.030754, "isa": 0.0093011, "cv_kill": 0.38046,
-         "cv_kg": 0.96459, "cv_lambda": 1.0529, "k_kd": 0.11161, "lambda_kd": 0.012662}
+#: a refit must lower a stage's |r| by more than this to replace the values in the file
+IMPROVEMENT = 0.05
 
 
 def omega(cv: float) -> float:
@@ -140,23 +149,40 @@ def residuals_of(got: dict) -> list[float]:
     return res
 
 
-def fit(trial, names, fixed, max_nfev):
-    scale = np.array([START[k] for k in names])
+def fit(trial, names, start, max_nfev):
+    """(``start`` with the values ``names`` refitted from ``start``'s, |r| at ``start``,
+    |r| at the refit)."""
+    scale = np.array([start[k] for k in names])
+    norms = []
 
-    # x = 1 + log(value / START): least_squares' relative step is then a relative change
+    # x = 1 + log(value / start): least_squares' relative step is then a relative change
     def values_at(x):
-        return {**fixed, **dict(zip(names, scale * np.exp(np.asarray(x) - 1.0)))}
+        return {**start, **dict(zip(names, scale * np.exp(np.asarray(x) - 1.0)))}
 
     def residuals(x):
         values = values_at(x)
         res = residuals_of(outcomes(with_values(trial, values)))
+        norms.append(float(np.linalg.norm(res)))
         print("  " + ", ".join(f"{k} {values[k]:.4g}" for k in names) +
-              f" -> |r| {np.linalg.norm(res):.3g}", flush=True)
+              f" -> |r| {norms[-1]:.3g}", flush=True)
         return res
 
     result = least_squares(residuals, np.ones(len(names)), diff_step=0.03, xtol=3e-3,
                            ftol=1e-3, max_nfev=max_nfev)
-    return values_at(result.x)
+    return values_at(result.x), norms[0], float(np.linalg.norm(result.fun))
+
+
+def refit(trial, names, start) -> tuple[dict, bool]:
+    """(values, whether they replace ``start``'s): a refit that does not lower |r| by more
+    than IMPROVEMENT leaves the starting values standing."""
+    values, before, after = fit(trial, names, start, max_nfev=4)
+    if after < (1 - IMPROVEMENT) * before:
+        print(f"  the refit lowers |r| from {before:.3g} to {after:.3g}: it replaces the "
+              "values in the file")
+        return values, True
+    print(f"  |r| {before:.3g} at the values in the file, {after:.3g} refitted: within "
+          f"{IMPROVEMENT:.0%}, the file's values stand")
+    return start, False
 
 
 def report(trial, values):
@@ -197,6 +223,8 @@ def stage_three(icaria_full, values: dict[str, float]) -> float:
     x0 = np.log(values["isa"])
     f0 = np.log(pooled_isa_median(icaria_full, values) / target)
     print(f"  isa {np.exp(x0):.5g} -> pooled Isa-Pd median {target * np.exp(f0):.2f}", flush=True)
+    if abs(f0) < 0.01:
+        return values["isa"]  # inside the band: the value stands
     x1 = x0 - 0.1 * np.sign(f0)
     for _ in range(4):
         if abs(f0) < 0.01:
@@ -215,26 +243,30 @@ def main(argv: list[str]) -> int:
     icaria = sized(read_scenario(ICARIA).trial, CAL_SIZE)
     endeavor = sized(read_scenario(ENDEAVOR).trial, CAL_SIZE)
     shipped = file_values(icaria)
-    if "--stage-3" in argv:
-        fitted = dict(shipped)
-    else:
+    fitted, replaced = dict(shipped), []
+    if "--stage-3" not in argv:
         print(f"stage 1: ICARIA-MM, {CAL_SIZE} patients per arm")
-        fitted = fit(icaria, STAGE_1, {}, max_nfev=4)
+        fitted, moved = refit(icaria, STAGE_1, fitted)
+        replaced += ["stage 1"] if moved else []
         print(f"stage 2: ENDEAVOR Kd arm, {CAL_SIZE} patients")
-        fitted = fit(endeavor, STAGE_2, fitted, max_nfev=4)
+        fitted, moved = refit(endeavor, STAGE_2, fitted)
+        replaced += ["stage 2"] if moved else []
     print(f"stage 3: isatuximab scale on {len(STAGE_3_SEEDS)} x {STAGE_3_SIZE} Isa-Pd patients")
-    fitted["isa"] = stage_three(read_scenario(ICARIA).trial, fitted)
+    isa = stage_three(read_scenario(ICARIA).trial, fitted)
+    replaced += ["stage 3"] if isa != fitted["isa"] else []
+    fitted["isa"] = isa
     print("\nat the fitted values:")
     report(icaria, fitted)
     report(endeavor, fitted)
     print(f"\n{'value':10s} {'fitted':>10s} {'in file':>10s}")
-    worst = 0.0
     for name, value in fitted.items():
-        rel = abs(value / shipped[name] - 1)
-        worst = max(worst, rel)
         print(f"{name:10s} {value:10.5g} {shipped[name]:10.5g}"
-              f"{'   <- differs' if rel > 0.01 else ''}")
-    return 1 if worst > 0.01 else 0
+              f"{'   <- differs' if abs(value / shipped[name] - 1) > 0.01 else ''}")
+    if replaced:
+        print(f"\n{', '.join(replaced)} replaced the values in the file: update it")
+        return 1
+    print("\nthe values in the file stand")
+    return 0
 
 
 if __name__ == "__main__":
