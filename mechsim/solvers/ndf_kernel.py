@@ -178,6 +178,14 @@ def _nb_pow(x, e):
     x = max(x, 0.0)
     if x == 0.0 and e < 0.0:
         return math.inf
+    # Exponents are parameters, and the common ones (a Hill coefficient of 1 or 2, its
+    # derivative's exponent 1) are integers: a multiplication is a few cycles where libm's
+    # pow is about a hundred, and the branch is always predicted.  Products of at most two
+    # factors round exactly as pow does (both correctly rounded for e = 2).
+    if e == 2.0:
+        return x * x
+    if e == 1.0:
+        return x
     return x ** e
 
 

@@ -11,7 +11,6 @@ import warnings
 from itertools import pairwise
 
 import numpy as np
-from scipy.integrate import odeint, solve_ivp
 
 from ..errors import SolverError
 from .base import Problem, Solver, Trajectory, states_involved
@@ -109,6 +108,8 @@ class LSODA(_ScipyMethod):
     name = "LSODA"
 
     def _integrate(self, f, j, y0, a, b, tout, problem):
+        from scipy.integrate import odeint  # 50 MB and 0.2 s: only when a run uses it
+
         sol, info = odeint(f, y0, np.concatenate([[a], tout]), Dfun=j, tfirst=True,
                            rtol=problem.rtol, atol=problem.atol, tcrit=[b], mxstep=100_000,
                            full_output=True)
@@ -125,6 +126,8 @@ class LSODA(_ScipyMethod):
 
 class _IVPMethod(_ScipyMethod):
     def _integrate(self, f, j, y0, a, b, tout, problem):
+        from scipy.integrate import solve_ivp
+
         sol = solve_ivp(f, (a, b), y0, method=self.name, t_eval=tout, jac=j, rtol=problem.rtol,
                         atol=problem.atol)
         # a failed solve_ivp may return fewer columns than asked, or none at all
