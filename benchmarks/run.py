@@ -63,8 +63,9 @@ What is measured
     reported too).  Repeats are interleaved (mechsim rep 1, roadrunner rep 1, naive rep 1,
     mechsim all-cores rep 1, mechsim rep 2, ...), so a noisy stretch on a shared machine
     hits every tool alike.  First-call costs (mechsim: load, sympy compile, numba compile or
-    cache load; roadrunner: export, load, LLVM compile) are excluded from the repeats and
-    reported on their own.  W4 runs mechsim alone in a fresh process (all cores) and
+    its model cache's load, also timed from import in fresh processes with an empty and a
+    filled model cache; roadrunner: export, load, LLVM compile) are excluded from the
+    repeats and reported on their own.  W4 runs mechsim alone in a fresh process (all cores) and
     reports its peak resident memory (VmHWM of /proc/self/status, read by the child itself;
     not ``ru_maxrss``, which on Linux starts from the parent's peak; its resident size
     before the call is given for reference).
@@ -103,13 +104,13 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 import mechsim
 
@@ -279,6 +280,9 @@ def naive_infusions(q: dict[str, float], mg_per_kg: float) -> list[tuple[float, 
 
 def naive_run(q: dict[str, float], mg_per_kg: float = REFERENCE_DOSE) -> np.ndarray:
     """One patient, integrated piecewise between infusion on/off times; (states, times)."""
+    # imported here: W4's child process measures mechsim's memory, not scipy.integrate's
+    from scipy.integrate import solve_ivp
+
     rhs, y = naive_rhs_for(q)
     infusions = naive_infusions(q, mg_per_kg)
     edges = sorted({0.0, UNTIL, *(t for s, e, _ in infusions for t in (s, e))})
@@ -598,15 +602,21 @@ def _status_mb(field: str) -> float:
 # ---- first-call costs --------------------------------------------------------------------------
 def first_calls(inputs: Inputs, with_roadrunner: bool):
     """Set each tool up and make its first call, timed (wall and thread CPU); returns the
-    ready tools and the costs."""
+    ready tools and the costs.  mechsim's first call is also timed in fresh processes,
+    from import to the first result: with an empty model cache (what the first run of a
+    model after installing costs) and again with the cache that run filled."""
     costs = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label in ("empty model cache", "model cache filled by the run before"):
+            costs[f"mechsim in a fresh process, {label}: import, load, compile, first run"] = \
+                _first_call_child(cache)
 
     def mechsim_first():
         ms = Mechsim(inputs)
         ms.one()
         return ms
     t, ms = measure(mechsim_first)
-    costs["mechsim: load, compile (sympy + numba or its disk cache), first run"] = asdict(t)
+    costs["mechsim in this process: load, compile, first run"] = asdict(t)
     rr = None
     if with_roadrunner:
         t, sbml = measure(roadrunner_sbml)
@@ -623,6 +633,29 @@ def first_calls(inputs: Inputs, with_roadrunner: bool):
     for k, v in costs.items():
         print(f"  first call, {k}: {v['wall']:.2f} s wall", flush=True)
     return ms, rr, costs
+
+
+FIRST_CALL_CHILD = """
+import time
+t0 = (time.perf_counter(), time.process_time())
+import mechsim
+res = mechsim.simulate({model!r}, {regimen!r}, until="365 day", rtol={rtol!r},
+                       atol={atol!r}, method="NDF")
+t1 = (time.perf_counter(), time.process_time())
+print(t1[0] - t0[0], t1[1] - t0[1])
+"""
+
+
+def _first_call_child(cache: str) -> dict:
+    """Wall and CPU seconds of a fresh process's first simulate, with MECHSIM_CACHE_DIR
+    set to ``cache`` (the engine's numba cache of its own integrator is warm, as after any
+    first use)."""
+    code = FIRST_CALL_CHILD.format(model=MODEL, regimen=regimen_text(REFERENCE_DOSE),
+                                   rtol=RTOL, atol=ATOL)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "MECHSIM_CACHE_DIR": cache})
+    wall, cpu = map(float, out.stdout.split()[-2:])
+    return {"thread": cpu, "process": cpu, "wall": wall}
 
 
 # ---- report --------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy
 
-__all__ = ["SafePow", "generate", "protect_powers"]
+__all__ = ["SafePow", "compile_def", "function_def", "generate", "protect_powers"]
 
 
 class SafePow(sympy.Function):
@@ -205,6 +205,16 @@ def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Sy
     into
         ``numba`` mode only: write into a last argument ``out`` and return nothing.
     """
+    fn = function_def(name, args, unpack, outputs, shape, mode, batch_from, into)
+    return compile_def(fn, helpers if mode == "numba" else _HELPERS[mode])
+
+
+def function_def(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Symbol]],
+                 outputs: Sequence[tuple[tuple[int, ...], sympy.Expr]],
+                 shape: tuple[int, ...], mode: str, batch_from: str | None = None,
+                 into: bool = False) -> ast.FunctionDef:
+    """The function :func:`generate` compiles, as an AST (the compiled engine also writes
+    it out as source, :mod:`mechsim.solvers.model_cache`)."""
     if into and mode != "numba":
         raise ValueError("into=True is for numba mode")
     names: dict[sympy.Symbol, str] = {}
@@ -258,11 +268,16 @@ def generate(name: str, args: Sequence[str], unpack: dict[str, Sequence[sympy.Sy
                            vararg=None,
                            kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
         body=body, decorator_list=[], returns=None, type_params=[])
+    return ast.fix_missing_locations(fn)
+
+
+def compile_def(fn: ast.FunctionDef, helpers: dict) -> types.FunctionType:
+    """A generated function definition made callable, with ``helpers`` as its only globals
+    (not even builtins)."""
     module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
-    code = compile(module, filename=f"<mechsim generated {name}>", mode="exec")
+    code = compile(module, filename=f"<mechsim generated {fn.name}>", mode="exec")
     fn_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
-    namespace = {"__builtins__": {}, **(helpers if mode == "numba" else _HELPERS[mode])}
-    return types.FunctionType(fn_code, namespace, name)
+    return types.FunctionType(fn_code, {"__builtins__": {}, **helpers}, fn.name)
 
 
 def _call_method(obj: str, method: str) -> ast.Call:

@@ -28,12 +28,13 @@ thread: before these, 15,592 steps, 15,734 Jacobians and as many dense factorisa
 
 from __future__ import annotations
 
+import ast
 import functools
 import math
 
 import numpy as np
 
-from ..codegen import generate
+from ..codegen import compile_def, function_def
 from .hoist import Hoisted, hoist
 from .sparse_lu import sparse_lu
 
@@ -81,18 +82,88 @@ def _model_functions(cm):
     """(rhs, jac, sparse_factor, sparse_solve, blocks, size of the factor's values)
     compiled for the model, once (both runners share them); the factor and solve are the
     straight-line LU of the Jacobian block's sparsity pattern (:mod:`.sparse_lu`)."""
+    f = _compiled(cm)
+    return f["rhs"], f["jac"], f["factor"], f["solve"], cm.jacobian_blocks, f["size"]
+
+
+#: What the generated module imports: the numba helpers under the names the generated
+#: code calls (see :func:`_helpers`)
+_IMPORTS = ("from numpy import sign as _sign, zeros as _zeros\n\n"
+            "from mechsim.solvers.ndf_kernel import _nb_exp as _exp\n"
+            "from mechsim.solvers.ndf_kernel import _nb_log as _log\n"
+            "from mechsim.solvers.ndf_kernel import _nb_pow as _pow\n"
+            "from mechsim.solvers.ndf_kernel import _nb_sqrt as _sqrt\n\n"
+            "_abs = abs")
+
+
+def _compiled(cm) -> dict:
+    """The model's numba functions by role (rhs, jac, factor, solve and, when the model
+    has parameter-only subexpressions, derive), built once per compiled model.
+
+    They are written as one module to mechsim's cache folder (:mod:`.model_cache`) and
+    compiled from there with numba's disk cache, so a later process loads machine code
+    instead of compiling it (about 6 s for the anti-CD38 model); without a usable cache
+    folder they are compiled in memory."""
     def build():
-        # explicit signatures make these first-class functions, so the integrator is
-        # compiled once (and cached on disk) for every model instead of once per model
+        defs = _definitions(cm)
+        module = None
+        if all(_writable(d) for d in defs.values()):
+            from . import model_cache
+
+            module = model_cache.load_module(model_cache.module_text(
+                "The compiled engine's functions of one model.", _IMPORTS,
+                list(defs.values())))
         sig = _signatures()
-        rhs = numba.njit(sig["rhs"], error_model="numpy")(_model_function(cm, "rhs"))
-        jac = numba.njit(sig["jac"], error_model="numpy")(_model_function(cm, "jac"))
-        lu = sparse_lu(len(cm.states) // cm.jacobian_blocks,
-                       [(i, j) for i, j, _ in cm.jac_entries])
-        factor = numba.njit(sig["factor"], error_model="numpy")(lu.factor)
-        solve = numba.njit(sig["solve"])(lu.solve)
-        return rhs, jac, factor, solve, cm.jacobian_blocks, lu.size
+        out = {"size": _lu(cm).size}
+        for role, definition in defs.items():
+            if module is not None:
+                py_func = getattr(module, definition.name)
+            else:
+                py_func = compile_def(definition, {**_helpers(), "abs": abs})
+            options = {"cache": module is not None}
+            if role != "solve":
+                options["error_model"] = "numpy"
+            out[role] = numba.njit(sig[role], **options)(py_func)
+        return out
     return cm._fn("numba-model-functions", build)
+
+
+def _definitions(cm) -> dict:
+    """The ASTs of the model's generated functions, by role."""
+    h = _hoisted(cm)
+    symbols = {"y": cm.states, "p": (*cm.params, *h.derived)}
+    n = len(cm.states)
+    block = n // cm.jacobian_blocks  # one diagonal block when the Jacobian is block diagonal
+    lu = _lu(cm)
+    defs = {
+        "rhs": function_def("rhs", ("t", "y", "p"), symbols,
+                            [((i,), e) for i, e in enumerate(h.rhs)], (n,), "numba",
+                            into=True),
+        "jac": function_def("jac", ("t", "y", "p"), symbols,
+                            [((i, j), e) for i, j, e in h.jac], (block, block), "numba",
+                            into=True),
+        "factor": lu.factor_def,
+        "solve": lu.solve_def,
+    }
+    if h.derived:
+        n_params = len(cm.params)
+        defs["derive"] = function_def(
+            "derive", ("p",), {"p": cm.params},
+            [((n_params + k,), e) for k, e in enumerate(h.derived_exprs)],
+            (n_params + len(h.derived),), "numba", into=True)
+    return defs
+
+
+def _lu(cm):
+    return cm._fn("numba-sparse-lu", lambda: sparse_lu(
+        len(cm.states) // cm.jacobian_blocks, [(i, j) for i, j, _ in cm.jac_entries]))
+
+
+def _writable(definition: ast.FunctionDef) -> bool:
+    """Whether the definition reads the same when written out as source: every number in
+    it is finite (``ast.unparse`` has no literal for NaN)."""
+    return all(not isinstance(node, ast.Constant) or not isinstance(node.value, float)
+               or math.isfinite(node.value) for node in ast.walk(definition))
 
 
 def _signatures() -> dict:
@@ -112,21 +183,6 @@ def _signatures() -> dict:
             "chunk": chunk}
 
 
-def _model_function(cm, which: str):
-    """The generated RHS or Jacobian, reading the extended parameter vector of
-    :func:`extended_parameters` (the parameters, then the hoisted values)."""
-    h = _hoisted(cm)
-    symbols = {"y": cm.states, "p": (*cm.params, *h.derived)}
-    n = len(cm.states)
-    if which == "rhs":
-        outputs, shape = [((i,), e) for i, e in enumerate(h.rhs)], (n,)
-    else:  # one diagonal block when the Jacobian is block diagonal (jacobian_blocks)
-        block = n // cm.jacobian_blocks
-        outputs, shape = [((i, j), e) for i, j, e in h.jac], (block, block)
-    return generate(which, ("t", "y", "p"), symbols, outputs, shape, "numba",
-                    helpers=_helpers(), into=True)
-
-
 def _hoisted(cm) -> Hoisted:
     return cm._fn("numba-hoisted", lambda: hoist(cm.rhs_exprs, cm.jac_entries, cm.params))
 
@@ -139,13 +195,7 @@ def extended_parameters(cm, p: np.ndarray) -> np.ndarray:
     out = np.empty(len(cm.params) + len(h.derived))
     out[:len(cm.params)] = p
     if h.derived:
-        def build():
-            n = len(cm.params)
-            fn = generate("derive", ("p",), {"p": cm.params},
-                          [((n + k,), e) for k, e in enumerate(h.derived_exprs)],
-                          (n + len(h.derived),), "numba", helpers=_helpers(), into=True)
-            return numba.njit(_signatures()["derive"], error_model="numpy")(fn)
-        cm._fn("numba-derive", build)(out, out)
+        _compiled(cm)["derive"](out, out)
     return out
 
 

@@ -31,8 +31,8 @@ THRESHOLD = 0.1
 
 class SparseLU:
     """The generated ``factor(jm, c, vals) -> bool`` and ``solve(vals, b, offset)`` of one
-    pattern, and ``size``, the length of ``vals`` (the L and U entries, then the
-    reciprocals of U's diagonal)."""
+    pattern (``factor_def`` and ``solve_def`` are their ASTs), and ``size``, the length of
+    ``vals`` (the L and U entries, then the reciprocals of U's diagonal)."""
 
     def __init__(self, n: int, nonzeros: Iterable[tuple[int, int]]):
         self.n = n
@@ -46,13 +46,15 @@ class SparseLU:
         self.entries = sorted(filled)
         self.position = {e: p for p, e in enumerate(self.entries)}
         self.size = len(self.entries) + n
-        self.factor = self._factor()
-        self.solve = self._solve()
+        self.factor_def = self._factor()
+        self.solve_def = self._solve()
+        self.factor = _compile(self.factor_def)
+        self.solve = _compile(self.solve_def)
 
     def _inverse_slot(self, k: int) -> int:
         return len(self.entries) + k
 
-    def _factor(self) -> types.FunctionType:
+    def _factor(self) -> ast.FunctionDef:
         n, body = self.n, []
         a = {e: f"a_{e[0]}_{e[1]}" for e in self.entries}
         for (i, j) in self.entries:
@@ -89,7 +91,7 @@ class SparseLU:
         body.append(ast.Return(_name("ok")))
         return _function("sparse_lu_factor", ("jm", "c", "vals"), body)
 
-    def _solve(self) -> types.FunctionType:
+    def _solve(self) -> ast.FunctionDef:
         n, body = self.n, []
         for i in range(n):
             body.append(_assign(f"b_{i}", _subscript("b", _offset(i))))
@@ -158,12 +160,17 @@ def _store(array: str, position: int, value: ast.expr) -> ast.Assign:
                                              ctx=ast.Store())], value=value)
 
 
-def _function(name: str, args: tuple[str, ...], body: list[ast.stmt]) -> types.FunctionType:
+def _function(name: str, args: tuple[str, ...], body: list[ast.stmt]) -> ast.FunctionDef:
     fn = ast.FunctionDef(
         name=name,
         args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=a) for a in args], vararg=None,
                            kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
         body=body, decorator_list=[], returns=None, type_params=[])
+    return ast.fix_missing_locations(fn)
+
+
+def _compile(fn: ast.FunctionDef) -> types.FunctionType:
+    name = fn.name
     module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
     code = compile(module, filename=f"<mechsim generated sparse LU {name}>", mode="exec")
     fn_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
