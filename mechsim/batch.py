@@ -19,7 +19,14 @@ import pint
 
 from . import solvers
 from .compile import CompiledModel
-from .doseplan import DosePlan, as_regimen, dosing_parameters
+from .doseplan import (
+    DosePlan,
+    as_regimen,
+    check_fixed_values,
+    dose_plans,
+    dosing_parameters,
+    first_invalid_row,
+)
 from .dosing import Regimen
 from .errors import MechsimError, SolverError, UnitError, ValidationError
 from .model import Model
@@ -205,7 +212,8 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
     cm = spec.compiled
     matrix, regimens, plans = _plans(spec, matrix, regimens)
     n_runs, n_states = matrix.shape[0], len(cm.state_names)
-    breaks = np.unique(np.concatenate([plan.breakpoints(spec.until) for plan in plans]))
+    distinct = {id(plan): plan for plan in plans}.values()
+    breaks = np.unique(np.concatenate([plan.breakpoints(spec.until) for plan in distinct]))
     grid = spec.grid(breaks)
     _check_output_size(n_runs, n_states, grid.size)
     states = np.empty((n_runs, n_states, grid.size))
@@ -274,24 +282,36 @@ def _plans(spec: RunSpec, matrix, regimens, labels=None):
     # before the per-run work: the output times without doses are a lower bound of the grid
     _check_output_size(n_runs, len(spec.compiled.state_names),
                        spec.grid(np.array([0.0, spec.until])).size)
-    events = {}
-    plans = []
+    cm = spec.compiled
+    for i in _first_and_invalid(cm, matrix):
+        try:
+            check_fixed_values(cm, matrix[i])
+        except MechsimError as exc:
+            raise type(exc)(_named(spec, matrix, labels, i, str(exc))) from None
     # runs under one regimen that agree on the parameters dosing reads share one plan
-    # (and, in the compiled engine, its segment arrays)
-    dosing = dosing_parameters(spec.compiled)
-    shared: dict = {}
+    # (and, in the compiled engine, its segment arrays); the plans of one regimen are
+    # computed together
+    dosing = dosing_parameters(cm)
+    by_regimen: dict = {}
     for i in range(n_runs):
-        reg = regimens[i if len(regimens) > 1 else 0]
-        if id(reg) not in events:
-            events[id(reg)] = spec.events(reg)
-        key = (id(reg), matrix[i, dosing].tobytes())
-        if key not in shared:
-            try:
-                shared[key] = spec.plan(matrix[i], events[id(reg)])
-            except MechsimError as exc:
-                raise type(exc)(_named(spec, matrix, labels, i, str(exc))) from None
-        plans.append(shared[key])
+        by_regimen.setdefault(id(regimens[i if len(regimens) > 1 else 0]), []).append(i)
+    plans: list = [None] * n_runs
+    for runs in by_regimen.values():
+        events = spec.events(regimens[runs[0] if len(regimens) > 1 else 0])
+        first: dict = {}
+        shared = [first.setdefault(matrix[i, dosing].tobytes(), i) for i in runs]
+        distinct = list(first.values())
+        made = dict(zip(distinct, dose_plans(cm, events, matrix[distinct], spec.until)))
+        for i, j in zip(runs, shared):
+            plans[i] = made[j]
     return matrix, regimens, plans
+
+
+def _first_and_invalid(cm: CompiledModel, matrix: np.ndarray) -> list[int]:
+    """Rows to check one by one for a message that names the problem: the first (unit
+    errors of the model), and the first that the batch check rejects."""
+    bad = first_invalid_row(cm, matrix)
+    return [0] if bad is None else [0, bad]
 
 
 def _regimen_texts(regimens: Sequence[Regimen], n_runs: int) -> tuple[str, ...]:

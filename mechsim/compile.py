@@ -130,12 +130,17 @@ class CompiledModel:
 
     def route_factors(self, route: str, p: np.ndarray) -> tuple[float, float, float]:
         """(bioavailability, lag in days, molecular weight in g/nmol or nan) of a route."""
+        f, lag, weight = self.route_values(route, p)
+        return float(f), float(lag), float(weight)
+
+    def route_values(self, route: str, p: np.ndarray):
+        """:meth:`route_factors` for a parameter vector or columns (parameters, runs); an
+        entry that does not depend on the parameters is a scalar."""
         info = self.routes[route]
         mw = info.molecular_weight if info.molecular_weight is not None else sympy.nan
         fn = self._fn(f"route-{route}", lambda: self._param_function(
             "route", (info.bioavailability, info.lag, mw)))
-        f, lag, weight = fn(p)
-        return float(f), float(lag), float(weight)
+        return fn(p)
 
     def observables(self, t: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
         """Rules evaluated over a time course: ``(n_observables, n_times)``."""

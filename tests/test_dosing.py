@@ -6,6 +6,7 @@ import math
 import os
 import pickle
 
+import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -306,3 +307,56 @@ def test_too_many_doses_are_refused_at_once_without_listing_them():
                                            r"the 100,000 one run may have"):
         regimen.administrations(36525)
     assert len(regimen.administrations(4000)) == 96_000  # below the limit: fine
+
+
+@pytest.mark.parametrize("model, text, until, varied", [
+    ("one_compartment", "100 mg oral every 1 d x 4; 50 mg iv over 2 h at 12 h", "3.5 day",
+     (("V", 5.0, 50.0), ("F", 0.1, 1.0), ("tlag", 0.0, 0.7))),
+    ("cd38_myeloma", "10 mg/kg iv over 1 h every 7 d x 3; 56 mg/m2 carfilzomib every 7 d x 2;"
+     " 4 mg oral every 1 d x 5", "20 day",
+     (("WT", 40.0e3, 120.0e3), ("BSA", 1.4e2, 2.4e2), ("V1_ref", 2.0, 6.0))),
+])
+def test_the_plans_of_a_population_are_the_plans_of_each_run_alone(model, text, until,
+                                                                     varied):
+    """dose_plans computes every row's plan at once; each must be bit for bit the plan of
+    that row computed alone, whatever rows it came with: rows of other weights, surface
+    areas, volumes and bioavailabilities, and rows whose lag pushes a dose past `until`."""
+    from mechsim.doseplan import dose_plan, dose_plans
+    from mechsim.runspec import RunSpec
+
+    spec = RunSpec.build(model, text, until=until)
+    cm = spec.compiled
+    rng = np.random.default_rng(7)
+    rows = np.tile(spec.parameters, (40, 1))
+    for name, low, high in varied:  # canonical units: g, dm2, L, day
+        rows[:, cm.parameter_names.index(name)] = rng.uniform(low, high, 40)
+    events = spec.events()
+    together = dose_plans(cm, events, rows, spec.until)
+    counts = set()
+    for row, plan in zip(rows, together):
+        alone = dose_plan(cm, events, row, spec.until)
+        for field in ("bolus_table", "infusion_table", "bolus_amounts",
+                      "infusion_amount_rates"):
+            assert np.array_equal(getattr(plan, field), getattr(alone, field)), field
+        counts.add(len(plan.bolus_table))
+    assert len(plan.infusion_table) > 0 and len(plan.bolus_table) > 0
+    if model == "one_compartment":
+        assert len(counts) > 1  # some lags moved the day-3 dose past `until`
+
+
+def test_segments_add_overlapping_infusions_and_boluses_at_one_time():
+    """The solver's view of a plan, checked against a hand computation: two infusions that
+    overlap add their rates on the shared segment; two boluses at one time add their jumps;
+    a bolus at `until` is left out."""
+    from mechsim.doseplan import DosePlan
+
+    plan = DosePlan.of(boluses=[(0.0, 0, 1.0), (2.0, 1, 3.0), (2.0, 1, 4.0), (5.0, 0, 9.0)],
+                       infusions=[(1.0, 3.0, 0, 10.0), (2.0, 4.0, 0, 5.0)])
+    starts, ends, rates, jumps, is_dose = plan.segments(5.0, 2)
+    assert starts.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert ends.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert rates[:, 0].tolist() == [0.0, 10.0, 15.0, 5.0, 0.0]
+    assert rates[:, 1].tolist() == [0.0] * 5
+    assert jumps.tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 7.0], [0.0, 0.0], [0.0, 0.0]]
+    assert is_dose.tolist() == [True, True, True, False, False]
+    assert plan.boluses[1] == (2.0, 1, 3.0) and isinstance(plan.boluses[1][1], int)

@@ -91,7 +91,7 @@ class Sensitivities:
                 boluses.extend((dose.time, n * (j + 1) + dose.state, value * scaled[j])
                                for j in range(self.k) if scaled[j] != 0)
                 bolus_amounts.append(dose.amount)
-        return DosePlan(tuple(boluses), tuple(infusions), tuple(bolus_amounts),
+        return DosePlan.of(boluses, infusions, bolus_amounts,
                         tuple(inf_rates))
 
     def _route_gradient(self, route: str, event, p: np.ndarray):

@@ -64,8 +64,10 @@ def _solve_block(cm, params, plans, grid, rtol, atol, out):
     status = np.zeros(len(plans), dtype=np.int64)
     ndf_kernel.chunk_runner(cm)(params, offsets, starts, ends, rates, jumps, grid,
                                 float(rtol), atol.astype(float), y0, out, pre, stats, status)
-    pre_dose = [(seg[0][seg[4]], pre[offsets[i]:offsets[i + 1]][seg[4]])
-                for i, seg in enumerate(per_run)]
+    # runs that share a plan share its array of dose times
+    dose_times = {key: seg[0][seg[4]] for key, seg in segments.items()}
+    pre_dose = [(dose_times[id(plan)], pre[offsets[i]:offsets[i + 1]][seg[4]])
+                for i, (plan, seg) in enumerate(zip(plans, per_run))]
     return status, pre_dose, stats[:, :3].astype(np.int64)
 
 
