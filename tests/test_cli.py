@@ -4,6 +4,7 @@ no partial output files."""
 import csv
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -317,7 +318,14 @@ def test_export_sbml_and_load_it_back(tmp_path, capsys):
     out = tmp_path / "cd38.xml"
     assert main(["export", "cd38_myeloma", "--format", "sbml", "--regimen", ISA, "--until",
                  "4 weeks", "-o", str(out)]) == 0
-    assert "0 errors" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    count = re.fullmatch(r"libsbml consistency check: 0 errors, (\d+) warnings", lines[1])
+    # every warning listed, one line each, naming the element it concerns
+    listed = [line for line in lines[2:] if line.startswith("  warning ")]
+    assert count and len(listed) == int(count.group(1)) == len(lines) - 2 > 0
+    reactions = {r.split("'")[1] for r in listed if ", reaction '" in r}
+    assert {"tumour_growth", "tumour_kill"} <= reactions
+    assert all("<kineticLaw>" in r for r in listed if ", reaction '" in r)
     plain = tmp_path / "cd40.xml"
     assert main(["export", "cd40_apc", "-o", str(plain)]) == 0
     assert main(["show", str(plain)]) == 0
@@ -337,3 +345,20 @@ def test_sensitivity_local_and_sobol(tmp_path, capsys):
     assert (tmp_path / "s.png").stat().st_size > 10_000
     assert _main_in(tmp_path, [*args, "--method", "sobol"]) == 2
     assert "--vary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["--help"], ["list"], ["--version"]])
+def test_help_and_list_start_without_the_heavy_libraries(command):
+    """`mechsim --help` and `mechsim list` answer before numpy, pint, sympy, scipy, numba or
+    matplotlib are imported (they cost about 1.5 s together): start-up is a matter of what
+    is imported, checked here without timing anything."""
+    code = ("import sys\nfrom mechsim.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "heavy = ('numpy', 'pint', 'sympy', 'scipy', 'numba', 'matplotlib')\n"
+            "print('HEAVY', sorted(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "HEAVY []"
+    if command == ["list"]:
+        assert "cd38_myeloma" in out.stdout and "icaria_mm" in out.stdout

@@ -20,28 +20,32 @@ from .common import (
 
 
 def cmd_list(args) -> int:
-    from ..io import builtin_names, load_model, load_params
-    from ..io.population_file import is_population, load_population
-    from ..scenario import read_scenario
+    # Only the files' headers are read (tomllib, no units, no sympy), so the listing takes
+    # a fraction of a second; every built-in file is loaded in full by the test suite.
+    import tomllib
+
+    from ..io.builtin import builtin_dir, builtin_names
+
+    def header(kind: str, name: str) -> dict:
+        with (builtin_dir(kind) / f"{name}.toml").open("rb") as fh:
+            return tomllib.load(fh)
 
     print("models:")
     for name in builtin_names("models"):
-        print(f"  {name:<24} {load_model(name).description}")
-    names = builtin_names("params")
-    populations = [n for n in names if is_population(n)]
-    print("parameter sets:")
-    for name in names:
-        if name not in populations:
-            ps = load_params(name)
-            print(f"  {name:<24} [{ps.model or 'any model'}] {ps.description}")
-    print("populations (for virtual trials):")
-    for name in populations:
-        pop = load_population(name)
-        print(f"  {name:<24} [{pop.model or 'any model'}] {pop.description}")
+        print(f"  {name:<24} {header('models', name).get('model', {}).get('description', '')}")
+    params = {name: header("params", name) for name in builtin_names("params")}
+    populations = [n for n, data in params.items() if {"variability", "covariates"} & set(data)]
+    for title, names in (("parameter sets:", [n for n in params if n not in populations]),
+                         ("populations (for virtual trials):", populations)):
+        print(title)
+        for name in names:
+            meta = params[name].get("meta", {})
+            print(f"  {name:<24} [{meta.get('model') or 'any model'}] "
+                  f"{meta.get('description', '')}")
     print("scenarios (mechsim run NAME):")
     for name in builtin_names("scenarios"):
-        scenario = read_scenario(name)
-        print(f"  {name:<24} [{scenario.model}] {scenario.description}")
+        head = header("scenarios", name).get("scenario", {})
+        print(f"  {name:<24} [{head.get('model', '')}] {head.get('description', '')}")
     return 0
 
 
@@ -176,7 +180,7 @@ def cmd_export(args) -> int:
     write_text_atomically(out, text)
     wrote(out)
     print(f"libsbml consistency check: {len(errors)} errors, {len(warnings)} warnings")
-    for message in errors:
+    for message in errors + warnings:
         print(f"  {message}")
     return 1 if errors else 0
 

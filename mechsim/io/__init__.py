@@ -1,17 +1,35 @@
-"""Reading and writing mechsim's data files (models, parameters); errors carry path:line."""
+"""Reading and writing mechsim's data files (models, parameters); errors carry path:line.
 
-from .common import builtin_dir, builtin_names
-from .model_file import load_model, read_model
-from .params_file import ParameterSet, load_params, read_params
-from .prepare import prepare_model
+Names are imported on first use (PEP 562): listing the built-in files (``builtin_names``)
+must not pay for pint and sympy, which reading a model needs.
+"""
 
-__all__ = [
-           "ParameterSet",
-           "builtin_dir",
-           "builtin_names",
-           "load_model",
-           "load_params",
-           "prepare_model",
-           "read_model",
-           "read_params",
-]
+from importlib import import_module
+
+# public name -> module of this package that defines it
+_EXPORTS = {
+    "ParameterSet": "params_file",
+    "builtin_dir": "builtin",
+    "builtin_names": "builtin",
+    "load_model": "model_file",
+    "load_params": "params_file",
+    "prepare_model": "prepare",
+    "read_model": "model_file",
+    "read_params": "params_file",
+}
+__all__ = ["ParameterSet", "builtin_dir", "builtin_names", "load_model", "load_params",
+           "prepare_model", "read_model", "read_params"]
+
+
+def __getattr__(name: str):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

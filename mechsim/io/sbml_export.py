@@ -583,10 +583,26 @@ def _check(text: str) -> tuple[list[str], list[str]]:
     errors, warnings = [], []
     for i in range(doc.getNumErrors()):
         e = doc.getError(i)
-        msg = f"{e.getSeverityAsString()} {e.getErrorId()} (line {e.getLine()}): " \
-              f"{one_line(e.getMessage())}"
-        (errors if e.getSeverity() >= L.LIBSBML_SEV_ERROR else warnings).append(msg)
+        message = _message_text(e.getSeverityAsString().lower(), e.getErrorId(), e.getLine(),
+                                one_line(e.getMessage()))
+        (errors if e.getSeverity() >= L.LIBSBML_SEV_ERROR else warnings).append(message)
     return errors, warnings
+
+
+#: libsbml's messages name the element they concern as "the <reaction> with id 'x'"
+_ELEMENT = re.compile(r"<(\w+)> (?:element )?with (?:the )?id '([^']+)'")
+#: and open with the text of the rule, then "Reference: L3V2 Section 3.4 " and the case
+_REFERENCE = re.compile(r"Reference: L\d+V\d+ Sections? [\d.]+(?: and [\d.]+)?\s*")
+
+
+def _message_text(severity: str, code: int, line: int, text: str) -> str:
+    """One line per message: severity and libsbml's code, the element it concerns (kind
+    and id, else the line of the SBML text) and what libsbml says about this case."""
+    found = _ELEMENT.findall(text)
+    where = f"{found[-1][0]} '{found[-1][1]}'" if found else f"line {line}"
+    parts = _REFERENCE.split(text, maxsplit=1)
+    specific = parts[1] if len(parts) == 2 and parts[1] else text
+    return f"{severity} {code}, {where}: {specific}"
 
 
 def validate_sbml(text: str) -> list[str]:
