@@ -32,7 +32,7 @@ _EXPORTS = {
     "Trial": "trial", "TrialArm": "trial", "TrialResult": "trial", "run_trial": "trial",
     "MechsimError": "errors", "ParseError": "errors", "UnitError": "errors",
     "ValidationError": "errors", "RegimenError": "errors", "SolverError": "errors",
-    "MissingDependency": "errors", "NumericalWarning": "errors",
+    "MissingDependency": "errors", "NumericalWarning": "errors", "UnitWarning": "errors",
     "read_dataset": "dataset", "Dataset": "dataset", "fit": "estimation",
     "FitResult": "estimation", "check_model": "checks",
 }
@@ -59,6 +59,7 @@ __all__ = [
     "TrialArm",
     "TrialResult",
     "UnitError",
+    "UnitWarning",
     "ValidationError",
     "VirtualPatients",
     "__version__",

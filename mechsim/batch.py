@@ -36,10 +36,12 @@ from .runspec import RunSpec, SolverSettings, output_grid
 from .solvers import DEFAULT_METHOD, Trajectory
 from .units import (
     canonical_unit,
+    convertible,
     dimension_text,
     format_quantity,
     format_unit,
     parse_quantity,
+    split_output,
     ureg,
 )
 
@@ -88,23 +90,32 @@ class BatchResult:
         return ureg.Quantity(self.time_days, ureg.day).to(self.compiled.time_unit)
 
     def __getitem__(self, name: str) -> pint.Quantity:
+        """An output of every run, shape (runs, times): ``batch["RO"]``, or in a unit of
+        your choice, ``batch["C_mass[ug/mL]"]``."""
         cm = self.compiled
-        if name in cm.state_names:
-            i = cm.state_names.index(name)
-            return _in_unit(self.states[:, i, :], cm.state_units[i])
-        if name in cm.observable_names:
-            i = cm.observable_names.index(name)
+        bare, wanted = split_output(name)
+        if bare in cm.state_names:
+            i = cm.state_names.index(bare)
+            return _in_unit(self.states[:, i, :], convertible(bare, cm.state_units[i], wanted))
+        if bare in cm.observable_names:
+            i = cm.observable_names.index(bare)
+            unit = convertible(bare, cm.observable_units[i], wanted)
             values = np.empty((len(self), self.time_days.size))
             for lo in range(0, len(self), _OBSERVABLE_CHUNK):
                 hi = min(lo + _OBSERVABLE_CHUNK, len(self))
                 y = np.moveaxis(self.states[lo:hi], 1, 0)          # states, runs, times
                 p = self.parameter_values[lo:hi].T[:, :, None]     # parameters, runs, 1
                 values[lo:hi] = cm.observables(self.time_days, y, p)[i]
-            return _in_unit(values, cm.observable_units[i])
+            return _in_unit(values, unit)
         known = list(cm.state_names) + list(cm.observable_names)
-        close = get_close_matches(name, known, n=1)
+        close = get_close_matches(bare, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"{name!r} is not a state or observable of {cm.name}{hint}")
+        raise KeyError(f"{bare!r} is not a state or observable of {cm.name}{hint}")
+
+    def _repr_html_(self) -> str:
+        from .html import batch_html
+
+        return batch_html(self)
 
     def parameter(self, name: str) -> pint.Quantity:
         """Each run's value of a parameter."""

@@ -79,6 +79,10 @@ class CompiledModel:
     #: the Jacobian is block diagonal with this many copies of the block that jac_entries
     #: describe (sensitivity systems, mechsim.estimation.gradients); 1 for a model
     jacobian_blocks: int = 1
+    #: what results show by default (:attr:`mechsim.model.Model.default_outputs`) and the
+    #: labels of states and rules, for tables and figures
+    default_outputs: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
     _functions: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- pickling: expressions travel, generated functions are rebuilt --------------------
@@ -200,7 +204,8 @@ _CACHE: OrderedDict = OrderedDict()
 def _structure_key(model: Model):
     params = tuple((p.name, p.value.units) for p in model.parameters)
     return (model.name, model.species, model.reactions, model.rules, model.compartments,
-            model.routes, model.drugs, model.time_unit, params)
+            model.routes, model.drugs, model.time_unit, params, model.default_outputs,
+            tuple(model.labels.items()))
 
 
 def compile_model(model: Model) -> CompiledModel:
@@ -295,6 +300,8 @@ class _Compiler:
             observable_exprs=observables,
             routes={r.name: self._route(r, names) for r in m.routes},
             conservation_laws=self._conservation(stoich, names, self._volume_labels()),
+            default_outputs=m.default_outputs,
+            labels=tuple(m.labels.items()),
         )
 
     def _volume_labels(self) -> list[str]:

@@ -529,6 +529,11 @@ class Regimen(_ByValue):
     def __repr__(self) -> str:
         return f"Regimen.parse({str(self)!r})"
 
+    def _repr_html_(self) -> str:
+        from .html import regimen_html
+
+        return regimen_html(self)
+
 
 def _shorten(text: str) -> str:
     return text if len(text) <= 80 else f"{text[:70]}..."

@@ -15,6 +15,7 @@ __all__ = [
     "RegimenError",
     "SolverError",
     "UnitError",
+    "UnitWarning",
     "ValidationError",
 ]
 
@@ -87,6 +88,11 @@ class SolverError(MechsimError, RuntimeError):
 def _solver_error(detail, where, hint, partial, failures) -> SolverError:
     """Rebuilds a SolverError after pickling (it travels back from worker processes)."""
     return SolverError(detail, where, hint=hint, partial=partial, failures=failures)
+
+
+class UnitWarning(UserWarning):
+    """A model loaded, but a unit in it could not be put the way a person would write it
+    (a rule without a declared unit whose inferred unit stays compound)."""
 
 
 class NumericalWarning(UserWarning):

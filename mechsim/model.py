@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import pint
 
-from .errors import UnitError, ValidationError
+from .errors import UnitError, UnitWarning, ValidationError
 from .expr import FUNCTIONS, TIME, Expr
-from .units import dimension_text, format_quantity, parse_quantity, ureg
+from .units import (
+    dimension_text,
+    format_quantity,
+    format_unit,
+    parse_quantity,
+    readable_unit,
+    ureg,
+)
 
 __all__ = ["Compartment", "Drug", "Model", "Parameter", "Reaction", "Route", "Rule", "Species"]
 
@@ -92,6 +100,8 @@ class Species:
     initial: Value
     compartment: str | None = None
     where: str | None = field(default=None, compare=False)
+    #: what it is, in words, for tables and axis labels ("free isatuximab in plasma")
+    label: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,8 @@ class Rule:
     expr: Expr
     unit: pint.Unit | None = None
     where: str | None = field(default=None, compare=False)
+    #: what it is, in words, for tables and axis labels ("CD38 occupancy in marrow")
+    label: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -206,10 +218,13 @@ class Model:
     #: declared behaviour (``[[expect]]``), checked by ``mechsim check``; not part of the
     #: mechanism, so two models that differ only here are equal
     expectations: tuple = field(default=(), compare=False)
+    #: the states and rules shown by default (``[model] outputs``); empty: see
+    #: :attr:`default_outputs`
+    outputs: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         for attr in ("species", "parameters", "compartments", "reactions", "rules", "routes",
-                     "drugs"):
+                     "drugs", "outputs"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         _Validator(self).run()
 
@@ -243,6 +258,22 @@ class Model:
         """Unit each rule is reported in (declared, else inferred)."""
         return _Validator(self).rule_units()
 
+    @cached_property
+    def default_outputs(self) -> tuple[str, ...]:
+        """What tables and figures show unless told otherwise: the declared ``outputs``, or
+        every state and every rule that changes during a run (rules of parameters only,
+        such as a rate constant derived from a half-life, are left out)."""
+        if self.outputs:
+            return self.outputs
+        fixed = _Validator(self).parameter_only_rules()
+        return tuple(s.name for s in self.species) + \
+            tuple(r.name for r in self.rules if r.name not in fixed)
+
+    @cached_property
+    def labels(self) -> dict[str, str]:
+        """Name -> label of the states and rules that have one."""
+        return {item.name: item.label for item in (*self.species, *self.rules) if item.label}
+
     def unit_of(self, name: str) -> pint.Unit:
         """The unit of a species, rule, parameter or of ``t`` (the model's time unit)."""
         if name == TIME:
@@ -265,6 +296,34 @@ class Model:
         """Unit of the amount a species holds (its unit, times volume for concentrations)."""
         unit = self.species_by_name[species].unit
         return (1 * unit * ureg.L).units if self.is_concentration(species) else unit
+
+    def _repr_html_(self) -> str:
+        from .html import model_html
+
+        return model_html(self)
+
+    def parameters_table(self):
+        """The parameters as a table: name, value, unit, source and note, one row each; a
+        pandas DataFrame when pandas is installed, else a list of dicts (the same rows).
+
+        Examples
+        --------
+        >>> import mechsim
+        >>> table = mechsim.load_model("one_compartment").parameters_table()
+        >>> table[["name", "value", "unit"]].head(3).round(3)
+          name    value    unit
+        0   MW  150.000  kg/mol
+        1    V   10.000       L
+        2   CL    6.931     L/d
+        """
+        rows = [{"name": p.name, "value": float(p.value.magnitude),
+                 "unit": format_unit(p.value.units) or "1", "source": p.source or "",
+                 "note": p.note or ""} for p in self.parameters]
+        try:
+            import pandas as pd
+        except ImportError:
+            return rows
+        return pd.DataFrame(rows, columns=["name", "value", "unit", "source", "note"])
 
     # ---- changing ------------------------------------------------------------------------
     def replace(self, **changes) -> Model:
@@ -338,6 +397,10 @@ class _Validator:
                                           f"{seen[name]}", item.where)
                 seen[name] = kind
         self.rule_units()
+        for name in m.outputs:
+            if name not in groups["species"] and name not in groups["rule"]:
+                raise ValidationError(f"model.outputs: {name!r} is not a species or rule of "
+                                      f"model {m.name}", m.source)
         # Volumes, initial values, bioavailability, lag and molecular weight are fixed for a
         # run: they may use parameters and rules built from parameters only.
         params = set(groups["parameter"]) | self.parameter_only_rules()
@@ -414,8 +477,16 @@ class _Validator:
                                         f"the expression has {dimension_text(dim.dimensionality)}",
                                         r.where)
                     unit = r.unit
+                elif dim.dimensionless:
+                    unit = dim.to_reduced_units().units
                 else:
-                    unit = dim.to_reduced_units().units if dim.dimensionless else dim.units
+                    unit, simple = readable_unit(dim.units, [self.units[n] for n in
+                                                             r.expr.names if n in self.units])
+                    if not simple:
+                        warnings.warn(f"{r.where or self.m.source or self.m.name}: rule "
+                                      f"{r.name}: its unit {unit} could not be simplified; "
+                                      'declare the unit to report it in (unit = "...")',
+                                      UnitWarning, stacklevel=2)
                 self.units[r.name] = unit
                 out[r.name] = unit
                 known.add(r.name)

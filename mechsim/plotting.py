@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .units import format_unit
+from .units import format_unit, split_output
 
 __all__ = ["plot_exposure_response", "plot_kaplan_meier", "plot_timecourse", "save_figure"]
 
@@ -22,45 +22,65 @@ def _unit_text(unit) -> str:
 
 
 def plot_timecourse(results, names: Sequence[str], *, axes=None, time_unit=None,
-                    log: Sequence[str] = (), units: Mapping[str, str] | None = None):
-    """One panel per output, one line per result; returns the array of Axes.
+                    log: Sequence[str] = (), units: Mapping[str, str] | None = None,
+                    overlay: bool = False):
+    """One panel per output (or all on one panel with ``overlay=True``), one line per
+    result; returns the array of Axes.
 
-    ``results`` is a Result or a mapping label -> Result; ``log`` names outputs drawn on a
-    log axis; ``units`` maps outputs to the unit to draw them in.
+    ``results`` is a Result or a mapping label -> Result; ``names`` may ask for a unit
+    (``"C_mass[ng/mL]"``); ``log`` names outputs drawn on a log axis; ``units`` maps outputs
+    to the unit to draw them in.  Axes are labelled with the model's labels and units.
     """
     import matplotlib.pyplot as plt
 
     if not isinstance(results, Mapping):
         results = {results.regimen or results.model: results}
     units = dict(units or {})
-    names = list(names)
+    names = [f"{n}[{units[n]}]" if n in units else n for n in names]
     first = next(iter(results.values()))
     for name in names:
-        first.unit(name)  # unknown names fail before any drawing
+        first.unit(name)  # unknown names and units fail before any drawing
+    panels = 1 if overlay else len(names)
     if axes is None:
-        cols = min(3, len(names))
-        rows = math.ceil(len(names) / cols)
+        cols = min(3, panels)
+        rows = math.ceil(panels / cols)
         _, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), sharex=True,
                                squeeze=False)
     flat = np.asarray(axes).ravel()
     t_unit = time_unit if isinstance(time_unit, str) else \
         format_unit(time_unit if time_unit is not None else first.time_unit)
-    for ax, name in zip(flat, names):
+    for k, name in enumerate(names):
+        ax = flat[0 if overlay else k]
         for label, res in results.items():
-            values = res[name].to(units[name]) if name in units else res[name]
-            ax.plot(res.time.to(t_unit).magnitude, values.magnitude, label=label)
-            ax.set_ylabel(f"{name} [{_unit_text(values.units)}]")
-        if name in log:
+            values = res[name]
+            line = f"{label}: {res.label(name)}" if overlay and len(results) > 1 else \
+                res.label(name) if overlay else label
+            ax.plot(res.time.to(t_unit).magnitude, values.magnitude, label=line)
+        if not overlay:
+            ax.set_ylabel(_wrapped(first.label(name)))
+        if split_output(name)[0] in log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    for ax in flat[len(names):]:
+    if overlay:
+        shown = {format_unit(first.unit(n)) or "1" for n in names}
+        flat[0].set_ylabel(f"[{shown.pop()}]" if len(shown) == 1 else "value (units in legend)")
+    for ax in flat[panels:]:
         ax.set_visible(False)
-    for ax in flat[max(0, len(names) - min(3, len(names))):len(names)]:
+    for ax in flat[max(0, panels - min(3, panels)):panels]:
+        # the last panel of each column: its own tick labels, hidden by sharex when a row
+        # below it is empty
         ax.set_xlabel(f"time [{t_unit}]")
-    if len(results) > 1:
+        ax.xaxis.set_tick_params(labelbottom=True)
+    if len(results) > 1 or overlay:
         flat[0].legend(fontsize=8)
     flat[0].figure.tight_layout()
     return axes
+
+
+def _wrapped(text: str, width: int = 34) -> str:
+    """An axis label on at most two lines."""
+    lines = textwrap.wrap(text, width)
+    return "\n".join(lines[:2]) + ("..." if len(lines) > 2 else "")
 
 
 def plot_exposure_response(er, ax=None):

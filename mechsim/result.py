@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 
 import numpy as np
 import pint
 
 from .accuracy import conservation_residuals, warn_if_inaccurate
-from .errors import ValidationError
+from .errors import UnitError, ValidationError
 from .io.result_files import write_csv
 from .optional import require
-from .units import canonical_unit, format_unit, ureg
+from .units import (
+    canonical_unit,
+    convertible,
+    format_unit,
+    parse_unit,
+    split_output,
+    ureg,
+)
 
 __all__ = ["Diagnostics", "Result", "build_result"]
 
@@ -93,6 +102,10 @@ class Result:
     pre_dose_states: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     pre_dose_observables: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     regimen: str = ""
+    #: the outputs shown unless others are asked for (the model's default outputs)
+    outputs: tuple[str, ...] = ()
+    #: name -> what it is in words, for the states and rules the model labels
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("time_days", "states", "observables", "pre_dose_days", "pre_dose_states",
@@ -111,26 +124,48 @@ class Result:
         return ureg.Quantity(self.time_days, ureg.day).to(self.time_unit)
 
     def unit(self, name: str) -> pint.Unit:
-        """Reporting unit of a state or observable."""
+        """Reporting unit of a state or observable (``"C_mass[ng/mL]"``: ng/mL)."""
         return self._locate(name)[2]
 
     def _locate(self, name: str):
-        if name in self.state_names:
-            i = self.state_names.index(name)
-            return self.states, i, self.state_units[i]
-        if name in self.observable_names:
-            i = self.observable_names.index(name)
-            return self.observables, i, self.observable_units[i]
-        raise ValidationError(f"no output named {name!r} (available: {', '.join(self.names)})")
+        """(table, row, unit) of an output; ``NAME[unit]`` asks for another unit."""
+        bare, wanted = split_output(name)
+        if bare in self.state_names:
+            i = self.state_names.index(bare)
+            return self.states, i, convertible(bare, self.state_units[i], wanted)
+        if bare in self.observable_names:
+            i = self.observable_names.index(bare)
+            return self.observables, i, convertible(bare, self.observable_units[i], wanted)
+        close = get_close_matches(bare, self.names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValidationError(f"no output named {bare!r} ({hint}available: "
+                              f"{', '.join(self.names)})")
 
     def __getitem__(self, name: str) -> pint.Quantity:
+        """An output over time: ``res["C_mass"]`` in the model's unit, ``res["C_mass[ng/mL]"]``
+        in ng/mL."""
         table, i, unit = self._locate(name)
         return _report(table[i], unit)
+
+    def label(self, name: str) -> str:
+        """What an output is, in words, with its unit: ``"isatuximab in plasma [mg/L]"``
+        (the name when the model gives no label; no unit when it is dimensionless)."""
+        bare, _ = split_output(name)
+        unit = format_unit(self.unit(name))
+        return f"{self.labels.get(bare, bare)}{f' [{unit}]' if unit else ''}"
+
+    def in_time_unit(self, unit) -> Result:
+        """The same result reported with time in ``unit`` (``"h"``, ``"week"``)."""
+        parsed = parse_unit(unit, what="time unit") if isinstance(unit, str) else unit
+        if (1 * parsed).dimensionality != ureg.day.dimensionality:
+            raise UnitError(f"the time unit must be a time, got {unit!r}")
+        return dataclasses.replace(self, time_unit=parsed)
 
     def _pre_dose(self, name: str) -> np.ndarray:
         """Canonical values of an output just before each dose."""
         if not self.pre_dose_days.size:
             return np.empty(0)
+        name, _ = split_output(name)
         if name in self.state_names:
             return self.pre_dose_states[:, self.state_names.index(name)]
         return self.pre_dose_observables[:, self.observable_names.index(name)]
@@ -159,17 +194,50 @@ class Result:
         return t, _report(y, unit)
 
     def to_csv(self, path: str | Path, names: list[str] | None = None) -> Path:
-        """Write time and outputs with units in the header, e.g. ``C [nM]``."""
-        return write_csv(self, Path(path), list(names or self.names))
+        """Write time and outputs (default: :attr:`outputs`) with units in the header, e.g.
+        ``C [nM]``; ``NAME[unit]`` writes an output in that unit."""
+        return write_csv(self, Path(path), list(names or self.outputs or self.names))
 
-    def to_dataframe(self, names: list[str] | None = None):
-        """A pandas DataFrame (needs pandas) with units in the column names."""
+    def to_dataframe(self, names: list[str] | None = None, *, bare_names: bool = False):
+        """A pandas DataFrame (needs pandas): a time column, then one column per output
+        (default: :attr:`outputs`; ``NAME[unit]`` gives an output in that unit).
+
+        Columns are named ``"name [unit]"`` as in the CSV files, or just ``"name"`` with
+        ``bare_names=True``; either way ``df.attrs["units"]`` maps each column to its unit
+        and ``df.attrs["labels"]`` to its label.
+
+        Examples
+        --------
+        >>> import mechsim
+        >>> res = mechsim.simulate("one_compartment", "100 mg iv", until="1 day",
+        ...                        every="12 h")
+        >>> res.to_dataframe(["C_mass[ug/mL]"]).round(2)
+           time [d]  C_mass [ug/mL]
+        0       0.0           10.00
+        1       0.5            7.07
+        2       1.0            5.00
+        >>> df = res.to_dataframe(["C_mass"], bare_names=True)
+        >>> list(df.columns), df.attrs["units"]
+        (['time', 'C_mass'], {'time': 'd', 'C_mass': 'mg/L'})
+        """
         pd = require("pandas", "Result.to_dataframe")
-        names = list(names or self.names)
-        data = {f"time [{format_unit(self.time_unit)}]": self.time.magnitude}
+        names = list(names or self.outputs or self.names)
+        columns = {"time": (self.time.magnitude, format_unit(self.time_unit), "time")}
         for n in names:
-            data[f"{n} [{format_unit(self.unit(n)) or '1'}]"] = self[n].magnitude
-        return pd.DataFrame(data)
+            bare = split_output(n)[0]
+            columns[bare] = (self[n].magnitude, format_unit(self.unit(n)) or "1",
+                             self.labels.get(bare, bare))
+        titles = {k: k if bare_names else f"{k} [{unit}]" for k, (_, unit, _) in
+                  columns.items()}
+        frame = pd.DataFrame({titles[k]: v for k, (v, _, _) in columns.items()})
+        frame.attrs["units"] = {titles[k]: unit for k, (_, unit, _) in columns.items()}
+        frame.attrs["labels"] = {titles[k]: label for k, (_, _, label) in columns.items()}
+        return frame
+
+    def _repr_html_(self) -> str:
+        from .html import result_html
+
+        return result_html(self)
 
     def __repr__(self) -> str:
         t = self.time.magnitude
@@ -208,4 +276,6 @@ def build_result(cm, parameters: np.ndarray, plan, grid: np.ndarray, trajectory,
         observables=cm.observables(grid, out, parameters) if cm.observable_names else
         np.empty((0, len(grid))),
         diagnostics=diagnostics, pre_dose_days=pre_t, pre_dose_states=pre_states,
-        pre_dose_observables=pre_obs, regimen=regimen)
+        pre_dose_observables=pre_obs, regimen=regimen,
+        outputs=cm.default_outputs or cm.state_names + cm.observable_names,
+        labels=dict(cm.labels))

@@ -29,6 +29,7 @@ design: a per-patient comparison of treatments).
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,7 @@ from .dosing import Regimen
 from .errors import SolverError, ValidationError
 from .io.atomic import write_atomically
 from .population import Population
-from .units import as_days, format_quantity, parse_quantity, ureg
+from .units import as_days, format_quantity, format_unit, parse_quantity, ureg
 
 __all__ = ["Arm", "Published", "Trial", "TrialArm", "TrialResult", "run_trial"]
 
@@ -239,10 +240,10 @@ class TrialResult:
         for row in self.summary(alpha):
             low, high = row[next(k for k in row if k.startswith("lower"))], \
                 row[next(k for k in row if k.startswith("upper"))]
-            ci = f" [{float(low):.3g}, {float(high):.3g}]" if low and high else ""
+            ci = f" [{_shown(low, 3)}, {_shown(high, 3)}]" if low and high else ""
             pub = f" | {float(row['published']):.4g}" if row["published"] else ""
             lines.append(f"  {row['arm']:8s} {row['endpoint']:40s} "
-                         f"{float(row['simulated']):.4g}{ci} {row['unit']}{pub}".rstrip())
+                         f"{_shown(row['simulated'], 4)}{ci} {row['unit']}{pub}".rstrip())
         return "\n".join(lines)
 
     def write_patients(self, path: str | Path) -> None:
@@ -254,9 +255,9 @@ class TrialResult:
             with tmp.open("w", newline="") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(["arm", "patient"] +
-                                [f"{n} ({self.column_units[n]})" if self.column_units[n]
+                                [f"{n} [{self.column_units[n]}]" if self.column_units[n]
                                  else n for n in names] +
-                                ["best_reduction", "best_response", "pfs (month)",
+                                ["best_reduction", "best_response", "pfs [month]",
                                  "progressed", "pfs_event"])
                 for i in range(self.arm.size):
                     writer.writerow([self.arm[i], int(self.patient[i])] +
@@ -307,15 +308,26 @@ class TrialResult:
 
 def _row(arm: Arm, endpoint: str, value, lower, upper, unit: str, published, level):
     def num(x):
-        return "" if x is None else repr(float(x))
+        if x is None:
+            return ""
+        # counts stay integers ("2000", not "2000.0")
+        return str(int(x)) if isinstance(x, int | np.integer) else repr(float(x))
 
     return {"arm": arm.label, "endpoint": endpoint, "simulated": num(value),
             f"lower ({level})": num(lower), f"upper ({level})": num(upper), "unit": unit,
             "published": num(published)}
 
 
+def _shown(text: str, digits: int) -> str:
+    """A summary value as printed: a median PFS that the curve never reaches is infinite."""
+    value = float(text)
+    return "not reached" if value == math.inf else f"{value:.{digits}g}"
+
+
 def _cell(value) -> str:
-    return str(value) if isinstance(value, str | np.str_) else repr(float(value))
+    if isinstance(value, str | np.str_):
+        return str(value)
+    return str(int(value)) if isinstance(value, int | np.integer) else repr(float(value))
 
 
 def _positive_time(value, what: str) -> pint.Quantity:
@@ -395,12 +407,12 @@ def run_trial(trial: Trial, *, executor=None, workers: int | None = None,
             column = people.covariate(name)
             columns.setdefault(name, []).append(
                 column if isinstance(column, np.ndarray) else column.magnitude)
-            units[name] = "" if isinstance(column, np.ndarray) else f"{column.units:~P}"
+            units[name] = "" if isinstance(column, np.ndarray) else format_unit(column.units)
         for name, q in people.quantities().items():
             if name in people.covariates:
                 continue
             columns.setdefault(name, []).append(q.magnitude)
-            units[name] = f"{q.units:~P}"
+            units[name] = format_unit(q.units)
     merged = {name: np.concatenate(parts) for name, parts in columns.items()}
     return TrialResult(trial=trial, arm=np.concatenate(arms), patient=np.concatenate(patients),
                        columns=merged, column_units=units, best_reduction=np.concatenate(best),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tokenize
+from collections.abc import Iterable
 from functools import cache
 
 import numpy as np
@@ -21,10 +22,13 @@ __all__ = [
     "Quantity",
     "as_days",
     "canonical_unit",
+    "convertible",
     "dimension_text",
     "format_quantity",
     "parse_quantity",
     "parse_unit",
+    "readable_unit",
+    "split_output",
     "times_in_days",
     "to_canonical",
     "ureg",
@@ -190,3 +194,95 @@ def times_in_days(values, what: str) -> np.ndarray:
     if not np.all(np.isfinite(days)):
         raise ValidationError(f"`{what}` must be finite times")
     return days
+
+
+# ---- units a person would write -----------------------------------------------------------
+#: The unit pharmacologists write for the common kinds of derived quantity; ``{t}`` is the
+#: time unit the expression itself uses (day when it uses none or several).
+_PREFERRED = {
+    "mass/volume": "mg/L", "substance/volume": "nM", "substance": "nmol", "mass": "mg",
+    "volume": "L", "time": "{t}", "1/time": "1/{t}", "volume/time": "L/{t}",
+    "substance/time": "nmol/{t}", "mass/time": "mg/{t}", "substance/volume/time": "nM/{t}",
+    "mass/volume/time": "mg/L/{t}", "mass*time/volume": "mg*{t}/L",
+    "substance*time/volume": "nM*{t}", "volume/substance": "1/nM", "mass/substance": "kg/mol",
+    "area": "m**2", "dimensionless": "dimensionless",
+}
+_TIME_WORDS = ("second", "minute", "hour", "day", "week")
+
+
+@cache
+def _preferred_by_dimension() -> dict:
+    out = {}
+    for text in _PREFERRED.values():
+        probe = ureg.Quantity(1.0, text.replace("{t}", "day"))
+        out[probe.dimensionality] = text
+    return out
+
+
+def _is_simple(unit: pint.Unit) -> bool:
+    """At most one unit above and one below the line, of different kinds: ``nM``,
+    ``L/h``, ``1/day``, ``m**2``; not ``g*nM/mol`` or ``nM/M/s``."""
+    items = dict(unit._units)
+    above = [u for u, e in items.items() if e > 0]
+    below = [u for u, e in items.items() if e < 0]
+    if len(above) > 1 or len(below) > 1:
+        return False
+    if above and below:
+        return ureg.Unit(above[0]).dimensionality != ureg.Unit(below[0]).dimensionality
+    return True
+
+
+def readable_unit(unit: pint.Unit, hints: Iterable = ()) -> tuple[pint.Unit, bool]:
+    """The unit a person would write for a quantity inferred in ``unit`` (a product of the
+    units of the names in an expression), and whether it could be made simple.
+
+    A simple unit is kept as it is (``L/h``, ``nM``, ``1/day``); a compound one (``g*nM/mol``,
+    ``nM/M/s``) becomes the unit written for its kind of quantity (``mg/L``, ``1/s``: the
+    time unit is the one the expression's own units use, given as ``hints``).  A compound
+    unit of an unusual kind is only reduced (``nM/M`` to dimensionless); if that leaves it
+    compound, it is returned as it is and the second value is False.
+    """
+    if _is_simple(unit):
+        return unit, True
+    times = {name for u in hints for name in dict(ureg.Unit(u)._units)
+             if ureg.Unit(name).dimensionality == ureg.day.dimensionality}
+    words = [w for w in _TIME_WORDS if w in times]
+    t = words[0] if len(words) == 1 else "day"
+    text = _preferred_by_dimension().get(ureg.Quantity(1.0, unit).dimensionality)
+    if text is not None:
+        return ureg.Unit(text.replace("{t}", t)), True
+    reduced = ureg.Quantity(1.0, unit).to_reduced_units().units
+    return (reduced, True) if _is_simple(reduced) else (unit, False)
+
+
+_OUTPUT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(.*)\])?\s*")
+
+
+def split_output(text: str) -> tuple[str, pint.Unit | None]:
+    """``"C_mass[ng/mL]"`` -> (``"C_mass"``, ng/mL); ``"C_mass"`` -> (``"C_mass"``, None).
+
+    The unit asks for an output in that unit; whether it fits the output is checked by the
+    caller, which knows the output's own unit (see :func:`convertible`)."""
+    match = _OUTPUT.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValidationError(f"cannot read the output {text!r}: expected a name, optionally "
+                              "with a unit in brackets, e.g. C_mass or C_mass[ng/mL]")
+    name, unit = match.groups()
+    if unit is None:
+        return name, None
+    if not unit.strip():
+        raise ValidationError(f"output {text!r}: the brackets hold no unit (e.g. "
+                              f"{name}[ng/mL])")
+    return name, parse_unit(unit.strip(), what=f"output {name} unit")
+
+
+def convertible(name: str, unit: pint.Unit, wanted: pint.Unit | None) -> pint.Unit:
+    """``wanted`` if an output of ``unit`` can be shown in it (else a UnitError that says
+    what the output is), or ``unit`` when nothing was asked for."""
+    if wanted is None:
+        return unit
+    if (1 * wanted).dimensionality != (1 * unit).dimensionality:
+        raise UnitError(f"output {name} is in {format_unit(unit) or 'dimensionless units'} "
+                        f"({dimension_text((1 * unit).dimensionality)}); it cannot be shown "
+                        f"in {format_unit(wanted) or 'dimensionless units'}")
+    return wanted

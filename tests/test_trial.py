@@ -229,8 +229,14 @@ def test_tables(serial, tmp_path):
     serial.write_summary(tmp_path / "summary.csv")
     lines = (tmp_path / "patients.csv").read_text().splitlines()
     assert len(lines) == 1 + 8
-    assert lines[0].startswith("arm,patient,") and "pfs (month)" in lines[0]
+    assert lines[0].startswith("arm,patient,") and "pfs [month]" in lines[0]
+    # one header convention: units in brackets, never in parentheses
+    assert "(" not in lines[0] and all(c.endswith("]") or "[" not in c
+                                       for c in lines[0].split(","))
     rows = serial.summary()
+    # counts are written as integers
+    counts = [r["simulated"] for r in rows if r["endpoint"] in ("patients", "PFS events")]
+    assert counts and all(c.isdigit() for c in counts)
     orr = next(r for r in rows if r["arm"] == "Pd" and r["endpoint"] == "ORR (>= PR)")
     pd = serial.arm == "pd"
     assert float(orr["simulated"]) == np.mean(serial.best_reduction[pd] >= 0.5)

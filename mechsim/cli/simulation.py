@@ -65,7 +65,13 @@ def cmd_check(args) -> int:
     return 0 if report.ok else 1
 
 
+#: Panels in one figure of ``mechsim simulate --plot`` (four rows of three)
+MAX_PANELS = 12
+
+
 def cmd_simulate(args) -> int:
+    import textwrap
+
     from ..io.result_files import WRITERS, format_table, write_result
     from ..plotting import plot_timecourse, save_figure
     from ..simulation import simulate
@@ -74,18 +80,25 @@ def cmd_simulate(args) -> int:
     plot = check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
     res = simulate(args.model, args.regimen, until=args.until, every=args.every,
                    params=args.params, overrides=parse_sets(args.set))
-    names = [n.strip() for n in args.output.split(",")] if args.output else list(res.names)
+    if args.time_unit:
+        res = res.in_time_unit(args.time_unit)
+    names = names_list(args.output) or list(res.outputs)
     for name in names:
-        res.unit(name)  # unknown names fail before anything is written
+        res.unit(name)  # unknown names and units fail before anything is written
     if out is None:
         print(format_table(res, names))
     else:
         write_result(res, out, names)
         print(f"wrote {out}")
     if plot is not None:
-        axes = plot_timecourse(res, names[:9])
+        if len(names) > MAX_PANELS and not args.overlay:
+            print(f"note: the figure shows the first {MAX_PANELS} of {len(names)} outputs; "
+                  "choose them with --output")
+        axes = plot_timecourse(res, names if args.overlay else names[:MAX_PANELS],
+                               overlay=args.overlay)
         fig = axes.ravel()[0].figure
-        fig.suptitle(f"{res.model}: {res.regimen}", fontsize=9)
+        title = f"{res.model}: {res.regimen}" if res.regimen else f"{res.model}: no doses"
+        fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=9)
         fig.tight_layout()
         save_figure(fig, plot)
         print(f"wrote {plot}")
@@ -239,9 +252,17 @@ def add_commands(sub) -> None:
     p.add_argument("--until", required=True, help='end time with unit, e.g. "12 weeks"')
     p.add_argument("--every", default=None, help='output spacing, e.g. "1 day"')
     model_options(p)
-    p.add_argument("--output", default=None, help="comma-separated outputs (default: all)")
+    p.add_argument("--output", default=None,
+                   help="comma-separated outputs, each optionally in a unit of your choice: "
+                        '"C_mass[ng/mL],RO" (default: the outputs the model marks, else '
+                        "every state and every rule that changes during the run)")
+    p.add_argument("--time-unit", default=None, metavar="UNIT",
+                   help='unit of the time column and axis, e.g. "h" or "week" (default: the '
+                        "model's)")
     p.add_argument("--out", default=None, help="write a .csv or .json file instead of printing")
     p.add_argument("--plot", default=None, help="save a figure (.png, .svg or .pdf)")
+    p.add_argument("--overlay", action="store_true",
+                   help="draw every output on one set of axes instead of a panel each")
 
     p = add_command(sub, "dose-response", "sweep doses, compute metrics and fit Emax/Hill curves",
              cmd_dose_response)

@@ -85,10 +85,15 @@ class _ModelReader:
                              f"{', '.join(sorted(_SECTIONS))})",
                              self.src.where((unknown[0],)))
         head = self.table("model")
-        unknown = sorted(set(head) - {"name", "description", "time_unit", "params"})
+        unknown = sorted(set(head) - {"name", "description", "time_unit", "params", "outputs"})
         if unknown:
             raise ParseError(f"[model]: unknown key {unknown[0]!r} (allowed: description, "
-                             "name, params, time_unit)", self.src.where(("model",), unknown[0]))
+                             "name, outputs, params, time_unit)",
+                             self.src.where(("model",), unknown[0]))
+        outputs = head.get("outputs", [])
+        if not isinstance(outputs, list) or not all(isinstance(n, str) for n in outputs):
+            raise ParseError("model.outputs must be a list of species and rule names",
+                             self.src.where(("model",), "outputs"))
         # default name: the file name, made into an identifier ("tmdd-2cpt" -> "tmdd_2cpt")
         name = head.get("name", re.sub(r"\W", "_", Path(self.src.path).stem))
         unit_where = self.src.where(("model",), "time_unit")
@@ -112,6 +117,7 @@ class _ModelReader:
                 rules=tuple(self.rules()),
                 routes=tuple(self.routes()),
                 source=self.src.path,
+                outputs=tuple(outputs),
             )
         except ValidationError as exc:
             if exc.where is None:
@@ -146,6 +152,15 @@ class _ModelReader:
             model = model.with_parameters(ps.values)
         return model.replace(parameter_sets=tuple(names)) if names else model
 
+    def label(self, section: str, name: str, entry: dict) -> str | None:
+        if "label" not in entry:
+            return None
+        text = entry["label"]
+        if not isinstance(text, str) or not text.strip() or "\n" in text:
+            raise ParseError(f"{section}.{name}: label must be one line of text",
+                             self.key_where(section, name, "label"))
+        return text.strip()
+
     def drugs(self):
         for name, raw in self.table("drugs").items():
             d = self.entry("drugs", name, raw, {"molecular_weight"}, "molecular_weight")
@@ -167,13 +182,15 @@ class _ModelReader:
     def species(self):
         table = self.table("species", required=True)
         for name, raw in table.items():
-            s = self.entry("species", name, raw, {"unit", "compartment", "initial"}, None)
+            s = self.entry("species", name, raw, {"unit", "compartment", "initial", "label"},
+                           None)
             where = self.src.entry_where("species", name)
             unit = parse_unit(s.get("unit", ""), what=f"species {name} unit",
                               where=self.key_where("species", name, "unit"))
             initial = value_or_expr(s.get("initial", 0), f"species {name} initial",
                                     self.key_where("species", name, "initial"))
-            yield Species(name, unit, initial, s.get("compartment"), where)
+            yield Species(name, unit, initial, s.get("compartment"), where,
+                          self.label("species", name, s))
 
     def reactions(self):
         for name, raw in self.table("reactions").items():
@@ -193,13 +210,13 @@ class _ModelReader:
 
     def rules(self):
         for name, raw in self.table("rules").items():
-            r = self.entry("rules", name, raw, {"expr", "unit"}, "expr")
+            r = self.entry("rules", name, raw, {"expr", "unit", "label"}, "expr")
             where = self.key_where("rules", name, "expr")
             if not isinstance(r.get("expr"), str):
                 raise ParseError(f"rule {name}: expr must be an expression in quotes", where)
             unit = parse_unit(r["unit"], what=f"rule {name} unit", where=where) \
                 if "unit" in r else None
-            yield Rule(name, Expr(r["expr"], where), unit, where)
+            yield Rule(name, Expr(r["expr"], where), unit, where, self.label("rules", name, r))
 
     def routes(self):
         for name, raw in self.table("routes").items():

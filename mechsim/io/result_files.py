@@ -15,16 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ValidationError
-from ..units import format_unit
+from ..units import format_unit, split_output
 from .atomic import write_atomically
 
 __all__ = ["WRITERS", "format_table", "header", "write_result"]
 
 
 def header(result, names: Sequence[str]) -> list[str]:
-    """Column titles with units: ``time [d]``, ``C_mass [mg/L]``, ``RO [1]``."""
+    """Column titles with units: ``time [d]``, ``C_mass [mg/L]``, ``RO [1]``
+    (``C_mass[ng/mL]`` asked for: ``C_mass [ng/mL]``)."""
     return [f"time [{format_unit(result.time_unit)}]"] + \
-        [f"{n} [{format_unit(result.unit(n)) or '1'}]" for n in names]
+        [f"{split_output(n)[0]} [{format_unit(result.unit(n)) or '1'}]" for n in names]
 
 
 def write_csv(result, path: Path, names: Sequence[str]) -> Path:
@@ -46,7 +47,7 @@ def write_json(result, path: Path, names: Sequence[str]) -> Path:
     record = {"model": result.model, "regimen": result.regimen,
               "time": {"unit": format_unit(result.time_unit),
                        "values": result.time.magnitude.tolist()},
-              "outputs": {n: {"unit": format_unit(result.unit(n)) or "1",
+              "outputs": {split_output(n)[0]: {"unit": format_unit(result.unit(n)) or "1",
                               "values": result[n].magnitude.tolist()} for n in names},
               "diagnostics": {"steps": diag.steps,
                               "conservation_residuals": dict(diag.conservation_residuals)}}
@@ -65,7 +66,7 @@ def write_result(result, path: str | Path, names: Sequence[str] | None = None) -
     if writer is None:
         raise ValidationError(f"cannot write {path}: the file name must end in "
                               f"{' or '.join(sorted(WRITERS))}")
-    names = list(names or result.names)
+    names = list(names or result.outputs or result.names)
     for name in names:
         result.unit(name)  # unknown names fail before anything is written
     return writer(result, path, names)

@@ -605,10 +605,14 @@ def test_validate_sbml_reports_errors_and_warnings():
     assert sbml_warnings(export_sbml("one_compartment")) == []
     warnings = sbml_warnings(export_sbml("cd38_myeloma"))
     # nmol, cell counts (dimensionless) and g in one model: no single SBML extent unit
-    assert warnings and all(w.startswith("Warning ") for w in warnings)
-    assert {w.split()[1] for w in warnings} == {"10503", "99507"}
+    assert warnings and all(w.startswith("warning ") for w in warnings)
+    assert {w.split()[1].rstrip(",") for w in warnings} == {"10503", "99507"}
+    # each message names the element it concerns (here the reaction), else the line
+    concerned = {w.split(": ")[0].split(", ", 1)[1] for w in warnings}
+    assert "reaction 'tumour_growth'" in concerned
+    assert all(c.startswith(("reaction '", "line ")) for c in concerned)
     broken = export_sbml("one_compartment").replace('compartment="central"',
                                                     'compartment="nowhere"', 1)
     errors = validate_sbml(broken)
-    assert errors and errors[0].startswith("Error ")
+    assert errors and errors[0].startswith("error ")
     assert "nowhere" in " ".join(errors)
