@@ -340,6 +340,20 @@ def test_a_model_route_cannot_take_a_word_of_the_grammar(name, write_model):
         Dose(q(1, "mg"), name)
 
 
+def test_the_tables_of_the_regimen_docs_are_what_a_run_prints():
+    """docs/regimens.md says every row of its tables was run: tools/regimen_tables.py runs
+    them, and the document must hold exactly what it prints (and a row for every word)."""
+    import runpy
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tables = runpy.run_path(str(root / "tools" / "regimen_tables.py"))
+    tables["check_complete"]()
+    doc = (root / "docs" / "regimens.md").read_text()
+    for name in ("examples_table", "words_table", "routes_table"):
+        assert tables[name]() in doc, name
+
+
 BAD = [
     ("10 mL iv", "[length]"),
     ("10 iv", "needs a unit"),
