@@ -19,6 +19,7 @@ import pint
 import sympy
 
 from .codegen import generate, protect_powers
+from .dosing import route_synonyms
 from .errors import RegimenError, ValidationError
 from .expr import TIME, Expr
 from .model import Model, Parameter
@@ -186,12 +187,23 @@ class CompiledModel:
                                   f"{', '.join(self.state_names)})") from None
 
     def route(self, name: str) -> RouteInfo:
-        try:
+        """The route a dose written with ``name`` enters by: the model's route of that name,
+        else the one model route that is a synonym of it (``po`` for ``oral``, see
+        :data:`mechsim.dosing.ROUTE_SYNONYMS`).  The one place a written route is resolved."""
+        if name in self.routes:
             return self.routes[name]
-        except KeyError:
-            known = ", ".join(sorted(self.routes)) or "none"
-            raise RegimenError(f"model {self.name} has no dosing route {name!r} "
-                               f"(routes: {known})") from None
+        synonyms = route_synonyms(name)
+        found = [s for s in synonyms if s in self.routes]
+        if len(found) == 1:
+            return self.routes[found[0]]
+        known = ", ".join(sorted(self.routes)) or "none"
+        if found:
+            raise RegimenError(f"route {name!r} of a dose could be any of the routes "
+                               f"{', '.join(found)} of model {self.name}: write one of them")
+        tried = (f"nor its synonym{'s' if len(synonyms) > 1 else ''} {', '.join(synonyms)}; "
+                 if synonyms else "")
+        raise RegimenError(f"model {self.name} has no dosing route {name!r} "
+                           f"({tried}routes: {known})")
 
 
 # ---- building -------------------------------------------------------------------------------

@@ -172,8 +172,10 @@ _SCALES = ((BODY_WEIGHT, "body weight", "a mass", "70 kg", ureg.kg.dimensionalit
 class DoseEvent:
     """One administration reduced to numbers.
 
-    ``time`` in days before any lag; ``amount`` canonical (nmol or g, per kg when
-    ``per_body_weight``, per dm2 when ``per_body_surface``), converted to what the route's
+    ``time`` in days before any lag; ``route`` the model's name of the route (resolved by
+    :meth:`CompiledModel.route`, so a dose written ``po`` has ``oral``); ``amount``
+    canonical (nmol or g, per kg when ``per_body_weight``, per dm2 when
+    ``per_body_surface``), converted to what the route's
     state holds by multiplying with the molecular weight to the power ``mw_power`` (-1: mass
     into moles, +1: moles into mass, 0: no conversion); ``duration`` of an infusion in days,
     None for a bolus.
@@ -220,7 +222,9 @@ def dose_events(cm: CompiledModel, regimen: Regimen, until: float) -> tuple[Dose
                                f"molecular_weight, and model {cm.name} names no drug for "
                                "this route")
         mw_power = 0 if kind == route.amount_kind else (-1 if kind == "mass" else 1)
-        event = converted[id(dose)] = DoseEvent(admin.time, dose.route, amount, mw_power,
+        # the model's name of the route ('oral' for a dose written 'po'): what follows
+        # looks routes up by it
+        event = converted[id(dose)] = DoseEvent(admin.time, route.name, amount, mw_power,
                                                  dose.per_body_weight,
                                                  dose.infusion_duration_days(),
                                                  dose.per_body_surface)

@@ -10,9 +10,13 @@ A regimen is written on one line.  Keywords are case-insensitive; unit symbols k
               | [infusion] timing                        after 'then': reuse the previous dose
     dose     := NUMBER UNIT ROUTE                        10 mg/kg iv | 4 mg oral | 100 nmol sc
     infusion := "over" TIME | "at" NUMBER UNIT           over 1 h | at 100 mg/h (a rate)
-    timing   := "every" TIME ["x" INT | "for" TIME]      every 7 days x 4 | every 2 weeks for 1 year
-              | "on days" DAYLIST "of" INT["-"]"day cycle(s)" ["x" INT]
+    timing   := repeat ["x" INT | "for" TIME]            every 7 days x 4 | BID x 14 | QW for 1 year
+              | [FREQ] "on days" DAYLIST [cycles]        on day 1 | BID on days 1-5 of 7-day cycles
               | "at" TIME                                at 12 h (one dose, offset from block start)
+    repeat   := "every" TIME | FREQ
+    cycles   := "of" INT["-"]"day cycle(s)" ["x" INT]
+    FREQ     := a word of FREQUENCIES (QD, daily, BID, twice daily, TID, QID, QW, weekly, QOD,
+                every other day, every other week, ...) | Q<N>H | Q<N>D | Q<N>W
     DAYLIST  := ITEM ("," ITEM)*     ITEM := INT | INT "-" INT      1,8,15,22 | 1-21
 
 ``at`` followed by a time is a timing, followed by amount/time it is an infusion rate.  ``x4``
@@ -20,9 +24,17 @@ and ``x 4``, ``28-day``/``28 day`` and ``cycle``/``cycles`` are all accepted; ``
 After ``then`` an omitted dose reuses the previous dose of the same sequence (with its infusion,
 unless a new ``over``/``at`` is given).
 
+A frequency word means an exact interval (BID every 12 h, QW every 7 days, Q3W every 21 days)
+and is kept as written, so ``str()`` gives ``100 mg oral BID x 14`` back; equality compares the
+written form (``BID`` is not ``every 12 h``, as ``every 7 d`` is not ``every 1 week``).  Before
+``on days`` it gives that many doses on each listed day (BID: at the start and 12 h later).
+Routes are the model's; a clinical synonym (``po`` for ``oral``, :data:`ROUTE_SYNONYMS`) is
+resolved when the regimen meets the model, in :meth:`mechsim.compile.CompiledModel.route`.
+
 Spans (how long a block lasts before the next one starts): ``every T x N`` spans N*T,
 ``every T for D`` spans D (doses at k*T strictly before D), cycles span count*cycle length
-(cycle day 1 is the block start), ``at T`` spans T, a bare dose spans 0, ``wait D`` spans D.
+(cycle day 1 is the block start), a day list without cycles (``on days 1,8,15``) spans through
+its last day, ``at T`` spans T, a bare dose spans 0, ``wait D`` spans D.
 Without ``x``/``for`` a block repeats forever and nothing may follow it with ``then``.
 Cycle days must be listed in increasing order without repeats; anything else is rejected
 (a repeated or unsorted day is more likely a typo than a wish).
@@ -32,6 +44,8 @@ Examples::
     10 mg/kg iv over 1 h on days 1,8,15,22 of 28-day cycles x 1 then on days 1,15 of 28-day cycles
     4 mg oral on days 1-21 of 28-day cycles; 40 mg oral on days 1,8,15,22 of 28-day cycles
     100 mg iv every 7 days x 3 then wait 14 days then 50 mg iv at 25 mg/h every 14 days x 2
+    10 mg/kg iv over 1 h QW x 8 then Q2W
+    1250 mg/m2 po BID on days 1-14 of 21-day cycles
 """
 
 from __future__ import annotations
@@ -56,7 +70,8 @@ from .units import (
     ureg,
 )
 
-__all__ = ["Administration", "Block", "Cycles", "Dose", "Every", "Once", "Regimen", "Wait"]
+__all__ = ["FREQUENCIES", "ROUTE_SYNONYMS", "Administration", "Block", "Cycles", "Dose", "Every",
+           "Once", "Regimen", "Wait", "reserved_word", "route_synonyms"]
 
 _TIME, _MASS, _SUBSTANCE = (ureg.day.dimensionality, ureg.gram.dimensionality,
                             ureg.mol.dimensionality)
@@ -64,6 +79,38 @@ _AREA = (ureg.m ** 2).dimensionality
 # Structural words: never a unit or a route, so blocks can be cut apart without ambiguity.
 _KEYWORDS = frozenset({"none", "wait", "then", "over", "at", "every", "for", "x", "on", "of"})
 _ROUTE = re.compile(r"[a-z_][a-z0-9_]*")
+
+#: Frequency words as prescriptions write them, each an exact dosing interval (magnitude,
+#: unit).  The keys are the spelling ``str()`` writes back (abbreviations in capitals, words in
+#: lower case); reading folds case.  ``Q<N>H``, ``Q<N>D`` and ``Q<N>W`` (every N hours, days,
+#: weeks) come on top.
+FREQUENCIES: dict[str, tuple[int, str]] = {
+    "QD": (1, "d"), "daily": (1, "d"), "once daily": (1, "d"),
+    "BID": (12, "h"), "twice daily": (12, "h"),
+    "TID": (8, "h"), "three times daily": (8, "h"),
+    "QID": (6, "h"), "four times daily": (6, "h"),
+    "QW": (1, "week"), "weekly": (1, "week"),
+    "QOD": (2, "d"), "every other day": (2, "d"), "every other week": (2, "week"),
+}
+_FREQUENCY_NAMES = {name.lower(): name for name in FREQUENCIES}
+# longest first, so 'every other day' is tried before a plain 'every TIME'
+_FREQUENCY_PHRASES = sorted((tuple(low.split()) for low in _FREQUENCY_NAMES), key=len,
+                            reverse=True)
+_Q_FORM = re.compile(r"q(\d+)([hdw]?)", re.IGNORECASE)  # unit letter optional: 'q24' is reported
+_Q_UNITS = {"h": "h", "d": "d", "w": "week"}
+# Words a frequency starts with; reserved so that no route can take their name.
+_FREQUENCY_STARTS = frozenset(phrase[0] for phrase in _FREQUENCY_PHRASES)
+
+#: Names of one route of administration that clinicians use interchangeably.  A model's
+#: ``[routes]`` name one of them; a dose written with another finds it (``po`` doses a model's
+#: ``oral`` route) when the model has no route of the written name itself.  'sq' and 'subq'
+#: are left out: they are on the ISMP list of error-prone abbreviations.
+ROUTE_SYNONYMS: tuple[frozenset[str], ...] = (
+    frozenset({"oral", "po"}),
+    frozenset({"iv", "intravenous"}),
+    frozenset({"sc", "subcut", "subcutaneous"}),
+    frozenset({"im", "intramuscular"}),
+)
 _UNIT_ALIASES = {"wk": "week", "wks": "week"}  # common clinical abbreviation pint lacks
 #: Most doses one run may have before `until` (hourly dosing for 11 years): a run with more
 #: would take hours, so it is refused at once rather than left to hang.
@@ -132,6 +179,56 @@ def _per_body_surface(q: pint.Quantity) -> bool:
     return q.dimensionality in (_MASS / _AREA, _SUBSTANCE / _AREA)
 
 
+def _frequency(text: str) -> tuple[str, pint.Quantity]:
+    """A frequency word or phrase (any case) -> (its spelling in ``str()``, its interval)."""
+    low = " ".join(text.lower().split())
+    if low in _FREQUENCY_NAMES:
+        name = _FREQUENCY_NAMES[low]
+        magnitude, unit = FREQUENCIES[name]
+        return name, Quantity(float(magnitude), parse_unit(unit))
+    m = _Q_FORM.fullmatch(low)
+    if m is None:
+        raise RegimenError(f"unknown frequency {text!r}; known: {', '.join(FREQUENCIES)}, "
+                           "Q<N>H, Q<N>D, Q<N>W")
+    n, letter = int(m.group(1)), m.group(2)
+    if not letter:
+        raise RegimenError(f"frequency {text!r} needs a time unit: 'q{n}h' (hours), 'q{n}d' "
+                           f"(days) or 'q{n}w' (weeks)")
+    if n == 0:
+        raise RegimenError(f"frequency {text!r}: the dosing interval must be > 0, "
+                           f"got 0 {_Q_UNITS[letter]}")
+    return f"Q{n}{letter.upper()}", Quantity(float(n), parse_unit(_Q_UNITS[letter]))
+
+
+def _checked_frequency(frequency, interval, what: str) -> tuple[str, pint.Quantity]:
+    """A block's frequency and the interval it means; an interval given too must agree."""
+    if not isinstance(frequency, str):
+        raise RegimenError(f"a frequency must be text such as 'BID', got {frequency!r}")
+    name, meant = _frequency(frequency)
+    if interval is not None and _exact_days(_time(interval, what)) != _exact_days(meant):
+        raise RegimenError(f"frequency {name!r} means every {_fmt(meant)}, not every "
+                           f"{_fmt(_time(interval, what))}")
+    return name, meant
+
+
+def _starts_frequency(low: str) -> bool:
+    return (low in _FREQUENCY_STARTS and low != "every") or _Q_FORM.fullmatch(low) is not None
+
+
+def reserved_word(word: str) -> bool:
+    """True for a word of the regimen grammar (keyword, frequency, ``x4``), which cannot name
+    a route: ``100 mg bid`` must not read as a dose by a route called 'bid'."""
+    low = word.lower()
+    return (low in _KEYWORDS or _starts_frequency(low)
+            or re.fullmatch(r"x\d+", low) is not None)
+
+
+def route_synonyms(route: str) -> tuple[str, ...]:
+    """The other names of ``route`` in :data:`ROUTE_SYNONYMS`, sorted (none if it has none)."""
+    group = next((g for g in ROUTE_SYNONYMS if route in g), frozenset())
+    return tuple(sorted(group - {route}))
+
+
 def _check_dose(dose) -> None:
     if not isinstance(dose, Dose):
         raise RegimenError(f"a dosing block needs a Dose, got {dose!r}")
@@ -188,11 +285,11 @@ class Dose(_ByValue):
                 f"per body surface area (mg/m2), got {_fmt(amount)!r} ({dimension_text(dims)})")
         if amount.magnitude <= 0:
             raise RegimenError(f"dose amount must be > 0, got {_fmt(amount)!r}")
-        # the text reader splits 'x4' into 'x 4', so such a route could not be read back
+        # a grammar word ('every', 'bid', 'x4') as a route could not be read back
         if (not isinstance(self.route, str) or not _ROUTE.fullmatch(self.route)
-                or self.route in _KEYWORDS or re.fullmatch(r"x\d+", self.route)):
+                or reserved_word(self.route)):
             raise RegimenError("route must be a lower-case name such as 'iv', 'sc' or 'oral' "
-                               f"(not a keyword), got {self.route!r}")
+                               f"(not a keyword or frequency), got {self.route!r}")
         object.__setattr__(self, "amount", amount)
         if self.duration is not None and self.rate is not None:
             raise RegimenError(f"dose '{_fmt(amount)} {self.route}': give an infusion duration "
@@ -279,15 +376,42 @@ class Once(_ByValue):
 
 @dataclass(frozen=True, eq=False)
 class Every(_ByValue):
-    """Doses every ``interval``: ``count`` times, for ``length``, or (neither) forever."""
+    """Doses every ``interval``: ``count`` times, for ``length``, or (neither) forever.
+
+    Parameters
+    ----------
+    dose
+        The :class:`Dose` given each time.
+    interval
+        The time between doses (> 0).  May be omitted when ``frequency`` is given.
+    count, length
+        At most one: the number of doses (``x 14``), or how long the block lasts
+        (``for 2 weeks``; doses at k*interval strictly before it).  Neither: forever.
+    frequency
+        A frequency word as prescriptions write it (``'BID'``, ``'daily'``, ``'Q3W'``, ...;
+        see :data:`FREQUENCIES`), kept so that ``str()`` writes it back.  It fixes the
+        interval (BID: 12 h); an ``interval`` given too must be the same time.  Equality
+        compares the written form, so ``BID x 14`` is not equal to ``every 12 h x 14``,
+        just as ``every 7 d`` is not equal to ``every 1 week``.
+    """
 
     dose: Dose
-    interval: pint.Quantity
+    interval: pint.Quantity | None = None
     count: int | None = None
     length: pint.Quantity | None = None
+    frequency: str | None = None
 
     def __post_init__(self):
         _check_dose(self.dose)
+        if self.frequency is not None:
+            name, interval = _checked_frequency(self.frequency, self.interval,
+                                                "dosing interval")
+            object.__setattr__(self, "frequency", name)
+            # the word's own interval, so equal words always give equal (and hashable) blocks
+            object.__setattr__(self, "interval", interval)
+        elif self.interval is None:
+            raise RegimenError("'every' needs a dosing interval such as '7 d' or a frequency "
+                               "such as 'BID'")
         object.__setattr__(self, "interval", _time(self.interval, "dosing interval"))
         if self.count is not None and self.length is not None:
             raise RegimenError("'every' takes a count ('x 4') or a length ('for 8 weeks'), "
@@ -325,61 +449,125 @@ class Every(_ByValue):
     def timing_text(self) -> str:
         tail = (f" x {self.count}" if self.count is not None
                 else f" for {_fmt(self.length)}" if self.length is not None else "")
-        return f"every {_fmt(self.interval)}{tail}"
+        return f"{self.frequency or f'every {_fmt(self.interval)}'}{tail}"
 
 
 @dataclass(frozen=True, eq=False)
 class Cycles(_ByValue):
-    """Doses on ``days`` (1-based) of ``cycle_days``-day cycles, ``count`` cycles or forever."""
+    """Doses on ``days`` (1-based) of ``cycle_days``-day cycles, ``count`` cycles or forever.
+
+    Parameters
+    ----------
+    dose
+        The :class:`Dose` given each time.
+    days
+        Day numbers, increasing without repeats; day 1 is the block start.
+    cycle_days
+        The cycle length in days, at least the last day.  ``None``: no cycle, the days are
+        given once (``on days 1,8,15``) and the block spans through the last of them, as one
+        cycle of that many days would.
+    count
+        Number of cycles (``x 4``); ``None`` repeats forever.  Needs ``cycle_days``.
+    frequency
+        A frequency word giving a whole number of doses a day (``'BID'``: at the start of
+        each listed day and 12 h later; QD, daily, BID, TID, QID, Q<N>H with N dividing 24);
+        ``None`` is one dose at the start of each listed day.
+    """
 
     dose: Dose
     days: tuple[int, ...]
-    cycle_days: int
+    cycle_days: int | None = None
     count: int | None = None
+    frequency: str | None = None
 
     def __post_init__(self):
         _check_dose(self.dose)
-        _positive_int(self.cycle_days, "cycle length")
         days = tuple(_positive_int(d, "cycle day") for d in self.days)
         if not days or any(a >= b for a, b in pairwise(days)):
             raise RegimenError("cycle days must be listed in increasing order without repeats, "
                                f"got {','.join(map(str, days)) or 'none'}")
-        if days[-1] > self.cycle_days:
-            raise RegimenError(f"day {days[-1]} is outside the {self.cycle_days}-day cycle "
-                               f"(days run 1..{self.cycle_days})")
         object.__setattr__(self, "days", days)
+        if self.cycle_days is None:
+            if self.count is not None:
+                raise RegimenError(f"'x {self.count}' repeats cycles, and a plain day list has "
+                                   "none: give the cycle length, as in "
+                                   f"'on days ... of 28-day cycles x {self.count}'")
+        else:
+            _positive_int(self.cycle_days, "cycle length")
+            if days[-1] > self.cycle_days:
+                raise RegimenError(f"day {days[-1]} is outside the {self.cycle_days}-day cycle "
+                                   f"(days run 1..{self.cycle_days})")
         if self.count is not None:
             _positive_int(self.count, "cycle count after 'x'")
+        if self.frequency is not None:
+            name, interval = _checked_frequency(self.frequency, None, "dosing interval")
+            per_day = 1 / _exact_days(interval)
+            if per_day.denominator != 1:
+                raise RegimenError(f"{name!r} on cycle days must give a whole number of doses "
+                                   "a day (QD, daily, BID, TID, QID, Q<N>H with N dividing 24); "
+                                   f"{name} is every {_fmt(interval)}")
+            object.__setattr__(self, "frequency", name)
+
+    @property
+    def _per_day(self) -> int:
+        """Doses on each listed day, 1 / interval apart (1 without a frequency)."""
+        if self.frequency is None:
+            return 1
+        return int(1 / _exact_days(_frequency(self.frequency)[1]))
+
+    @property
+    def _length(self) -> int:
+        """Days from one cycle start to the next (a plain day list: through its last day)."""
+        return self.days[-1] if self.cycle_days is None else self.cycle_days
+
+    @property
+    def _cycles(self) -> int | None:
+        """Number of cycles; ``None`` for forever."""
+        return 1 if self.cycle_days is None else self.count
 
     def span_days(self) -> Fraction | float:
-        return math.inf if self.count is None else Fraction(self.count * self.cycle_days)
+        n = self._cycles
+        return math.inf if n is None else Fraction(n * self._length)
 
     def offsets_days(self):
+        length, n, per_day = self._length, self._cycles, self._per_day
+        within_day = [Fraction(j, per_day) for j in range(per_day)]
         for cycle in count():
-            if self.count is not None and cycle >= self.count:
+            if n is not None and cycle >= n:
                 return
-            yield from (cycle * self.cycle_days + day - 1 for day in self.days)
+            for day in self.days:
+                yield from (cycle * length + day - 1 + t for t in within_day)
 
     def count_before(self, horizon: Fraction | float) -> int | float:
+        n, per_cycle = self._cycles, len(self.days) * self._per_day
         if horizon <= 0 or math.isinf(horizon):
-            return 0 if horizon <= 0 else \
-                math.inf if self.count is None else self.count * len(self.days)
-        full, rest = divmod(horizon, self.cycle_days)
-        if self.count is not None and full >= self.count:
-            return self.count * len(self.days)
-        return int(full) * len(self.days) + sum(day - 1 < rest for day in self.days)
+            return 0 if horizon <= 0 else math.inf if n is None else n * per_cycle
+        full, rest = divmod(horizon, self._length)
+        if n is not None and full >= n:
+            return n * per_cycle
+        # doses (day - 1) + j/per_day < rest: j < (rest - day + 1) * per_day
+        per_day = self._per_day
+        within = sum(min(per_day, max(0, math.ceil((rest - day + 1) * per_day)))
+                     for day in self.days)
+        return int(full) * per_cycle + within
 
     def offset(self, k: int) -> Fraction:
-        cycle, i = divmod(k, len(self.days))
-        return Fraction(cycle * self.cycle_days + self.days[i] - 1)
+        per_day = self._per_day
+        cycle, i = divmod(k, len(self.days) * per_day)
+        day, j = divmod(i, per_day)
+        return Fraction(cycle * self._length + self.days[day] - 1) + Fraction(j, per_day)
 
     def timing_text(self) -> str:
         items = []  # runs of >= 3 consecutive days read better as 'a-b'
         for _, pairs in groupby(enumerate(self.days), key=lambda p: p[1] - p[0]):
             run = [day for _, day in pairs]
             items += [f"{run[0]}-{run[-1]}"] if len(run) >= 3 else map(str, run)
+        head = f"{self.frequency} " if self.frequency is not None else ""
+        text = f"{head}on {'day' if len(self.days) == 1 else 'days'} {','.join(items)}"
+        if self.cycle_days is None:
+            return text
         tail = "" if self.count is None else f" x {self.count}"
-        return f"on days {','.join(items)} of {self.cycle_days}-day cycles{tail}"
+        return f"{text} of {self.cycle_days}-day cycles{tail}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -621,7 +809,7 @@ class _Cursor:
 
     def route_next(self) -> bool:
         word = self.peek("word")
-        return word is not None and word.low not in _KEYWORDS
+        return word is not None and not reserved_word(word.low)
 
     def since(self, i0: int) -> str:
         return self.text[self.toks[i0].start:self.toks[self.i - 1].end] if self.i > i0 else ""
@@ -676,7 +864,7 @@ def _read_int(c: _Cursor, what: str) -> int:
     return int(c.take().text)
 
 
-def _read_cycles(c: _Cursor, dose: Dose) -> Cycles:
+def _read_cycles(c: _Cursor, dose: Dose, frequency: str | None) -> Cycles:
     c.expect("'days' after 'on'", "days", "day")
     days = []
     while True:
@@ -688,20 +876,73 @@ def _read_cycles(c: _Cursor, dose: Dose) -> Cycles:
         days += range(first, last + 1)
         if not c.accept("op", ","):
             break
-    c.expect("'of' after the cycle days", "of")
+    if c.peek() is None:  # 'on day 1', 'on days 1,8,15': the days once, no cycle
+        return Cycles(dose, tuple(days), None, None, frequency)
+    if c.accept("word", "x"):  # refused by Cycles, which says why
+        return Cycles(dose, tuple(days), None, _read_int(c, "the cycle count after 'x'"),
+                      frequency)
+    c.expect("'of' (as in 'of 28-day cycles') or the end of the block after the days", "of")
     length = _read_int(c, "the cycle length")
     c.accept("op", "-")
     c.expect("'day' after the cycle length (as in '28-day cycles')", "day", "days")
     c.expect("'cycles' (as in '28-day cycles')", "cycle", "cycles")
     n = _read_int(c, "the cycle count after 'x'") if c.accept("word", "x") else None
-    return Cycles(dose, tuple(days), length, n)
+    return Cycles(dose, tuple(days), length, n, frequency)
+
+
+def _read_frequency(c: _Cursor) -> tuple[str, pint.Quantity] | None:
+    """A frequency word or phrase at the cursor (taken), or None (nothing taken)."""
+    words = [t.low if t.kind == "word" else None for t in c.toks[c.i:]]
+    for phrase in _FREQUENCY_PHRASES:
+        if tuple(words[:len(phrase)]) == phrase:
+            c.i += len(phrase)
+            return _frequency(" ".join(phrase))
+    first = words[0] if words else None
+    if first in _FREQUENCY_STARTS:  # 'twice' without 'daily', 'every other month'
+        if first == "every" and words[1:2] != ["other"]:
+            return None  # 'every 7 d': an interval, read by the caller
+        known = [" ".join(p) for p in _FREQUENCY_PHRASES if p[0] == first]
+        raise RegimenError(f"expected a frequency such as {' or '.join(map(repr, known))}, "
+                           f"got {c.got()}")
+    if first is not None and _Q_FORM.fullmatch(first):
+        token = c.take()
+        glued = c.peek()  # 'Q2.5H' is read as 'Q2', '.5', 'H': say what is wrong with it
+        if glued is not None and glued.start == token.end:
+            raise RegimenError(f"frequency {c.text[token.start:].split()[0]!r}: Q<N>H, Q<N>D "
+                               "and Q<N>W take a whole number N; write an interval such as "
+                               "'every 2.5 h' instead")
+        return _frequency(token.text)
+    return None
+
+
+def _read_repeat(c: _Cursor, dose: Dose) -> Every | Cycles | None:
+    """The timings that repeat a dose: a frequency word or ``every TIME``, then ``x N`` or
+    ``for TIME``; a frequency word may instead lead ``on days ...``."""
+    i0 = c.i
+    frequency = _read_frequency(c)
+    if frequency is None:
+        if not c.accept("word", "every"):
+            return None
+        interval = _read_quantity(c, "a dosing interval", "every 7 d")
+    else:
+        if c.accept("word", "on"):  # 'BID on days 1-14 of 21-day cycles'
+            return _read_cycles(c, dose, frequency[0])
+        interval = frequency[1]
+    first = c.since(i0)
+    if c.peek("word", "every") or _read_frequency(_Cursor(c.text, c.toks[c.i:])):
+        raise RegimenError(f"two frequencies, {first!r} and {c.got()}: give one")
+    n = _read_int(c, "the dose count after 'x'") if c.accept("word", "x") else None
+    length = (_read_quantity(c, "a time after 'for'", "for 8 weeks")
+              if n is None and c.accept("word", "for") else None)
+    return Every(dose, interval, n, length, frequency and frequency[0])
 
 
 def _read_block(c: _Cursor, previous: Dose | None) -> Block:
     block = _read_block_head(c, previous)
     if c.peek():
         raise RegimenError(f"unexpected {c.got()} after {c.since(0)!r}; expected a dose, "
-                           "then 'over'/'at' infusion, then 'every'/'on days'/'at' timing")
+                           "then 'over'/'at' infusion, then 'every'/frequency/'on days'/'at' "
+                           "timing")
     return block
 
 
@@ -712,8 +953,11 @@ def _read_block_head(c: _Cursor, previous: Dose | None) -> Block:
     if c.peek("num") or c.peek("op", "-"):
         amount = _read_quantity(c, "dose amount", "10 mg iv", before_route=True)
         if not c.route_next():
+            frequency = c.peek("word") and _starts_frequency(c.peek().low)
+            hint = " (the route comes before the frequency: '100 mg oral BID')" if frequency \
+                else ""
             raise RegimenError(f"expected a route such as 'iv' or 'oral' after "
-                               f"{c.since(0)!r}, got {c.got()}")
+                               f"{c.since(0)!r}, got {c.got()}{hint}")
         route = c.take().low
     if c.accept("word", "over"):
         duration = _read_quantity(c, "an infusion time", "over 1 h")
@@ -731,19 +975,16 @@ def _read_block_head(c: _Cursor, previous: Dose | None) -> Block:
         dose = Dose(previous.amount, previous.route, duration, rate)
     else:
         dose = previous
-    if c.accept("word", "every"):
-        interval = _read_quantity(c, "a dosing interval", "every 7 d")
-        n = _read_int(c, "the dose count after 'x'") if c.accept("word", "x") else None
-        length = (_read_quantity(c, "a time after 'for'", "for 8 weeks")
-                  if n is None and c.accept("word", "for") else None)
-        return Every(dose, interval, n, length)
+    repeat = _read_repeat(c, dose)
+    if repeat is not None:
+        return repeat
     if c.accept("word", "on"):
-        return _read_cycles(c, dose)
+        return _read_cycles(c, dose, None)
     if c.accept("word", "at"):
         return Once(dose, _read_quantity(c, "a time after 'at'", "at 12 h"))
     if amount is None:
         raise RegimenError("a block after 'then' without a dose needs a timing such as "
-                           f"'every 7 d', got {c.got()}")
+                           f"'every 7 d' or 'daily', got {c.got()}")
     return Once(dose)
 
 

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import pint
 
+from .dosing import reserved_word
 from .errors import UnitError, UnitWarning, ValidationError
 from .expr import FUNCTIONS, TIME, Expr
 from .units import (
@@ -551,6 +552,10 @@ class _Validator:
         if not (route.name.isidentifier() and route.name == route.name.lower()):
             raise ValidationError(f"route name {route.name!r} must be a lower-case identifier "
                                   "(regimen text is read case-insensitively)", route.where)
+        if reserved_word(route.name):  # '100 mg bid' reads 'bid' as a frequency, never a route
+            raise ValidationError(f"route name {route.name!r} is a word of the regimen grammar "
+                                  "(a keyword or frequency), so no regimen could name it",
+                                  route.where)
         if route.target not in groups["species"]:
             raise ValidationError(f"route {route.name}: unknown target species "
                                   f"{route.target!r}", route.where)
