@@ -65,7 +65,9 @@ class BatchResult:
     parameter_values: np.ndarray = field(repr=False)   # (runs, parameters), canonical
     plans: tuple[DosePlan, ...] = field(repr=False)
     regimens: tuple[str, ...] = field(repr=False)
-    pre_dose: tuple[tuple[np.ndarray, np.ndarray], ...] = field(repr=False)
+    #: per run (dose days, states just before each dose), the states None when they are
+    #: the outputs at those days (doses on the output grid that do not jump the state)
+    pre_dose: tuple[tuple[np.ndarray, np.ndarray | None], ...] = field(repr=False)
     counters: np.ndarray = field(repr=False)           # (runs, 3): steps, rhs, jacobian
     method: str = "LSODA"
     rtol: float = 1e-8
@@ -125,9 +127,16 @@ class BatchResult:
         i = cm.parameter_names.index(name)
         return _in_unit(self.parameter_values[:, i], cm.parameter_units[i])
 
+    def before_doses(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dose days, canonical states just before each dose) of run ``i``."""
+        days, states = self.pre_dose[i]
+        if states is None:  # the states before the doses are the outputs at the dose days
+            states = self.states[i][:, np.searchsorted(self.time_days, days)].T
+        return days, states
+
     def result(self, i: int) -> Result:
         """Run ``i`` as a :class:`Result`."""
-        pre_t, pre_y = self.pre_dose[i]
+        pre_t, pre_y = self.before_doses(i)
         steps, rhs, jac = (int(c) for c in self.counters[i])
         trajectory = Trajectory(states=self.states[i], pre_dose_days=pre_t,
                                 pre_dose_states=pre_y, steps=steps, rhs_evaluations=rhs,

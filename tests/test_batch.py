@@ -278,3 +278,22 @@ def test_progress_bar_on_request_and_results_unchanged(capsys):
     shown = simulate_many("one_compartment", "100 mg iv", progress=True, **kwargs)
     assert "one_compartment:" in capsys.readouterr().err  # the bar, cleared when done
     np.testing.assert_array_equal(quiet.states, shown.states)
+
+
+def test_states_before_doses_are_kept_once():
+    """The state just before a dose is stored only when it is not already an output: with
+    infusions that start on output times it is that output, bit for bit; a bolus jumps the
+    state, and an infusion off the grid is between outputs, so those are stored.  Either way
+    result(i) gives what simulate gives."""
+    cases = [("100 mg iv over 2 h every 1 d x 3", "12 h", True),
+             ("100 mg iv every 1 d x 3", "12 h", False),
+             ("100 mg iv over 2 h every 1 d x 3", "5 h", False)]
+    for regimen, every, shared in cases:
+        batch = simulate_many("one_compartment", regimen, until="4 day", every=every,
+                              parameters={"V": ["10 L", "20 L"]}, method="NDF")
+        assert all((states is None) == shared for _, states in batch.pre_dose), regimen
+        single = simulate("one_compartment", regimen, until="4 day", every=every,
+                          overrides={"V": "20 L"}, method="NDF")
+        days, before = batch.result(1).before_dose("C")
+        np.testing.assert_array_equal(days.magnitude, single.before_dose("C")[0].magnitude)
+        np.testing.assert_array_equal(before.magnitude, single.before_dose("C")[1].magnitude)

@@ -204,7 +204,7 @@ def _at_observations(batch, output: str, data, subjects, reps: int) -> np.ndarra
         for m in np.flatnonzero(subject.before_dose[rows]):
             for r in range(reps):
                 run = k * reps + r
-                pre_t, pre_y = batch.pre_dose[run]
+                pre_t, pre_y = batch.before_doses(run)
                 at = np.flatnonzero(np.isclose(pre_t, times[m], rtol=0, atol=1e-9))
                 if at.size:
                     block[r, m] = _output_value(cm, output, times[m], pre_y[at[0]],
