@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .errors import ValidationError
 from .units import format_unit, split_output
 
-__all__ = ["plot_exposure_response", "plot_kaplan_meier", "plot_timecourse", "save_figure"]
+__all__ = ["plot_exposure_response", "plot_exposure_responses", "plot_kaplan_meier",
+           "plot_timecourse", "save_figure"]
 
 
 def _unit_text(unit) -> str:
@@ -83,38 +85,114 @@ def _wrapped(text: str, width: int = 34) -> str:
     return "\n".join(lines[:2]) + ("..." if len(lines) > 2 else "")
 
 
+def _zero_position(low: float, high: float) -> float:
+    """Where dose 0 is drawn on a log axis: left of the lowest dose by a fifth of the span
+    (at least half a decade), beyond an axis break."""
+    return low / 10 ** max(0.5, 0.2 * math.log10(high / low))
+
+
 def plot_exposure_response(er, ax=None):
-    """Points, the fitted Hill curve and its ED50 on a log x axis."""
+    """Points, the chosen curve and its ED50 on a log x axis; the point without drug (dose
+    0) is drawn at the left beyond an axis break, with the curve's value there.  The warnings
+    are listed in the legend.  Returns the Axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, LogFormatterSciNotation, NullFormatter
+
+    from .analysis.dose_response import CURVES
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.4))
+        _, ax = plt.subplots(figsize=(6.4, 4.6))
     x, y = er.x.magnitude, er.y.magnitude
     positive = x > 0
-    ax.plot(x[positive], y[positive], "o", color="tab:blue", label="simulated")
-    if (~positive).any():
-        ax.axhline(y[~positive][0], color="grey", ls=":", lw=1, label=f"{er.x_label} 0")
-    if er.fit is not None:
-        grid = np.geomspace(x[positive].min(), x[positive].max(), 200)
-        ax.plot(grid, er.fit.predict(grid * er.x.units).magnitude, color="tab:red",
-                label=f"Hill fit (h = {er.fit.hill:.2g})")
-        ed50 = er.fit.ed50.magnitude
-        if x[positive].min() <= ed50 <= x[positive].max():
-            mid = er.fit.predict(er.fit.ed50).magnitude
-            ax.axvline(ed50, color="tab:red", ls="--", lw=1)
-            right_half = ed50 > np.sqrt(x[positive].min() * x[positive].max())
-            ax.annotate(f"ED50 = {ed50:.3g} {format_unit(er.x.units)}", (ed50, mid),
+    if not positive.any():  # nothing to draw on a log axis
+        raise ValidationError(f"{er.x_label}: no positive values to draw on a log axis")
+    ax.plot(x[positive], y[positive], "o", color="tab:blue", label="simulated", zorder=3)
+    low, high = x[positive].min(), x[positive].max()
+    zero = _zero_position(low, high)
+    has_zero = (~positive).any()
+    if has_zero:
+        ax.plot(np.full((~positive).sum(), zero), y[~positive], "o", color="tab:blue",
+                zorder=3)
+    fit = er.fit
+    if fit is not None:
+        grid = np.geomspace(low, high, 300)
+        curve = fit.predict(grid * er.x.units).to(er.y.units).magnitude
+        ax.plot(grid, curve, color="tab:red", label=f"{CURVES[fit.model]} fit", zorder=2)
+        if has_zero:  # the curve between dose 0 and the lowest dose, across the break
+            at_zero = fit.predict(0 * er.x.units).to(er.y.units).magnitude
+            ax.plot([zero, low], [at_zero, curve[0]], ":", color="tab:red", zorder=2)
+            ax.plot([zero], [at_zero], "_", color="tab:red", markersize=14, mew=2, zorder=2)
+        ed50 = getattr(fit, "ed50", None)
+        if ed50 is not None and low <= ed50.to(er.x.units).magnitude <= high:
+            e50 = ed50.to(er.x.units).magnitude
+            mid = fit.predict(ed50).to(er.y.units).magnitude
+            ax.axvline(e50, color="tab:red", ls="--", lw=1)
+            right_half = e50 > np.sqrt(low * high)
+            ax.annotate(f"ED50 = {e50:.3g} {format_unit(er.x.units)}", (e50, mid),
                         xytext=(-8 if right_half else 8, 0), textcoords="offset points",
                         ha="right" if right_half else "left", fontsize=9, color="tab:red")
+    else:  # why not, shortened to its first clause if long (all of it is printed)
+        text = er.no_fit if len(er.no_fit) <= 96 else er.no_fit.split(": ")[0]
+        ax.plot([], [], " ", label=textwrap.fill(text, 48))
+    for note in er.warnings:  # in the legend, where loc="best" keeps it off the points
+        # the clause before the colon; the whole line is in the printed summary
+        ax.plot([], [], " ", label=textwrap.fill(f"warning: {note.split(': ')[0]}", 48))
     ax.set_xscale("log")
+    if has_zero:
+        left = zero / 10 ** 0.15
+        ax.set_xlim(left, high * 10 ** 0.15)
+        # decade ticks right of the break only, and "0" at dose 0
+        decades = [10.0 ** k for k in range(math.floor(math.log10(low)),
+                                            math.ceil(math.log10(high)) + 1)
+                   if low / 10 ** 0.15 <= 10.0 ** k <= high * 10 ** 0.15]
+        minor = [m * d for d in [10.0 ** k for k in range(math.floor(math.log10(low)) - 1,
+                                                          math.ceil(math.log10(high)) + 1)]
+                 for m in range(2, 10) if low / 10 ** 0.15 <= m * d <= high * 10 ** 0.15]
+        ax.xaxis.set_major_locator(FixedLocator([zero, *decades]))
+        fmt = LogFormatterSciNotation()
+        ax.xaxis.set_major_formatter(
+            lambda v, pos: "0" if np.isclose(v, zero) else fmt(v, pos))
+        ax.xaxis.set_minor_locator(FixedLocator(minor))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        # the axis break: "//" on the x axis between 0 and the lowest dose
+        ax.annotate("//", (math.sqrt(zero * low), 0), xycoords=ax.get_xaxis_transform(),
+                    ha="center", va="center", fontsize=10, annotation_clip=False,
+                    bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none"))
     ax.set_xlabel(f"{er.x_label} [{_unit_text(er.x.units)}]")
-    ax.set_ylabel(f"{er.y_label} [{_unit_text(er.y.units)}]")
+    unit = _unit_text(er.y.units)
+    words = getattr(er, "y_words", "")
+    ax.set_ylabel(f"{words}\n{er.y_label} [{unit}]" if words else f"{er.y_label} [{unit}]",
+                  fontsize=9 if words else None)
     if er.description:
         ax.set_title(textwrap.fill(er.description, 80), fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best")
     ax.figure.tight_layout()
     return ax
+
+
+def plot_exposure_responses(ers, axes=None):
+    """One panel per metric of a sweep (:class:`ExposureResponses`), the regimen as the
+    figure's title; returns the array of Axes."""
+    import matplotlib.pyplot as plt
+
+    curves = list(ers)
+    if axes is None:
+        cols = min(2, len(curves))
+        rows = math.ceil(len(curves) / cols)
+        _, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.6 * rows), squeeze=False)
+    flat = np.asarray(axes).ravel()
+    for ax, er in zip(flat, curves):
+        plot_exposure_response(er, ax=ax)
+        ax.set_title("")
+    for ax in flat[len(curves):]:
+        ax.set_visible(False)
+    fig = flat[0].figure
+    title = getattr(ers, "description", "") or curves[0].description
+    if title:  # about 13 characters of 9-point text to an inch
+        fig.suptitle(textwrap.fill(title, int(13 * fig.get_figwidth())), fontsize=9)
+    fig.tight_layout()
+    return axes
 
 
 def plot_kaplan_meier(curves: Mapping, *, published: Mapping | None = None, ax=None,

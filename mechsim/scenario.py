@@ -7,7 +7,8 @@ dose-response sweep and a seed.  :func:`run_scenario` writes, into a new folder:
 * ``<arm>.csv``: the time course of each arm (units in the header);
 * ``metrics.csv``: every metric for every arm (arm, metric, value, unit);
 * ``timecourse.png``: one panel per output, one line per arm;
-* ``dose_response.csv`` / ``dose_response.png`` if the scenario has a sweep;
+* ``dose_response.csv`` / ``dose_response.png`` if the scenario has a sweep (the long table
+  and the figure of ``mechsim dose-response``);
 * ``provenance.json``: mechsim version, SHA-256 of the scenario, model and parameter files,
   the scenario text, the command line and the time.
 
@@ -31,7 +32,7 @@ import pint
 
 from .analysis import Metric
 from .analysis.competing import CompetingEvent
-from .analysis.dose_response import dose_range
+from .analysis.dose_response import check_fit_model, dose_range
 from .analysis.endpoints import ENDPOINTS, MyelomaIMWG
 from .dosing import Regimen
 from .errors import MechsimError, ParseError
@@ -47,7 +48,7 @@ __all__ = ["Arm", "DoseResponseSweep", "Scenario", "ScenarioRun", "read_scenario
 
 _SCENARIO_KEYS = {"name", "description", "model", "params", "until", "every", "seed",
                   "outputs", "log", "time_unit"}
-_DR_KEYS = {"regimen", "doses", "n", "metric", "background"}
+_DR_KEYS = {"regimen", "doses", "n", "metric", "background", "fit_model"}
 _TRIAL_KEYS = {"population", "size", "follow_up", "accrual", "assess_every", "control", "marker",
                "paired", "rtol", "published", "endpoints", "competing"}
 _PUBLISHED_KEYS = {"source", "median_pfs", "hazard_ratio"}  # and the endpoints' rate keys
@@ -55,13 +56,15 @@ _PUBLISHED_KEYS = {"source", "median_pfs", "hazard_ratio"}  # and the endpoints'
 
 @dataclass(frozen=True)
 class DoseResponseSweep:
-    """The ``[dose_response]`` table: a regimen with ``{dose}``, the doses, one metric and
-    an optional background regimen given in every run."""
+    """The ``[dose_response]`` table: a regimen with ``{dose}``, the doses, one metric, an
+    optional background regimen given in every run and the curve to fit (``fit_model``:
+    auto, linear, emax or sigmoid)."""
 
     regimen: str
     doses: pint.Quantity
     metric: Metric
     background: str | None = None
+    fit_model: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -172,14 +175,16 @@ def read_scenario(path: str | Path) -> Scenario:
         if missing or extra:
             problem = f"missing {missing[0]}" if missing else f"unknown key {extra[0]}"
             raise ParseError("[dose_response] needs regimen, doses and metric (optional: n, "
-                             f"background); {problem}", where)
+                             f"background, fit_model); {problem}", where)
         try:
             Regimen.parse(sweep["regimen"].replace("{dose}", "1 mg"))
             Regimen.parse(sweep.get("background", ""))
             sweep = DoseResponseSweep(regimen=sweep["regimen"],
                                       doses=dose_range(sweep["doses"], int(sweep.get("n", 12))),
                                       metric=Metric.parse(sweep["metric"]),
-                                      background=sweep.get("background"))
+                                      background=sweep.get("background"),
+                                      fit_model=check_fit_model(sweep.get("fit_model",
+                                                                          "auto")))
         except MechsimError as exc:
             raise type(exc)(f"[dose_response]: {exc.message}", where) from None
     name = head.get("name", re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("._-") or
@@ -448,12 +453,13 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
         save_figure(fig, tmp / "timecourse.png")
         if scenario.dose_response is not None:
             sweep = scenario.dose_response
-            curve = dose_response(base, sweep.regimen, sweep.doses, sweep.metric,
-                                  background=sweep.background, until=scenario.until,
-                                  every=scenario.every, progress=progress, workers=workers,
-                                  executor=executor)
-            curve.to_csv(tmp / "dose_response.csv")
-            save_figure(curve.plot().figure, tmp / "dose_response.png")
+            # the same long table and figure as `mechsim dose-response`
+            curves = dose_response(base, sweep.regimen, sweep.doses, [sweep.metric],
+                                   background=sweep.background, until=scenario.until,
+                                   every=scenario.every, progress=progress, workers=workers,
+                                   executor=executor, fit_model=sweep.fit_model)
+            curves.to_csv(tmp / "dose_response.csv")
+            save_figure(curves.plot().ravel()[0].figure, tmp / "dose_response.png")
         if trial is not None:
             trial.write_patients(tmp / "trial_patients.csv")
             trial.write_summary(tmp / "trial_summary.csv")

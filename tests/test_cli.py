@@ -195,11 +195,74 @@ def test_dose_response_flagships_fit_an_ed50(tmp_path, capsys, model, regimen, d
             "--plot", str(png)] + (["--background", background] if background else [])
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "ED50 = " in out and "mg/kg" in out
-    data = np.genfromtxt(table, delimiter=",", skip_header=1)
-    assert data.shape == (9, 2) and data[0, 0] == 0
-    assert data[-1, 1] < data[0, 1]  # the drug lowers the response
+    assert "ED50 = " in out and "mg/kg" in out and "sigmoid Emax curve" in out
+    with table.open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["metric", "dose [mg/kg]", "value", "fitted", "unit"]
+    assert len(rows) == 10 and {r[0] for r in rows[1:]} == {metric.replace("day", "d")
+                                                             .replace("weeks", "week")}
+    doses, values = [float(r[1]) for r in rows[1:]], [float(r[2]) for r in rows[1:]]
+    assert doses[0] == 0 and values[-1] < values[0]  # the drug lowers the response
     assert png.stat().st_size > 10_000
+
+
+BELL_MODEL = """
+[parameters]
+V = "1 L"
+k = "0.1 1/day"
+K = "10 nM"
+[compartments]
+plasma = "V"
+[species.C]
+compartment = "plasma"
+unit = "nM"
+[reactions.elimination]
+equation = "C ->"
+rate = "k*C"
+[rules]
+E = { expr = "4*K*C/(K + C)**2", unit = "1" }
+[routes.iv]
+target = "C"
+"""
+
+
+def test_dose_response_several_metrics_write_one_table_and_one_figure(tmp_path, capsys):
+    args = ["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses",
+            "10..1000 nmol", "--n", "6", "--until", "1 day", "--metric", "max(C)",
+            "--metric", "auc(C, 0 day, 1 day)", "--out", "dr.csv", "--plot", "dr.png"]
+    assert _main_in(tmp_path, args) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dr.csv", "dr.png"]
+    out = capsys.readouterr().out
+    # both are proportional to the dose: a straight line each
+    assert out.count("linear curve (smallest AICc)") == 2
+    with (tmp_path / "dr.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["metric", "dose [nmol]", "value", "fitted", "unit"]
+    assert [r[0] for r in rows[1:]] == ["max(C)"] * 7 + ["auc(C, 0 d, 1 d)"] * 7
+    assert [r[4] for r in rows[1:]] == ["nM"] * 7 + ["d*nM"] * 7
+    # max(C) = D/V with V = 10 L, and the straight line goes through it
+    np.testing.assert_allclose([float(r[2]) for r in rows[1:8]],
+                               [float(r[1]) / 10 for r in rows[1:8]], rtol=1e-9)
+    np.testing.assert_allclose([float(r[3]) for r in rows[1:8]],
+                               [float(r[2]) for r in rows[1:8]], rtol=1e-6, atol=1e-9)
+
+
+def test_dose_response_says_when_no_curve_fits_and_exits_0(tmp_path, capsys):
+    # E = 4KC/(K+C)^2 is 1 at C = K and falls on both sides: no monotonic curve fits; the
+    # doses are 0.1 nmol x 10^(k/3), so one gives C = K = 10 nM (V = 1 L) exactly
+    (tmp_path / "bell.toml").write_text(BELL_MODEL)
+    args = ["dose-response", "bell.toml", "--regimen", "{dose} iv", "--doses", "0.1..1000 nmol",
+            "--n", "13", "--until", "1 day", "--metric", "value(E, 0 day)", "--out", "e.csv",
+            "--plot", "e.png"]
+    assert _main_in(tmp_path, args) == 0
+    out = capsys.readouterr().out
+    assert "value(E, 0 d): no curve fits this response: linear misses a point by" in out
+    assert "warning: the response is not monotonic in dose (it turns at 10 nmol)" in out
+    assert "did not converge" not in out.replace("rejected: did not converge", "")
+    with (tmp_path / "e.csv").open() as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows) == 15 and {r[3] for r in rows[1:]} == {""}  # no fitted values
+    assert (tmp_path / "e.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("scenario", ["icaria_mm.toml", "iscalimab_q4w.toml"])
@@ -243,6 +306,9 @@ BAD = [
       "--metric", "max(C)", "--until", "1 day"], "need 0 < LOW < HIGH"),
     (["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses", "1..10 mg",
       "--metric", "peak(C)", "--until", "1 day"], "unknown metric 'peak'"),
+    (["dose-response", "one_compartment", "--regimen", "{dose} iv", "--doses", "1..10 mg",
+      "--metric", "max(C)", "--until", "1 day", "--model", "foo"],
+     "argument --model: invalid choice: 'foo'"),
     (["run", "missing.toml"], "no such file"),
     (["frobnicate"], "invalid choice"),
 ]

@@ -2,7 +2,9 @@
 
 from .dose_response import (
                             ExposureResponse,
+                            ExposureResponses,
                             HillFit,
+                            LinearFit,
                             concentration_effect,
                             dose_range,
                             dose_response,
@@ -17,7 +19,8 @@ from .sensitivity import (
                             sobol_indices,
 )
 
-__all__ = ["METRICS", "ExposureResponse", "HillFit", "LocalSensitivity", "Metric", "Response",
+__all__ = ["METRICS", "ExposureResponse", "ExposureResponses", "HillFit", "LinearFit",
+           "LocalSensitivity", "Metric", "Response",
            "SobolResult", "best_response", "concentration_effect", "dose_range",
            "dose_response", "local_sensitivity", "progression_time", "ranges_from_params",
            "response_category", "sobol_indices"]

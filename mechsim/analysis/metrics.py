@@ -96,6 +96,30 @@ class Metric:
         args = "".join(f", {format_quantity(q)}" for q in self.args)
         return f"{self.name}({self.output}{args})"
 
+    def describe(self) -> str:
+        """The metric in words, for axis labels: ``mean(IL6_rel, 0 d, 12 week)`` ->
+        ``'time-averaged IL6_rel from 0 d to 12 week'``."""
+        q = [format_quantity(a) for a in self.args]
+        out = self.output
+
+        def window(args):
+            return f" from {args[0]} to {args[1]}" if args else ""
+
+        n = self.name
+        if n == "value":
+            return f"{out} at {q[0]}"
+        if n == "pct_baseline":
+            return f"{out} at {q[0]} as % of its value at time 0"
+        if n == "trough":
+            return f"{out} just before the dose at {q[0]}"
+        if n in ("time_above", "time_below"):
+            side = "above" if n == "time_above" else "below"
+            return f"time with {out} {side} {q[0]}{window(q[1:])}"
+        words = {"max": "largest", "min": "smallest", "nadir": "nadir of",
+                 "time_of_nadir": "time of the smallest", "time_of_max": "time of the largest",
+                 "auc": "area under the curve of", "mean": "time-averaged"}[n]
+        return f"{words} {out}{window(q)}"
+
     def __call__(self, result) -> pint.Quantity:
         # values with the left limit inserted before every dose jump
         t, series = result.series(self.output)

@@ -108,32 +108,25 @@ def cmd_simulate(args) -> int:
 def cmd_dose_response(args) -> int:
     from ..analysis import dose_response
     from ..plotting import save_figure
-    from ..units import format_unit
 
     out = check_suffix(args.out, (".csv",), "--out")
     plot = check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
-    curves = dose_response(args.model, args.regimen, args.doses, args.metric, n=args.n,
-                           until=args.until, background=args.background, params=args.params,
-                           overrides=parse_sets(args.set), every=args.every,
-                           progress=not args.quiet)
-    for curve in curves:
-        print(f"{curve.y_label}: {curve.fit or 'Hill fit did not converge'}")
-        unit_x, unit_y = format_unit(curve.x.units), format_unit(curve.y.units) or "1"
-        if out is None:
-            print(f"  dose [{unit_x}]\t{curve.y_label} [{unit_y}]")
-            for x, y in curve.table():
-                print(f"  {x:.6g}\t{y:.6g}")
-    if out is not None:
-        for k, curve in enumerate(curves):
-            path = out if len(curves) == 1 else out.with_name(f"{out.stem}_{k + 1}{out.suffix}")
-            curve.to_csv(path)
-            wrote(path)
-    if plot is not None:
-        for k, curve in enumerate(curves):
-            path = plot if len(curves) == 1 else \
-                plot.with_name(f"{plot.stem}_{k + 1}{plot.suffix}")
-            save_figure(curve.plot().figure, path)
-            print(f"wrote {path}")
+    sweep = dose_response(args.model, args.regimen, args.doses, args.metric, n=args.n,
+                          until=args.until, background=args.background, params=args.params,
+                          overrides=parse_sets(args.set), every=args.every,
+                          progress=not args.quiet, fit_model=args.fit_model)
+    # a curve that does not fit is a finding, not an error: stated, and the exit status is 0
+    print(sweep.summary())
+    if out is None:
+        print("\t".join(sweep.header()))
+        for metric, x, y, fitted, unit in sweep.rows():
+            print(f"{metric}\t{x:.6g}\t{y:.6g}\t{fitted:.6g}\t{unit}")
+    else:  # one long table, a row per metric and dose
+        sweep.to_csv(out)
+        wrote(out)
+    if plot is not None:  # one figure, a panel per metric
+        save_figure(sweep.plot().ravel()[0].figure, plot)
+        wrote(plot)
     return 0
 
 
@@ -264,8 +257,9 @@ def add_commands(sub) -> None:
     p.add_argument("--overlay", action="store_true",
                    help="draw every output on one set of axes instead of a panel each")
 
-    p = add_command(sub, "dose-response", "sweep doses, compute metrics and fit Emax/Hill curves",
-             cmd_dose_response)
+    p = add_command(sub, "dose-response", "sweep doses, compute metrics and fit a linear, Emax "
+                                          "or sigmoid Emax curve to each (docs/dose_response.md)",
+                    cmd_dose_response)
     p.add_argument("model", help="built-in model name or model file")
     p.add_argument("--regimen", required=True,
                    help='regimen with {dose} where the amount goes, e.g. "{dose} iv every 14 days"')
@@ -276,6 +270,12 @@ def add_commands(sub) -> None:
     p.add_argument("--until", required=True, help='length of each run, e.g. "24 weeks"')
     p.add_argument("--background", default=None,
                    help="regimen given in every run, e.g. a backbone therapy")
+    # the names of mechsim.analysis.dose_response.FIT_MODELS, written out so that --help
+    # does not import numpy
+    p.add_argument("--model", dest="fit_model", default="auto",
+                   choices=["auto", "linear", "emax", "sigmoid"],
+                   help="curve fitted to each metric: the smallest AICc of the three (auto, "
+                        "default) or the one named")
     metric_outputs(p)
 
     p = add_command(sub, "sensitivity", "local sensitivity coefficients (tornado) or global Sobol "
