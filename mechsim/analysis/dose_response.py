@@ -5,11 +5,19 @@ drug and computes one or more metrics of each run; ``concentration_effect`` take
 outputs of one run (e.g. occupancy against concentration).  Each response ``E`` is fitted
 by least squares with three curves of the dose (or concentration) ``d``:
 
-===========  ==========================================  ==========
-``linear``   ``E = E0 + slope * d``                       2 parameters
-``emax``     ``E = E0 + Emax * d / (ED50 + d)``            3
-``sigmoid``  ``E = E0 + Emax * d^h / (ED50^h + d^h)``      4
-===========  ==========================================  ==========
+==============  ==============================================  ==========
+``linear``      ``E = E0 + slope * d``                           2 parameters
+``emax``        ``E = E0 + Emax * d / (ED50 + d)``                3
+``sigmoid``     ``E = E0 + Emax * d^h / (C^h + d^h)``, C = ED50    4
+``asymmetric``  ``E = E0 + Emax * (d^h / (C^h + d^h))^s``          5
+==============  ==============================================  ==========
+
+``asymmetric`` is the five-parameter logistic of bioassay analysis (Gottschalk and Dunn,
+Anal. Biochem. 343 (2005) 54-65), with the asymmetry ``s`` on the rising side: a target
+that binds drug until it is saturated and then stays occupied gives a response that bends
+sharply into its plateau, which no symmetric curve follows (``s = 1`` is the sigmoid).  Its
+ED50 is the dose of half the effect, ``C * (q / (1 - q))^(1/h)`` with ``q = 2^(-1/s)``; the
+curve is fitted in ED50 directly, so its interval comes from the fit like the others'.
 
 The curves are functions of the dose itself, so the point without drug is simply ``d = 0``,
 where every curve equals ``E0``; ED50 and the Hill coefficient are estimated on the log
@@ -70,9 +78,10 @@ __all__ = [
 _RANGE = re.compile(r"^\s*([0-9.eE+-]+)\s*\.\.\s*([0-9.eE+-]+)\s*(.*)$")
 
 #: The curves, by the name ``fit_model=`` and ``--model`` take, and the name they are shown by.
-CURVES = {"linear": "linear", "emax": "Emax", "sigmoid": "sigmoid Emax"}
+CURVES = {"linear": "linear", "emax": "Emax", "sigmoid": "sigmoid Emax",
+          "asymmetric": "asymmetric sigmoid Emax"}
 FIT_MODELS = ("auto", *CURVES)
-_N_PARAMS = {"linear": 2, "emax": 3, "sigmoid": 4}
+_N_PARAMS = {"linear": 2, "emax": 3, "sigmoid": 4, "asymmetric": 5}
 
 # Thresholds, as fractions of the observed response range (max - min over all points).
 #: Simulated values are exact to ~1e-8 of their size (the solver's rtol); residuals below this
@@ -133,6 +142,17 @@ def _emax(x, e0, emax, log_ed50):
     return _hill(x, e0, emax, log_ed50, 0.0)
 
 
+def _asymmetric(x, e0, emax, log_ed50, log_h, log_s):
+    """The five-parameter logistic in its half-effect dose ED50: the Hill fraction with
+    scale C raised to the power s, C chosen so that the fraction reaches 1/2 at ED50."""
+    h, s = np.exp(log_h), np.exp(log_s)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        q = 2.0 ** (-1.0 / s)
+        log_c = log_ed50 - np.log(q / (1.0 - q)) / h
+        frac = _hill(x, 0.0, 1.0, log_c, log_h)
+        return e0 + emax * np.power(frac, s)
+
+
 def _g(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
@@ -180,6 +200,9 @@ class HillFit:
     model: str = "sigmoid"
     aicc: float = math.nan
     lack_of_fit: LackOfFit | None = None
+    #: the asymmetric curve's exponent s and its interval (1 for the symmetric curves)
+    asymmetry: float = 1.0
+    asymmetry_ci: tuple[float, float] = (1.0, 1.0)
 
     @property
     def top(self) -> pint.Quantity:
@@ -188,15 +211,26 @@ class HillFit:
 
     def predict(self, x: pint.Quantity) -> pint.Quantity:
         xs = x.to(self.ed50.units).magnitude
-        y = _hill(xs, self.e0.magnitude, self.emax.magnitude, np.log(self.ed50.magnitude),
-                  np.log(self.hill))
+        y = _asymmetric(xs, self.e0.magnitude, self.emax.magnitude,
+                        np.log(self.ed50.magnitude), np.log(self.hill),
+                        np.log(self.asymmetry))
         return ureg.Quantity(y, self.e0.units)
+
+    def effect_dose(self, fraction: float) -> float:
+        """The dose (magnitude, in ED50's unit) at which the curve has reached ``fraction``
+        of its effect Emax."""
+        s, h = self.asymmetry, self.hill
+        q, p = 2.0 ** (-1.0 / s), fraction ** (1.0 / s)
+        c = self.ed50.magnitude / (q / (1.0 - q)) ** (1.0 / h)
+        return float(c * (p / (1.0 - p)) ** (1.0 / h))
 
     def parameters(self) -> str:
         """The parameters with their intervals, on one line."""
         unit = format_unit(self.e0.units) or "(dimensionless)"
-        hill = f"Hill = {self.hill:.3g} {_ci(self.hill_ci)}" if self.model == "sigmoid" \
+        hill = f"Hill = {self.hill:.3g} {_ci(self.hill_ci)}" if self.model != "emax" \
             else "Hill = 1 (fixed)"
+        if self.model == "asymmetric":
+            hill += f", asymmetry s = {self.asymmetry:.3g} {_ci(self.asymmetry_ci)}"
         return (f"E0 = {_g(self.e0.magnitude)} {_ci(self.e0_ci)}, "
                 f"Emax = {_g(self.emax.magnitude)} {_ci(self.emax_ci)} {unit}, "
                 f"ED50 = {_g(self.ed50.magnitude)} {_ci(self.ed50_ci)} "
@@ -292,24 +326,30 @@ def _fit_linear(x, y, x_unit, y_unit, rng, floor) -> LinearFit:
         aicc=_aicc(sse, n, 2, floor), lack_of_fit=_lack_of_fit(x, y, fitted, 2, rng, x_unit))
 
 
-def _start(xs, ys, hills):
-    """Best (E0, Emax, log ED50, log h) on a grid of ED50 and h, E0 and Emax solved exactly
-    (the curve is linear in them): a start inside the right valley whatever the data."""
+def _start(xs, ys, hills, powers=(1.0,)):
+    """Best (E0, Emax, log ED50, log h[, log s]) on a grid of ED50, h and s, E0 and Emax
+    solved exactly (the curve is linear in them): a start inside the right valley whatever
+    the data."""
     positive = xs[xs > 0]
     best = None
     for log_ed50 in np.linspace(np.log(positive.min()) - 2, np.log(positive.max()) + 2, 41):
         for h in hills:
-            frac = _hill(xs, 0.0, 1.0, log_ed50, np.log(h))
-            design = np.column_stack([np.ones_like(xs), frac])
-            coef, *_ = np.linalg.lstsq(design, ys, rcond=None)
-            sse = float(np.sum((ys - design @ coef) ** 2))
-            if best is None or sse < best[0]:
-                best = (sse, [coef[0], coef[1], log_ed50, np.log(h)])
+            for power in powers:
+                frac = _asymmetric(xs, 0.0, 1.0, log_ed50, np.log(h), np.log(power))
+                design = np.column_stack([np.ones_like(xs), frac])
+                coef, *_ = np.linalg.lstsq(design, ys, rcond=None)
+                sse = float(np.sum((ys - design @ coef) ** 2))
+                if best is None or sse < best[0]:
+                    best = (sse, [coef[0], coef[1], log_ed50, np.log(h), np.log(power)])
     return best[1]
 
 
+_CURVE = {"emax": _emax, "sigmoid": _hill, "asymmetric": _asymmetric}
+
+
 def _fit_hill_model(x, y, x_unit, y_unit, model, rng, floor) -> HillFit | None:
-    """Emax (h = 1) or sigmoid Emax by least squares on scaled data; None if it fails."""
+    """Emax (h = 1), sigmoid Emax or the asymmetric sigmoid by least squares on scaled
+    data; None if it fails."""
     from scipy import optimize
 
     positive = x > 0
@@ -319,11 +359,11 @@ def _fit_hill_model(x, y, x_unit, y_unit, model, rng, floor) -> HillFit | None:
     x_ref = float(np.exp(np.mean(np.log(x[positive]))))
     y_ref = float(y.min())
     xs, ys = x / x_ref, (y - y_ref) / rng
-    sigmoid = model == "sigmoid"
-    f = _hill if sigmoid else _emax
-    p0 = _start(xs, ys, (0.5, 1.0, 2.0, 4.0, 8.0) if sigmoid else (1.0,))
-    if not sigmoid:
-        p0 = p0[:3]
+    f = _CURVE[model]
+    n_params = _N_PARAMS[model]
+    hills = (1.0,) if model == "emax" else (0.5, 1.0, 2.0, 4.0, 8.0)
+    powers = (0.1, 0.2, 0.4, 1.0, 2.5, 5.0) if model == "asymmetric" else (1.0,)
+    p0 = _start(xs, ys, hills, powers)[:n_params]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -336,26 +376,30 @@ def _fit_hill_model(x, y, x_unit, y_unit, model, rng, floor) -> HillFit | None:
     sse = float(np.sum((ys - fitted_s) ** 2)) * rng ** 2
     if not np.isfinite(sse):
         return None
-    n_params = _N_PARAMS[model]
     half = _t975(len(x) - n_params) * np.sqrt(np.clip(np.diag(cov), 0, None))
     half = np.where(np.isfinite(half), half, np.inf)
     lo, hi = params - half, params + half
     fitted = y_ref + rng * fitted_s
     ss_tot = float(np.sum((y - y.mean()) ** 2))
+    shaped = model != "emax"
+    asymmetric = model == "asymmetric"
     with np.errstate(over="ignore"):
         log_x_ref = math.log(x_ref)
         return HillFit(
             e0=ureg.Quantity(y_ref + rng * params[0], y_unit),
             emax=ureg.Quantity(rng * params[1], y_unit),
             ed50=ureg.Quantity(float(np.exp(params[2] + log_x_ref)), x_unit),
-            hill=float(np.exp(params[3])) if sigmoid else 1.0,
+            hill=float(np.exp(params[3])) if shaped else 1.0,
             e0_ci=(y_ref + rng * float(lo[0]), y_ref + rng * float(hi[0])),
             emax_ci=(rng * float(lo[1]), rng * float(hi[1])),
             ed50_ci=(float(np.exp(lo[2] + log_x_ref)), float(np.exp(hi[2] + log_x_ref))),
-            hill_ci=(float(np.exp(lo[3])), float(np.exp(hi[3]))) if sigmoid else (1.0, 1.0),
+            hill_ci=(float(np.exp(lo[3])), float(np.exp(hi[3]))) if shaped else (1.0, 1.0),
             r_squared=1 - sse / ss_tot if ss_tot > 0 else 1.0, model=model,
             aicc=_aicc(sse, len(x), n_params, floor),
-            lack_of_fit=_lack_of_fit(x, y, fitted, n_params, rng, x_unit))
+            lack_of_fit=_lack_of_fit(x, y, fitted, n_params, rng, x_unit),
+            asymmetry=float(np.exp(params[4])) if asymmetric else 1.0,
+            asymmetry_ci=(float(np.exp(lo[4])), float(np.exp(hi[4]))) if asymmetric
+            else (1.0, 1.0))
 
 
 def fit_hill(x: np.ndarray, y: np.ndarray, x_unit, y_unit) -> HillFit | None:
@@ -494,8 +538,8 @@ def steep_part_warning(x, fit, x_unit) -> str:
     inside = int(np.sum((frac > 0.1) & (frac < 0.9)))
     if inside >= 2:
         return ""
-    ed50 = fit.ed50.to(x_unit).magnitude
-    low, high = ed50 * 9 ** (-1 / fit.hill), ed50 * 9 ** (1 / fit.hill)
+    scale = ureg.Quantity(1.0, fit.ed50.units).to(x_unit).magnitude
+    low, high = fit.effect_dose(0.1) * scale, fit.effect_dose(0.9) * scale
     unit = format_unit(x_unit)
     return (f"{'no dose lies' if inside == 0 else 'only one dose lies'} on the steep part of "
             f"the curve (10-90 % of the effect, {low:.3g}-{high:.3g} {unit}): ED50 and Hill "

@@ -273,7 +273,7 @@ def add_commands(sub) -> None:
     # the names of mechsim.analysis.dose_response.FIT_MODELS, written out so that --help
     # does not import numpy
     p.add_argument("--model", dest="fit_model", default="auto",
-                   choices=["auto", "linear", "emax", "sigmoid"],
+                   choices=["auto", "linear", "emax", "sigmoid", "asymmetric"],
                    help="curve fitted to each metric: the smallest AICc of the three (auto, "
                         "default) or the one named")
     metric_outputs(p)

@@ -148,7 +148,21 @@ def sigmoid(x, e0=10.0, top=-8.0, ed50=3.0, h=2.5):
     return hill(x, e0, top, ed50, h)
 
 
-GENERATORS = {"linear": linear, "emax": emax, "sigmoid": sigmoid}
+def asymmetric(x, e0=10.0, top=-8.0, c=3.0, h=4.0, s=0.3):
+    """The five-parameter logistic written out by hand: the Hill fraction with scale c,
+    raised to the power s."""
+    x = np.asarray(x, dtype=float)
+    frac = x ** h / (c ** h + x ** h)
+    return e0 + top * frac ** s
+
+
+def asymmetric_ed50(c=3.0, h=4.0, s=0.3):
+    """The dose of half the effect of :func:`asymmetric`, solved by hand: frac^s = 1/2."""
+    frac = 0.5 ** (1 / s)
+    return c * (frac / (1 - frac)) ** (1 / h)
+
+
+GENERATORS = {"linear": linear, "emax": emax, "sigmoid": sigmoid, "asymmetric": asymmetric}
 
 
 def analyse(y, x=DOSES, fit_model="auto", x_unit="mg/kg", y_unit="g/L"):
@@ -167,7 +181,15 @@ def test_each_curve_recovers_its_own_parameters_from_exact_data():
     sg = analyse(sigmoid(DOSES), fit_model="sigmoid").fit
     assert (sg.e0.magnitude, sg.emax.magnitude, sg.ed50.magnitude, sg.hill) == \
         pytest.approx((10, -8, 3, 2.5), rel=1e-6)
-    for fit in (lin, em, sg):
+    asym = analyse(asymmetric(DOSES), fit_model="asymmetric").fit
+    assert (asym.e0.magnitude, asym.emax.magnitude, asym.ed50.magnitude, asym.hill,
+            asym.asymmetry) == pytest.approx((10, -8, asymmetric_ed50(), 4.0, 0.3), rel=1e-5)
+    # half the effect at ED50, 10 % and 90 % where the hand-solved curve has them
+    assert asym.predict(asym.ed50).magnitude == pytest.approx(10 - 4, rel=1e-9)
+    for fraction in (0.1, 0.9):
+        dose = asym.effect_dose(fraction)
+        assert asymmetric(dose) == pytest.approx(10 - 8 * fraction, rel=1e-9)
+    for fit in (lin, em, sg, asym):
         assert fit.lack_of_fit.largest_miss < 1e-6 and fit.r_squared == pytest.approx(1)
 
 
@@ -177,7 +199,7 @@ def test_aicc_chooses_the_curve_that_generated_exact_data(name):
     assert er.fit.model == name
     assert er.warnings == ()
     aicc = {c.model: c.aicc for c in er.candidates}
-    assert set(aicc) == {"linear", "emax", "sigmoid"}
+    assert set(aicc) == {"linear", "emax", "sigmoid", "asymmetric"}
     assert aicc[name] == min(v for v in aicc.values() if np.isfinite(v))
     if name == "emax":  # the sigmoid (h = 1) also goes through every point: only the
         # penalty for its extra parameter separates them, 2 + AICc's correction: k = 4 and 5
@@ -212,6 +234,18 @@ def test_noisy_sigmoid_data_are_still_told_from_an_emax_curve():
               for _ in range(20)]
     assert chosen.count("sigmoid") >= 18
 
+
+def test_a_response_that_bends_sharply_into_its_plateau_is_followed():
+    """A target saturated and then kept occupied bends sharply into the plateau: the
+    symmetric sigmoid misses the corner (with a warning), the asymmetric curve goes through
+    every point and is chosen."""
+    y = asymmetric(DOSES, h=8.0, s=0.1)
+    symmetric = analyse(y, fit_model="sigmoid")
+    assert symmetric.fit.lack_of_fit.largest_miss > 0.03
+    assert any("does not follow the shape" in w for w in symmetric.warnings)
+    chosen = analyse(y)
+    assert chosen.fit.model == "asymmetric" and chosen.warnings == ()
+    assert chosen.fit.lack_of_fit.largest_miss < 1e-5
 
 def test_a_u_shaped_response_is_reported_where_it_turns():
     x = np.concatenate([[0], np.geomspace(0.01, 100, 9)])   # 0.01, 0.0316, 0.1, ... 100
@@ -274,7 +308,7 @@ def test_no_curve_for_a_flat_response_or_too_few_points():
     assert few.fit is None
     assert [c.rejected for c in few.candidates] == [
         "needs at least 5 points, has 4", "needs at least 6 points, has 4",
-        "needs at least 7 points, has 4"]
+        "needs at least 7 points, has 4", "needs at least 8 points, has 4"]
 
 
 def test_a_named_curve_that_cannot_fit_is_stated_not_drawn():
