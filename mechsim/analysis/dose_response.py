@@ -92,6 +92,9 @@ def fit_hill(x: np.ndarray, y: np.ndarray, x_unit, y_unit) -> HillFit | None:
     from scipy import optimize, stats  # 1.5 s to import: only when a curve is fitted
 
     x, y = np.asarray(x, float), np.asarray(y, float)
+    # a metric that is not estimable at some dose (an NCA value is NaN then) leaves it out
+    finite = np.isfinite(y)
+    x, y = x[finite], y[finite]
     positive = x > 0
     if positive.sum() < 4 or np.ptp(y) == 0:
         return None
