@@ -11,6 +11,8 @@ from .dose_response import (
 )
 from .endpoints import Response, best_response, progression_time, response_category
 from .metrics import METRICS, Metric
+from .nca import NCAResult, nca_profile  # not nca(): as a name here it would hide the module
+from .nca_sources import nca_of_result, nca_of_subject
 from .sensitivity import (
                             LocalSensitivity,
                             SobolResult,
@@ -20,7 +22,7 @@ from .sensitivity import (
 )
 
 __all__ = ["METRICS", "ExposureResponse", "ExposureResponses", "HillFit", "LinearFit",
-           "LocalSensitivity", "Metric", "Response",
-           "SobolResult", "best_response", "concentration_effect", "dose_range",
-           "dose_response", "local_sensitivity", "progression_time", "ranges_from_params",
-           "response_category", "sobol_indices"]
+           "LocalSensitivity", "Metric", "NCAResult", "Response", "SobolResult",
+           "best_response", "concentration_effect", "dose_range", "dose_response",
+           "local_sensitivity", "nca_of_result", "nca_of_subject", "nca_profile",
+           "progression_time", "ranges_from_params", "response_category", "sobol_indices"]

@@ -590,6 +590,14 @@ class ExposureResponse:
         """Fit the candidate curves to the points, choose one and collect the warnings."""
         check_fit_model(fit_model)
         xm, ym = np.asarray(x.magnitude, float), np.asarray(y.magnitude, float)
+        # a metric that is not defined at some dose (an NCA value without drug, a half-life
+        # without a terminal phase) is NaN there: those points are left out, and said so
+        undefined = np.isnan(ym)
+        left_out = ""
+        if undefined.any() and not undefined.all():
+            where = ", ".join(_q(ureg.Quantity(float(v), x.units)) for v in xm[undefined])
+            left_out = f"the metric is not defined at {where}: left out of the fit"
+            xm, ym = xm[~undefined], ym[~undefined]
         found = fit_candidates(xm, ym, x.units, y.units)
         candidates, fit, no_fit = (), None, ""
         if isinstance(found, str):
@@ -597,7 +605,7 @@ class ExposureResponse:
         else:
             candidates = found
             fit, no_fit = _choose(candidates, fit_model)
-        notes = (monotonic_warning(xm, ym, x.units, y.units),
+        notes = (left_out, monotonic_warning(xm, ym, x.units, y.units),
                  plateau_warning(xm, ym, fit, x.units) if fit is not None else "",
                  miss_warning(fit), steep_part_warning(xm, fit, x.units))
         return cls(x=x, y=y, x_label=x_label, y_label=y_label, fit=fit,
@@ -745,8 +753,9 @@ def dose_response(model, regimen: str, doses, metric: str | Metric, *, until,
         How the runs are spread (threads, processes or a Dask client, as in
         :func:`mechsim.simulate_many`); the result does not depend on them.
     fit_model
-        ``"auto"`` (the candidate with the smallest AICc), ``"linear"``, ``"emax"`` or
-        ``"sigmoid"``.  (``model`` is the simulated model, hence the longer name.)
+        ``"auto"`` (the candidate with the smallest AICc), ``"linear"``, ``"emax"``,
+        ``"sigmoid"`` or ``"asymmetric"``.  (``model`` is the simulated model, hence the
+        longer name.)
 
     Returns
     -------
@@ -798,7 +807,7 @@ def dose_response(model, regimen: str, doses, metric: str | Metric, *, until,
         y = ureg.Quantity([row[k].to(unit).magnitude for row in values], unit)
         curves.append(ExposureResponse.analyse(x, y, x_label="dose", y_label=str(m),
                                                description=description, fit_model=fit_model,
-                                               y_words=m.describe()))
+                                               y_words=m.describe(model.labels)))
     return ExposureResponses(tuple(curves), description) if several else curves[0]
 
 

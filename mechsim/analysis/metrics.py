@@ -17,6 +17,21 @@ is a quantity with its unit.  Parsed with a regular expression and pint, never e
 ``time_below(M, 9 g/L)``           total time below a threshold (optional window)
 ================================  ==========================================================
 
+Non-compartmental analysis of a concentration output (:mod:`mechsim.analysis.nca`: times
+from the first dose, in the model's time unit; NaN when not estimable):
+
+================================  ==========================================================
+``cmax(C_mass)``, ``tmax(C_mass)``  largest concentration and its time since the first dose
+``clast(C)``, ``tlast(C)``         last positive concentration and its time
+``auclast(C)``, ``aucinf(C)``      AUC to Tlast, and extrapolated to infinity
+``lambda_z(C)``                    terminal rate constant (best fit)
+``half_life(C)`` or ``thalf(C)``   terminal half-life, ln 2 / lambda_z
+``cl(C_mass)``, ``vz(C_mass)``     Dose/AUCinf and Dose/(lambda_z AUCinf) (CL/F, Vz/F after
+                                   extravascular doses); the dose is the run's total
+``auc_tau(C, 28 day)``             AUC over the dosing interval that starts with the dose at
+                                   that time; also ``cmax_tau``, ``cmin_tau``, ``tmax_tau``
+================================  ==========================================================
+
 >>> m = Metric.parse("auc(C_mass, 0 day, 2 day)")
 >>> str(m)
 'auc(C_mass, 0 d, 2 d)'
@@ -25,6 +40,7 @@ is a quantity with its unit.  Parsed with a regular expression and pint, never e
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +48,9 @@ import pint
 
 from ..errors import ValidationError
 from ..units import format_quantity, parse_quantity, ureg
+from .nca_sources import nca_of_result
 
-__all__ = ["METRICS", "Metric", "MetricSet"]
+__all__ = ["METRICS", "NCA_INTERVAL_METRICS", "NCA_METRICS", "Metric", "MetricSet"]
 
 _CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_]\w*)\s*(?:,(.*))?\)\s*$")
 
@@ -51,8 +68,40 @@ METRICS = {
     "pct_baseline": ((1,), "value at a time as % of the value at t = 0"),
     "time_above": ((1, 3), "time spent above a threshold"),
     "time_below": ((1, 3), "time spent below a threshold"),
+    # non-compartmental analysis (concentrations only)
+    "cmax": ((0,), "NCA: largest concentration"),
+    "tmax": ((0,), "NCA: time of the largest concentration since the first dose"),
+    "clast": ((0,), "NCA: last positive concentration"),
+    "tlast": ((0,), "NCA: time of the last positive concentration"),
+    "auclast": ((0,), "NCA: AUC from the first dose to Tlast"),
+    "aucinf": ((0,), "NCA: AUC extrapolated to infinity"),
+    "lambda_z": ((0,), "NCA: terminal rate constant"),
+    "half_life": ((0,), "NCA: terminal half-life"),
+    "thalf": ((0,), "NCA: terminal half-life"),
+    "cl": ((0,), "NCA: clearance, Dose/AUCinf (CL/F for extravascular doses)"),
+    "vz": ((0,), "NCA: terminal volume, Dose/(lambda_z AUCinf) (Vz/F extravascular)"),
+    "auc_tau": ((1,), "NCA: AUC over the dosing interval starting at a dose"),
+    "cmax_tau": ((1,), "NCA: largest concentration in a dosing interval"),
+    "cmin_tau": ((1,), "NCA: smallest concentration in a dosing interval"),
+    "tmax_tau": ((1,), "NCA: time of the largest concentration since the interval's dose"),
 }
+#: metric -> attribute of the whole profile's NCAResult
+_NCA_WHOLE = {"cmax": "cmax", "tmax": "tmax", "clast": "clast", "tlast": "tlast",
+              "auclast": "auclast", "aucinf": "aucinf", "lambda_z": "lambda_z",
+              "half_life": "half_life", "thalf": "half_life", "cl": "cl", "vz": "vz"}
+#: metric -> attribute of an IntervalNCA
+NCA_INTERVAL_METRICS = {"auc_tau": "auctau", "cmax_tau": "cmax", "cmin_tau": "cmin",
+                        "tmax_tau": "tmax"}
+#: the metrics that need a concentration output
+NCA_METRICS = frozenset(_NCA_WHOLE) | frozenset(NCA_INTERVAL_METRICS)
 _DAY = ureg.day.dimensionality
+#: the NCA metrics in words, for axis labels
+_NCA_WORDS = {"cmax": "Cmax", "tmax": "Tmax", "clast": "Clast", "tlast": "Tlast",
+              "auclast": "AUClast", "aucinf": "AUCinf", "lambda_z": "terminal rate constant",
+              "half_life": "terminal half-life", "thalf": "terminal half-life",
+              "cl": "clearance (dose/AUCinf)", "vz": "terminal volume Vz",
+              "auc_tau": "AUC over the dosing interval", "cmax_tau": "Cmax in the interval",
+              "cmin_tau": "Cmin in the interval", "tmax_tau": "Tmax in the interval"}
 
 
 @dataclass(frozen=True)
@@ -96,16 +145,19 @@ class Metric:
         args = "".join(f", {format_quantity(q)}" for q in self.args)
         return f"{self.name}({self.output}{args})"
 
-    def describe(self) -> str:
-        """The metric in words, for axis labels: ``mean(IL6_rel, 0 d, 12 week)`` ->
-        ``'time-averaged IL6_rel from 0 d to 12 week'``."""
+    def describe(self, labels: Mapping[str, str] | None = None) -> str:
+        """The metric in words, for axis labels, with the output's label when ``labels``
+        (a model's) has one: ``mean(IL6_rel, 0 d, 12 week)`` -> ``'time-averaged IL-6
+        relative to baseline from 0 d to 12 week'``."""
         q = [format_quantity(a) for a in self.args]
-        out = self.output
+        out = (labels or {}).get(self.output, self.output)
 
         def window(args):
             return f" from {args[0]} to {args[1]}" if args else ""
 
         n = self.name
+        if n in NCA_METRICS:
+            return f"{_NCA_WORDS[n]} of {out}" + (f" from the dose at {q[0]}" if q else "")
         if n == "value":
             return f"{out} at {q[0]}"
         if n == "pct_baseline":
@@ -126,6 +178,8 @@ class Metric:
         unit = series.units
         y = np.asarray(series.magnitude, dtype=float)
         n = self.name
+        if n in NCA_METRICS:
+            return self._nca(result)
         if n in ("value", "pct_baseline"):
             at = self._days(self.args[0], t)
             hit = np.flatnonzero(t == at)
@@ -162,6 +216,22 @@ class Metric:
         if n == "auc":
             return ureg.Quantity(area, unit * ureg.day)
         return ureg.Quantity(area / (tw[-1] - tw[0]), unit)  # mean
+
+    def _nca(self, result) -> pint.Quantity:
+        """An NCA parameter of the output (the output's unit is checked there)."""
+        try:
+            profile = nca_of_result(result, self.output)
+        except ValidationError as exc:
+            raise ValidationError(f"metric {self}: {exc.message}") from None
+        if self.name in _NCA_WHOLE:
+            return getattr(profile.whole, _NCA_WHOLE[self.name])
+        at = self.args[0].to(result.time_unit)
+        try:
+            interval = profile.interval_at(at)
+        except ValidationError:
+            raise ValidationError(f"metric {self}: no dose at {format_quantity(self.args[0])} "
+                                  "in this run") from None
+        return getattr(interval, NCA_INTERVAL_METRICS[self.name])
 
     def _days(self, q: pint.Quantity, t: np.ndarray) -> float:
         at = q.to(ureg.day).magnitude

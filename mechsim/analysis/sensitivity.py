@@ -30,7 +30,8 @@ from ..errors import MechsimError, UnitError, ValidationError
 from ..optional import require
 from ..runner import positive
 from ..units import dimension_text, format_quantity, format_unit, parse_quantity, to_canonical, ureg
-from .metrics import Metric, MetricSet
+from .metrics import NCA_INTERVAL_METRICS, NCA_METRICS, Metric, MetricSet
+from .nca import is_concentration
 
 __all__ = [
     "LocalSensitivity",
@@ -128,7 +129,11 @@ def _check_metric(m: Metric, cm, end: float, plan) -> None:
         if not 0 <= at <= end * (1 + 1e-12):
             raise ValidationError(f"metric {m}: {format_quantity(q)} is outside the run "
                                   f"(0 to {end:g} day)")
-    if m.name == "trough":
+    if m.name in NCA_METRICS and not is_concentration(unit):
+        raise ValidationError(f"metric {m}: {m.output} is in "
+                              f"{format_unit(unit) or 'dimensionless units'}, not a "
+                              "concentration; NCA needs a mass or amount per volume")
+    if m.name == "trough" or m.name in NCA_INTERVAL_METRICS:
         at = m.args[0].to(ureg.day).magnitude
         if not any(math.isclose(t, at, abs_tol=1e-9) for t in plan.dose_times()):
             raise ValidationError(f"metric {m}: no dose at {format_quantity(m.args[0])} in "

@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import MechsimError
-from . import estimation, simulation
+from . import estimation, nca, simulation
 from .common import EXAMPLES, YOUR_OWN, Parser
 
 __all__ = ["EXAMPLES", "YOUR_OWN", "build_parser", "main"]
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     simulation.add_commands(sub)
     estimation.add_commands(sub)
+    nca.add_commands(sub)
     return parser
 
 

@@ -32,6 +32,8 @@ EXAMPLES = {
             "--observe C --estimate CL_per_kg,V_per_kg --error proportional --out pheno_fit"),
     "vpc": ("mechsim vpc phenobarbital pheno --units TIME=h,AMT=mg,DV=mg/L,WGT=kg "
             "--observe C --params phenobarbital_fit --n 200 --out pheno_vpc.png"),
+    "nca": ('mechsim nca one_compartment --regimen "100 mg oral every 1 day x 7" '
+            '--until "14 days" --output C_mass --set ka=10/day --intervals --out nca.csv'),
 }
 #: How to point a subcommand at your own file (PLACEHOLDERS in capitals, not commands to run).
 YOUR_OWN = {
@@ -43,6 +45,7 @@ YOUR_OWN = {
             "--observe OUTPUT --estimate NAME,NAME --out FOLDER"),
     "vpc": ("mechsim vpc PATH/TO/MODEL.toml PATH/TO/DATA.csv --params FOLDER/fitted_params.toml "
             "--observe OUTPUT --out vpc.png"),
+    "nca": "mechsim nca --data PATH/TO/DATA.csv --units TIME=h,AMT=mg,DV=mg/L --route oral",
 }
 
 

@@ -64,3 +64,19 @@ def test_bad_metrics(bolus, text, message):
     with pytest.raises((ValidationError, mechsim.UnitError), match=message):
         Metric.parse(text)(bolus)
     assert np.isfinite(bolus.time_days).all()
+
+
+def test_every_metric_reads_in_words_with_the_model_label():
+    """Axis labels: every metric name has words (no name falls through), and the output's
+    label replaces its name when the model gives one."""
+    from mechsim.analysis.metrics import METRICS, Metric
+
+    labels = {"C_mass": "drug in plasma"}
+    for name, (counts, _) in METRICS.items():
+        args = ["1 day", "2 day", "3 day"][:counts[-1]]
+        if name in ("time_above", "time_below"):
+            args = ["1 mg/L", "1 day", "2 day"][:counts[-1]]
+        metric = Metric.parse(f"{name}({', '.join(['C_mass', *args])})")
+        words = metric.describe(labels)
+        assert "drug in plasma" in words and "C_mass" not in words, name
+        assert metric.describe().count("C_mass") == 1, name
