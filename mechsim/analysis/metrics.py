@@ -47,12 +47,13 @@ import numpy as np
 import pint
 
 from ..errors import ValidationError
-from ..units import format_quantity, parse_quantity, ureg
+from ..units import format_quantity, format_unit, parse_quantity, split_output, ureg
 from .nca_sources import nca_of_result
 
 __all__ = ["METRICS", "NCA_INTERVAL_METRICS", "NCA_METRICS", "Metric", "MetricSet"]
 
-_CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_]\w*)\s*(?:,(.*))?\)\s*$")
+# NAME(OUTPUT, ARG, ...); OUTPUT may ask for a unit: C_mass[ng/mL]
+_CALL = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_]\w*\s*(?:\[[^\]]*\])?)\s*(?:,(.*))?\)\s*$")
 
 # name -> (number of arguments allowed, description); arguments are quantities
 METRICS = {
@@ -128,7 +129,13 @@ class Metric:
         if any(not p for p in parts):
             raise ValidationError(f"metric {text!r}: empty argument")
         args = tuple(parse_quantity(p, what=f"metric {text!r} argument") for p in parts)
-        return cls(name, output, args)
+        bare, unit = split_output(output)
+        return cls(name, bare if unit is None else f"{bare}[{format_unit(unit)}]", args)
+
+    @property
+    def bare_output(self) -> str:
+        """The output's name without a unit asked for (``C_mass`` of ``C_mass[ng/mL]``)."""
+        return split_output(self.output)[0]
 
     def __post_init__(self):
         counts = METRICS[self.name][0]
@@ -150,7 +157,7 @@ class Metric:
         (a model's) has one: ``mean(IL6_rel, 0 d, 12 week)`` -> ``'time-averaged IL-6
         relative to baseline from 0 d to 12 week'``."""
         q = [format_quantity(a) for a in self.args]
-        out = (labels or {}).get(self.output, self.output)
+        out = (labels or {}).get(self.bare_output, self.bare_output)
 
         def window(args):
             return f" from {args[0]} to {args[1]}" if args else ""

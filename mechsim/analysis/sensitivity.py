@@ -29,7 +29,16 @@ import pint
 from ..errors import MechsimError, UnitError, ValidationError
 from ..optional import require
 from ..runner import positive
-from ..units import dimension_text, format_quantity, format_unit, parse_quantity, to_canonical, ureg
+from ..units import (
+    convertible,
+    dimension_text,
+    format_quantity,
+    format_unit,
+    parse_quantity,
+    split_output,
+    to_canonical,
+    ureg,
+)
 from .metrics import NCA_INTERVAL_METRICS, NCA_METRICS, Metric, MetricSet
 from .nca import is_concentration
 
@@ -113,11 +122,12 @@ def _parse_metrics(metric) -> tuple[list[Metric], bool]:
 def _check_metric(m: Metric, cm, end: float, plan) -> None:
     """Output name, time arguments within the run, threshold units, trough dose times."""
     names = cm.state_names + cm.observable_names
-    if m.output not in names:
-        raise ValidationError(f"metric {m}: no output named {m.output!r} in model {cm.name} "
+    bare, wanted = split_output(m.output)
+    if bare not in names:
+        raise ValidationError(f"metric {m}: no output named {bare!r} in model {cm.name} "
                               f"(outputs: {', '.join(names)})")
     units = cm.state_units + cm.observable_units
-    unit = units[names.index(m.output)]
+    unit = convertible(bare, units[names.index(bare)], wanted)
     times = m.args
     if m.name in ("time_above", "time_below"):
         level, times = m.args[0], m.args[1:]

@@ -80,3 +80,25 @@ def test_every_metric_reads_in_words_with_the_model_label():
         words = metric.describe(labels)
         assert "drug in plasma" in words and "C_mass" not in words, name
         assert metric.describe().count("C_mass") == 1, name
+
+
+def test_a_metric_of_an_output_in_the_unit_asked_for():
+    import mechsim
+    from mechsim import UnitError
+    from mechsim.analysis.metrics import Metric
+
+    res = mechsim.simulate("one_compartment", "100 mg iv", until="2 day", every="1 h")
+    in_ng = Metric.parse("max(C_mass [ng/mL])")
+    assert str(in_ng) == "max(C_mass[ng/mL])" and in_ng.bare_output == "C_mass"
+    value = in_ng(res)
+    assert str(value.units) == "nanogram / milliliter"
+    # 100 mg into 10 L: 10 mg/L at the bolus, 10,000 ng/mL
+    assert value.magnitude == pytest.approx(10_000, rel=1e-9)
+    auc = Metric.parse("auc(C_mass[ug/mL], 0 day, 1 day)")(res)
+    assert auc.to("mg*day/L").magnitude == pytest.approx(
+        Metric.parse("auc(C_mass, 0 day, 1 day)")(res).to("mg*day/L").magnitude, rel=1e-12)
+    with pytest.raises(UnitError, match="output C_mass is in mg/L"):
+        Metric.parse("max(C_mass[nmol])")(res)
+    with pytest.raises(mechsim.ValidationError, match="no output named 'C_nope'"):
+        mechsim.dose_response("one_compartment", "{dose} iv", "1..10 mg", "max(C_nope[mg/L])",
+                              until="1 day", n=3)
