@@ -186,3 +186,18 @@ def test_wrong_out_suffix_is_refused_before_any_work(tmp_path, capsys):
     assert _main_in(tmp_path, ["nca", "--data", "pheno", "--out", "t.txt"]) == 2
     assert "--out must end in .csv" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_nca_of_an_output_in_the_unit_asked_for(capsys):
+    from mechsim.cli import main
+
+    assert main(["nca", "one_compartment", "--regimen", "100 mg iv", "--until", "5 day",
+                 "--every", "2 h", "--output", "C_mass[ng/mL]"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("NCA of C_mass [ng/mL]")
+    cmax = next(line for line in out.splitlines() if line.split()[:1] == ["Cmax"])
+    # 100 mg into V = 10 L: 10 mg/L, 10,000 ng/mL at the bolus
+    assert cmax.split()[1:] == ["1e+04", "ng/mL"]
+    assert main(["nca", "one_compartment", "--regimen", "100 mg iv", "--until", "5 day",
+                 "--output", "C_mass[nmol]"]) == 2
+    assert "output C_mass is in mg/L" in capsys.readouterr().err

@@ -111,7 +111,7 @@ def _simulated(args):
     from ..dosing import Regimen
     from ..io import prepare_model
     from ..simulation import simulate
-    from ..units import as_days, format_unit, ureg
+    from ..units import as_days, convertible, format_unit, split_output, ureg
 
     for flag, value in (("--units", args.units), ("--observe", args.observe)):
         if value is not None:
@@ -122,13 +122,16 @@ def _simulated(args):
                               "concentration, e.g. C_mass)")
     model = prepare_model(args.model, args.params, parse_sets(args.set))
     units = {s.name: s.unit for s in model.species} | {r.name: r.unit for r in model.rules}
-    if args.output not in units:
-        raise ValidationError(f"no output named {args.output!r} in model {model.name} "
+    name, wanted = split_output(args.output)  # C_mass[ng/mL]: in ng/mL
+    if name not in units:
+        raise ValidationError(f"no output named {name!r} in model {model.name} "
                               f"(outputs: {', '.join(units)})")
     # checked before the run where the unit is declared (a rule may leave it to inference)
-    unit = units[args.output]
+    unit = units[name]
+    if unit is not None:
+        unit = convertible(name, unit, wanted)
     if unit is not None and not is_concentration(unit):
-        raise ValidationError(f"{args.output} is in {format_unit(unit) or 'dimensionless units'}"
+        raise ValidationError(f"{name} is in {format_unit(unit) or 'dimensionless units'}"
                               ", not a concentration; NCA needs a mass or amount per volume "
                               "(e.g. mg/L or nM)")
     regimen = Regimen.parse(args.regimen or "")
@@ -140,7 +143,7 @@ def _simulated(args):
         times = ureg.Quantity(_dose_grid(regimen, end, step), ureg.day)
     res = simulate(model, regimen, until=args.until, times=times)
     profile = nca_of_result(res, args.output, route=args.route)
-    title = (f"NCA of {args.output} [{format_unit(res.unit(args.output))}], {res.model}: "
+    title = (f"NCA of {name} [{format_unit(res.unit(args.output))}], {res.model}: "
              f"{res.regimen or 'no doses'} (times in {format_unit(res.time_unit)} from the "
              "first dose)")
     return title, [(None, profile)]
