@@ -10,6 +10,7 @@ numbers whichever way it is scheduled: runs never share solver state.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -23,6 +24,7 @@ from .doseplan import (
     DosePlan,
     as_regimen,
     check_fixed_values,
+    dose_breakpoints,
     dose_plans,
     dosing_parameters,
     first_invalid_row,
@@ -51,6 +53,56 @@ _OBSERVABLE_CHUNK = 1024  # runs per observables evaluation (bounds the temporar
 
 
 @dataclass(frozen=True, eq=False)
+class RunPlans(Sequence):
+    """The dose plan of every run, made when asked for: ``plans[i]`` is run i's plan,
+    ``plans[a:b]`` the plans of those runs (a RunPlans again), :meth:`made` all of them.
+
+    A population of 10,000 patients whose volumes differ has 10,000 plans; holding them
+    all while the runs are integrated would add 17 MB to the peak, so each chunk of runs
+    makes its own, and a batch's :meth:`BatchResult.result` makes one again.  A plan made
+    for one run is the same, bit for bit, as made with any other runs
+    (:func:`~mechsim.doseplan.dose_plans`).
+    """
+
+    compiled: CompiledModel
+    until: float
+    events: tuple                # the converted doses of each distinct regimen
+    regimen_of: np.ndarray       # index into ``events`` of each run
+    matrix: np.ndarray           # canonical parameters of each run
+
+    def __len__(self) -> int:
+        return len(self.regimen_of)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return dataclasses.replace(self, regimen_of=self.regimen_of[key],
+                                       matrix=self.matrix[key])
+        return self[key:key + 1 if key != -1 else None].made()[0]
+
+    def made(self) -> list[DosePlan]:
+        """Every run's plan; runs under one regimen that agree on the parameters dosing
+        reads share one plan object (and, in the compiled engine, its segment arrays)."""
+        plans: list = [None] * len(self)
+        dosing = dosing_parameters(self.compiled)
+        for r, events in enumerate(self.events):
+            runs = np.flatnonzero(self.regimen_of == r)
+            first: dict = {}
+            shared = [first.setdefault(self.matrix[i, dosing].tobytes(), i) for i in runs]
+            distinct = list(first.values())
+            made = dict(zip(distinct, dose_plans(self.compiled, events, self.matrix[distinct],
+                                                 self.until)))
+            for i, j in zip(runs, shared):
+                plans[i] = made[j]
+        return plans
+
+    def breakpoints(self) -> np.ndarray:
+        """Every breakpoint of every run's plan (doses, infusion ends, 0 and until)."""
+        found = [dose_breakpoints(self.compiled, events, self.matrix[self.regimen_of == r],
+                                  self.until) for r, events in enumerate(self.events)]
+        return np.unique(np.concatenate(found))
+
+
+@dataclass(frozen=True, eq=False)
 class BatchResult:
     """States of every run on a common time grid, with units on the way out.
 
@@ -63,7 +115,7 @@ class BatchResult:
     time_days: np.ndarray = field(repr=False)
     states: np.ndarray = field(repr=False)             # (runs, states, times), canonical
     parameter_values: np.ndarray = field(repr=False)   # (runs, parameters), canonical
-    plans: tuple[DosePlan, ...] = field(repr=False)
+    plans: Sequence[DosePlan] = field(repr=False)   # RunPlans: made when asked for
     regimens: tuple[str, ...] = field(repr=False)
     #: per run (dose days, states just before each dose), the states None when they are
     #: the outputs at those days (doses on the output grid that do not jump the state)
@@ -232,8 +284,7 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
     cm = spec.compiled
     matrix, regimens, plans = _plans(spec, matrix, regimens)
     n_runs, n_states = matrix.shape[0], len(cm.state_names)
-    distinct = {id(plan): plan for plan in plans}.values()
-    breaks = np.unique(np.concatenate([plan.breakpoints(spec.until) for plan in distinct]))
+    breaks = plans.breakpoints()
     grid = spec.grid(breaks)
     _check_output_size(n_runs, n_states, grid.size)
     states = np.empty((n_runs, n_states, grid.size))
@@ -257,8 +308,7 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
         fallbacks.extend((c.start + k, used) for k, used in redone)
         failures.extend((c.start + k, reached, text) for k, reached, text in kept)
     return BatchResult(
-        compiled=cm, time_days=grid, states=states, parameter_values=matrix,
-        plans=tuple(plans),
+        compiled=cm, time_days=grid, states=states, parameter_values=matrix, plans=plans,
         regimens=_regimen_texts(regimens, n_runs),
         pre_dose=tuple(pre_dose), counters=counters, method=spec.method, rtol=spec.rtol,
         atol=tuple(float(a) for a in spec.atol), atol_given=spec.atol_given,
@@ -274,7 +324,8 @@ def measure_many(spec: RunSpec, matrix: np.ndarray, measure: Callable[[Result], 
     is measured is kept.  Each run is exactly the Result :func:`mechsim.simulate` gives
     (its own output grid).  ``labels`` name the runs in errors (default: the run number
     and the parameters in which it differs)."""
-    matrix, regimens, plans = _plans(spec, matrix, regimens, labels)
+    matrix, regimens, run_plans = _plans(spec, matrix, regimens, labels)
+    plans = run_plans.made()
     texts = _regimen_texts(regimens, matrix.shape[0])
     settings = spec.solver_settings()
     chunks = _chunks(matrix.shape[0], workers, chunk_size)
@@ -289,9 +340,10 @@ def measure_many(spec: RunSpec, matrix: np.ndarray, measure: Callable[[Result], 
 
 
 def _plans(spec: RunSpec, matrix, regimens, labels=None):
-    """The parameter matrix, the regimen list and every run's dose plan (each checked:
-    volumes, bioavailability, lag, body weight) before any run starts; an error names the
-    run as :func:`_dispatch` does."""
+    """The parameter matrix, the regimen list and every run's dose plan as a
+    :class:`RunPlans`, everything checked before any run starts (volumes, bioavailability,
+    lag, body weight; the regimens' units and routes); an error names the run as
+    :func:`_dispatch` does."""
     matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
     n_runs = matrix.shape[0]
     regimens = [spec.regimen] if not regimens else list(regimens)
@@ -308,23 +360,19 @@ def _plans(spec: RunSpec, matrix, regimens, labels=None):
             check_fixed_values(cm, matrix[i])
         except MechsimError as exc:
             raise type(exc)(_named(spec, matrix, labels, i, str(exc))) from None
-    # runs under one regimen that agree on the parameters dosing reads share one plan
-    # (and, in the compiled engine, its segment arrays); the plans of one regimen are
-    # computed together
-    dosing = dosing_parameters(cm)
-    by_regimen: dict = {}
+    # each distinct regimen's doses converted once, before any run (a unit error or an
+    # unknown route stops everything at once); the plans are made chunk by chunk
+    index: dict[int, int] = {}   # id of a regimen -> its place in `distinct`
+    distinct: list = []
+    regimen_of = np.empty(n_runs, dtype=np.int64)
     for i in range(n_runs):
-        by_regimen.setdefault(id(regimens[i if len(regimens) > 1 else 0]), []).append(i)
-    plans: list = [None] * n_runs
-    for runs in by_regimen.values():
-        events = spec.events(regimens[runs[0] if len(regimens) > 1 else 0])
-        first: dict = {}
-        shared = [first.setdefault(matrix[i, dosing].tobytes(), i) for i in runs]
-        distinct = list(first.values())
-        made = dict(zip(distinct, dose_plans(cm, events, matrix[distinct], spec.until)))
-        for i, j in zip(runs, shared):
-            plans[i] = made[j]
-    return matrix, regimens, plans
+        reg = regimens[i if len(regimens) > 1 else 0]
+        if id(reg) not in index:
+            index[id(reg)] = len(distinct)
+            distinct.append(reg)
+        regimen_of[i] = index[id(reg)]
+    events = tuple(spec.events(reg) for reg in distinct)
+    return matrix, regimens, RunPlans(cm, spec.until, events, regimen_of, matrix)
 
 
 def _first_and_invalid(cm: CompiledModel, matrix: np.ndarray) -> list[int]:
@@ -415,6 +463,7 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, o
     could not finish are then redone one by one through the solver registry, which repeats
     the same NDF computation and goes on to the fallback methods."""
     n = len(settings.compiled.state_names)
+    plans = plans.made() if isinstance(plans, RunPlans) else list(plans)
     states = np.empty((len(plans), n, grid.size)) if out is None else out
     pre: list = [None] * len(plans)
     counts, redone, kept = np.zeros((len(plans), 3), dtype=np.int64), [], []

@@ -24,7 +24,7 @@ from .errors import RegimenError, UnitError, ValidationError
 from .units import format_quantity, to_canonical, ureg
 
 __all__ = ["BODY_WEIGHT", "DoseEvent", "DosePlan", "PlannedDose", "as_regimen",
-           "check_fixed_values", "dose_events", "dose_plan", "dose_plans",
+           "check_fixed_values", "dose_breakpoints", "dose_events", "dose_plan", "dose_plans",
            "dosing_parameters", "first_invalid_row", "planned_doses"]
 
 BODY_WEIGHT = "WT"  # the parameter that per-body-weight doses (mg/kg) are multiplied by
@@ -310,29 +310,7 @@ def dose_plans(cm: CompiledModel, events: tuple[DoseEvent, ...], matrix: np.ndar
     n_rows = matrix.shape[0]
     if not events:
         return [DosePlan.of() for _ in range(n_rows)]
-    columns = np.ascontiguousarray(matrix.T)               # (parameters, rows)
-    volumes = _per_row(cm.volumes(columns), len(cm.state_names), n_rows)
-    routes = sorted({e.route for e in events})
-    factors = {r: _per_row(cm.route_values(r, columns), 3, n_rows) for r in routes}
-    ones = np.ones(n_rows)
-    weight, surface = (matrix[:, cm.parameter_names.index(name)]
-                       if name in cm.parameter_names else ones
-                       for name in (BODY_WEIGHT, BODY_SURFACE))
-    # one row per event, one column per parameter row: the arithmetic of planned_doses
-    time = np.empty((len(events), n_rows))
-    amount = np.empty((len(events), n_rows))
-    volume = np.empty((len(events), n_rows))
-    for k, event in enumerate(events):
-        bioavailability, lag, mw = factors[event.route]
-        state = cm.routes[event.route].state
-        time[k] = event.time + lag
-        a = _converted(np.full(n_rows, event.amount), mw, event.mw_power)
-        if event.per_body_weight:
-            a = a * weight
-        if event.per_body_surface:
-            a = a * surface
-        amount[k] = a * bioavailability
-        volume[k] = volumes[state]
+    time, amount, volume = _planned(cm, events, matrix)
     states = np.array([cm.routes[e.route].state for e in events], dtype=float)
     duration = np.array([np.nan if e.duration is None else e.duration for e in events])
     infused = ~np.isnan(duration)
@@ -356,6 +334,53 @@ def dose_plans(cm: CompiledModel, events: tuple[DoseEvent, ...], matrix: np.ndar
         for k, r in enumerate(rows):
             plans[r] = DosePlan(boluses[k], infusions[k], a_bol[k], r_inf[k])
     return plans
+
+
+def _planned(cm: CompiledModel, events: tuple[DoseEvent, ...], matrix: np.ndarray):
+    """(time, amount, volume), each (events, rows): when each dose enters (lag applied),
+    how much (canonical amount of its state, after bioavailability) and into what volume;
+    the arithmetic of :func:`planned_doses`, for every row at once."""
+    n_rows = matrix.shape[0]
+    columns = np.ascontiguousarray(matrix.T)               # (parameters, rows)
+    volumes = _per_row(cm.volumes(columns), len(cm.state_names), n_rows)
+    routes = sorted({e.route for e in events})
+    factors = {r: _per_row(cm.route_values(r, columns), 3, n_rows) for r in routes}
+    ones = np.ones(n_rows)
+    weight, surface = (matrix[:, cm.parameter_names.index(name)]
+                       if name in cm.parameter_names else ones
+                       for name in (BODY_WEIGHT, BODY_SURFACE))
+    time = np.empty((len(events), n_rows))
+    amount = np.empty((len(events), n_rows))
+    volume = np.empty((len(events), n_rows))
+    for k, event in enumerate(events):
+        bioavailability, lag, mw = factors[event.route]
+        state = cm.routes[event.route].state
+        time[k] = event.time + lag
+        a = _converted(np.full(n_rows, event.amount), mw, event.mw_power)
+        if event.per_body_weight:
+            a = a * weight
+        if event.per_body_surface:
+            a = a * surface
+        amount[k] = a * bioavailability
+        volume[k] = volumes[state]
+    return time, amount, volume
+
+
+def dose_breakpoints(cm: CompiledModel, events: tuple[DoseEvent, ...], matrix: np.ndarray,
+                     until: float) -> np.ndarray:
+    """Every time at which some row's plan has a breakpoint (0, ``until``, doses, infusion
+    ends), sorted: the union of :meth:`DosePlan.breakpoints` over the rows, without
+    building the plans."""
+    matrix = np.asarray(matrix, dtype=float)
+    times = [np.array([0.0, until])]
+    if events:
+        time = _planned(cm, events, matrix)[0]
+        duration = np.array([np.nan if e.duration is None else e.duration for e in events])
+        kept = time < until
+        infused = kept & ~np.isnan(duration)[:, None]
+        times += [time[kept], (time + np.nan_to_num(duration)[:, None])[infused]]
+    found = np.unique(np.concatenate(times))
+    return found[(found >= 0.0) & (found <= until)]
 
 
 def _per_row(values, n: int, n_rows: int) -> np.ndarray:

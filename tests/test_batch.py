@@ -297,3 +297,30 @@ def test_states_before_doses_are_kept_once():
         days, before = batch.result(1).before_dose("C")
         np.testing.assert_array_equal(days.magnitude, single.before_dose("C")[0].magnitude)
         np.testing.assert_array_equal(before.magnitude, single.before_dose("C")[1].magnitude)
+
+
+def test_run_plans_are_made_when_asked_and_match_each_run_alone():
+    """A batch keeps its dose plans unmade (RunPlans): each chunk makes its own.  Any run's
+    plan, made alone, equals the one made with its chunk, bit for bit, and the breakpoints
+    of the whole batch are the union of every plan's, lags moving doses included."""
+    from mechsim.batch import _plans
+    from mechsim.doseplan import dose_plan
+    from mechsim.runspec import RunSpec
+
+    spec = RunSpec.build("one_compartment", "100 mg oral every 1 d x 4; 50 mg iv over 2 h",
+                         until="3.5 day")
+    cm = spec.compiled
+    rows = np.tile(spec.parameters, (12, 1))
+    rows[:, cm.parameter_names.index("tlag")] = np.linspace(0.0, 0.6, 12)
+    rows[:, cm.parameter_names.index("V")] = np.linspace(5.0, 20.0, 12)
+    _, _, plans = _plans(spec, rows, None)
+    made = plans.made()
+    events = spec.events()
+    for i in (0, 5, 11):
+        alone = dose_plan(cm, events, rows[i], spec.until)
+        for one in (made[i], plans[i], plans[i:i + 3].made()[0]):
+            np.testing.assert_array_equal(one.infusion_table, alone.infusion_table)
+            np.testing.assert_array_equal(one.bolus_table, alone.bolus_table)
+    union = np.unique(np.concatenate([p.breakpoints(spec.until) for p in made]))
+    np.testing.assert_array_equal(plans.breakpoints(), union)
+    assert len(union) > 10  # the lags spread the oral doses
