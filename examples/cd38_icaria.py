@@ -32,8 +32,8 @@ print("Typical IgG myeloma patient, 75.6 kg, baseline M-protein 18 g/L")
 print("(values on day 7 x week; an infusion due that day has not started yet)\n")
 for arm, res in results.items():
     print(f"{arm}: {ARMS[arm]}")
-    print("  week   marrow RO (%)   tumour (rel.)   M-protein (g/L)   NK (rel.)"
-          "   isatuximab (mg/L)")
+    print("  week   marrow RO [%]   tumour [rel.]   M-protein [g/L]   NK [rel.]"
+          "   isatuximab [mg/L]")
     for week in WEEKS:
         i = int(np.argmin(abs(res.time.to("week").magnitude - week)))
         print(f"  {week:>4}   {res['RO'][i].to('percent').magnitude:13.1f}   "

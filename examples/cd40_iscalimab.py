@@ -31,7 +31,7 @@ def cyto(res, name, i):
 
 
 print(f"regimen: {mechsim.Regimen.parse(REGIMEN)}")
-header = ("  week  RO (%)  signal S   IL-6 pg/mL (%)   TNF-a pg/mL (%)   IFN-g pg/mL (%)"
+header = ("  week  RO [%]  signal S   IL-6 [pg/mL, %]   TNF-a [pg/mL, %]   IFN-g [pg/mL, %]"
           "   GC B   plasma   autoAb   APC")
 for arm, res in arms.items():
     print(f"\n{arm}\n{header}")

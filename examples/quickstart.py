@@ -17,7 +17,7 @@ res = mechsim.simulate(model, regimen, until="6 weeks", params="one_compartment_
 print(f"model: {model.name} - {model.description}")
 print(f"regimen: {regimen}")
 print(f"conservation law: {[str(law) for law in mechsim.compile_model(model).conservation_laws]}")
-print("week   C (mg/L)   eliminated (mg)")
+print("week   C [mg/L]   eliminated [mg]")
 for week in range(7):
     i = abs(res.time.to("week").magnitude - week).argmin()
     eliminated = (res["eliminated"][i] * model.parameters_by_name["MW"].value).to("mg")

@@ -48,7 +48,7 @@ def model_html(model) -> str:
               escape(format_unit(model.rule_units[r.name]) or "1"), escape(r.expr.text)]
              for r in model.rules]
     params = [[escape(p.name), escape(format_quantity(p.value)) if p.is_set else "(not set)",
-               escape(p.source or p.note or "")] for p in model.parameters]
+               escape(p.source or ""), escape(p.note or "")] for p in model.parameters]
     routes = ", ".join(f"{escape(r.name)} &rarr; {escape(r.target)}" for r in model.routes)
     return (f"<div><b>Model {escape(model.name)}</b>: {escape(model.description)}<br>"
             f"{len(model.species)} species, {len(model.reactions)} reactions, "
@@ -59,7 +59,7 @@ def model_html(model) -> str:
             f"<details><summary>rules</summary>"
             f"{_table(['name', 'label', 'unit', 'expression'], rules)}</details>"
             f"<details><summary>parameters</summary>"
-            f"{_table(['name', 'value', 'source or note'], params)}</details></div>")
+            f"{_table(['name', 'value', 'source', 'note'], params)}</details></div>")
 
 
 def regimen_html(regimen, days: float = 84.0) -> str:
@@ -100,14 +100,19 @@ def batch_html(batch) -> str:
     """Runs, times, method, fallbacks and failures, and the outputs that can be read."""
     cm = batch.compiled
     t = batch.time.magnitude
-    regimens = sorted(set(batch.regimens))
+    regimens = list(dict.fromkeys(batch.regimens))  # in the order of the runs
     shown = regimens[:5]
     more = f" and {len(regimens) - 5} more" if len(regimens) > 5 else ""
+    values = batch.parameter_values
+    varied = [name for k, name in enumerate(cm.parameter_names)
+              if len(values) and np.ptp(values[:, k]) > 0]
     return (f"<div><b>BatchResult</b> of model {escape(cm.name)}: {len(batch)} runs x "
             f"{t.size} times ({_number(t[0])} to {_number(t[-1])} "
             f"{escape(format_unit(cm.time_unit))}); method {escape(batch.method)}; "
             f"{len(batch.fallbacks)} runs finished by a fallback method, "
             f"{len(batch.failures)} unfinished<br>regimens: "
             f"{', '.join(f'<code>{escape(r)}</code>' for r in shown)}{more}<br>"
+            f"parameters that differ between runs: "
+            f"<code>{escape(', '.join(varied)) or 'none'}</code><br>"
             f"outputs (<code>batch[name]</code>, runs x times): "
             f"<code>{escape(', '.join(cm.default_outputs or cm.state_names))}</code></div>")

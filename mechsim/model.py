@@ -257,7 +257,7 @@ class Model:
     @cached_property
     def rule_units(self) -> dict[str, pint.Unit]:
         """Unit each rule is reported in (declared, else inferred)."""
-        return _Validator(self).rule_units()
+        return _Validator(self).rule_units(warn=False)  # run() warned, once, at creation
 
     @cached_property
     def default_outputs(self) -> tuple[str, ...]:
@@ -453,7 +453,7 @@ class _Validator:
                                   f" (known here: {', '.join(sorted(allowed)) or 'none'})",
                                   expr.where or where)
 
-    def rule_units(self) -> dict[str, pint.Unit]:
+    def rule_units(self, warn: bool = True) -> dict[str, pint.Unit]:
         m = self.m
         known = set(self.units)
         pending = {r.name: r for r in m.rules}
@@ -483,11 +483,11 @@ class _Validator:
                 else:
                     unit, simple = readable_unit(dim.units, [self.units[n] for n in
                                                              r.expr.names if n in self.units])
-                    if not simple:
+                    if not simple and warn:
                         warnings.warn(f"{r.where or self.m.source or self.m.name}: rule "
-                                      f"{r.name}: its unit {unit} could not be simplified; "
-                                      'declare the unit to report it in (unit = "...")',
-                                      UnitWarning, stacklevel=2)
+                                      f"{r.name}: its unit {format_unit(unit)} could not be "
+                                      "simplified; declare the unit to report it in (unit = "
+                                      '"...")', UnitWarning, stacklevel=2)
                 self.units[r.name] = unit
                 out[r.name] = unit
                 known.add(r.name)

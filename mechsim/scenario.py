@@ -382,6 +382,8 @@ class ScenarioRun:
     folder: Path
     files: tuple[Path, ...]
     trial: TrialResult | None = None
+    #: the sweep's curves (ExposureResponses) if the scenario has one
+    dose_response: object = None
 
     def __fspath__(self) -> str:
         return str(self.folder)
@@ -451,6 +453,7 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
         fig.suptitle(scenario.description or scenario.name, fontsize=10)
         fig.tight_layout()
         save_figure(fig, tmp / "timecourse.png")
+        curves = None
         if scenario.dose_response is not None:
             sweep = scenario.dose_response
             # the same long table and figure as `mechsim dose-response`
@@ -467,7 +470,8 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
             ax.figure.tight_layout()
             save_figure(ax.figure, tmp / "km.png")
         _write_provenance(scenario, base, tmp / "provenance.json", command, trial)
-    return ScenarioRun(folder=out, files=tuple(sorted(out.iterdir())), trial=trial)
+    return ScenarioRun(folder=out, files=tuple(sorted(out.iterdir())), trial=trial,
+                       dose_response=curves)
 
 
 def _write_provenance(scenario: Scenario, model, path: Path, command, trial=None) -> None:

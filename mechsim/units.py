@@ -234,25 +234,51 @@ def _is_simple(unit: pint.Unit) -> bool:
 
 def readable_unit(unit: pint.Unit, hints: Iterable = ()) -> tuple[pint.Unit, bool]:
     """The unit a person would write for a quantity inferred in ``unit`` (a product of the
-    units of the names in an expression), and whether it could be made simple.
+    units of the names in an expression, which are ``hints``), and whether it could be made
+    simple (at most one unit above the line and one below).
 
-    A simple unit is kept as it is (``L/h``, ``nM``, ``1/day``); a compound one (``g*nM/mol``,
-    ``nM/M/s``) becomes the unit written for its kind of quantity (``mg/L``, ``1/s``: the
-    time unit is the one the expression's own units use, given as ``hints``).  A compound
-    unit of an unusual kind is only reduced (``nM/M`` to dimensionless); if that leaves it
-    compound, it is returned as it is and the second value is False.
+    A simple unit written in the model (one of the ``hints``) is kept as it is (``L/h``,
+    ``nM``); any other becomes the unit written for its kind of quantity (``C*MW`` in
+    ``nM*kg/mol`` is ``mg/L``, ``KD*kon`` in ``nM/M/s`` is ``1/s``: the time unit is the one
+    the expression's own units use, ``koff/kon`` is ``nM``, not ``M``).  A kind without a
+    usual unit is written in nmol, mg, L and that time unit (``L*nM/day**2`` is
+    ``nmol/day**2``); if that is still compound it is returned as it is, with False.
     """
-    if _is_simple(unit):
+    hints = [ureg.Unit(u) for u in hints]
+    if _is_simple(unit) and unit in hints:
         return unit, True
-    times = {name for u in hints for name in dict(ureg.Unit(u)._units)
+    times = {name for u in hints for name in dict(u._units)
              if ureg.Unit(name).dimensionality == ureg.day.dimensionality}
     words = [w for w in _TIME_WORDS if w in times]
     t = words[0] if len(words) == 1 else "day"
-    text = _preferred_by_dimension().get(ureg.Quantity(1.0, unit).dimensionality)
+    dims = ureg.Quantity(1.0, unit).dimensionality
+    text = _preferred_by_dimension().get(dims)
     if text is not None:
         return ureg.Unit(text.replace("{t}", t)), True
-    reduced = ureg.Quantity(1.0, unit).to_reduced_units().units
-    return (reduced, True) if _is_simple(reduced) else (unit, False)
+    if _is_simple(unit):
+        return unit, True
+    composed = _composed(dims, t)
+    return (composed, True) if _is_simple(composed) else (unit, False)
+
+
+#: the unit each base dimension is written in when a derived unit has no usual name
+_BASE_WRITTEN = {"[substance]": "nmol", "[mass]": "mg"}
+
+
+def _composed(dims, time_unit: str) -> pint.Unit:
+    """A unit of dimension ``dims`` made of nmol, mg, L (m for lengths that are not
+    volumes) and ``time_unit``."""
+    unit = ureg.dimensionless
+    for dim, exponent in dict(dims).items():
+        if dim == "[length]" and float(exponent / 3).is_integer():
+            unit = unit * ureg.L ** (exponent / 3)
+        elif dim == "[length]":
+            unit = unit * ureg.m ** exponent
+        elif dim == "[time]":
+            unit = unit * ureg.Unit(time_unit) ** exponent
+        else:
+            unit = unit * ureg.Unit(_BASE_WRITTEN.get(dim, str(CANONICAL_BASE[dim]))) ** exponent
+    return unit
 
 
 _OUTPUT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(.*)\])?\s*")

@@ -274,6 +274,11 @@ def test_run_shipped_scenarios(tmp_path, capsys, scenario):
     names = sorted(p.name for p in out.iterdir())
     assert {"metrics.csv", "provenance.json", "timecourse.png", "dose_response.png",
             "dose_response.csv"} <= set(names)
+    # the sweep's fit is printed as mechsim dose-response prints it, warnings included
+    printed = capsys.readouterr().out
+    sweep = printed.split("dose-response sweep:\n", 1)[1]
+    assert " curve (smallest AICc)" in sweep or "no curve fits" in sweep
+    assert "AICc:" in sweep
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["files"]["model"]["sha256"] and provenance["scenario_text"]
     assert provenance["command"][:2] == ["mechsim", "run"]

@@ -62,8 +62,10 @@ def write(tmp_path, head="", label="free drug", extra=""):
     ("g*nM/mol", [], "mg/L"),            # a mass concentration from nM x molecular weight
     ("nM/M/s", ["nM", "1/M/s"], "1/s"),   # koff = KD * kon: the time unit kon is in
     ("nM/M/h", ["nM", "1/M/h"], "1/h"),
-    ("nmol/L", [], "nmol/L"),              # simple: kept
-    ("L/h", [], "L/h"),                   # already simple: kept as written
+    ("nmol/L", [], "nM"),                 # a concentration is written in nM
+    ("L/h", ["L/h", "1"], "L/h"),          # simple and written so in the model: kept
+    ("M", ["1/s", "1/M/s"], "nM"),        # koff/kon: M is simple but not what people write
+    ("L*nM/day**2", ["L", "nM", "1/d"], "nmol/d**2"),  # no usual name: nmol, mg, L, time
     ("nM", [], "nM"),
     ("g*nM/mol*h", ["h"], "mg*h/L"),      # an AUC
     ("nM/M", [], "dimensionless"),
@@ -224,6 +226,19 @@ def test_notebook_summaries_escape_what_the_model_file_says(tmp_path):
     assert "<td" in page and "C_mass" in page
     regimen = mechsim.Regimen.parse("100 mg iv every 12 h x 3")._repr_html_()
     assert "3 doses in the first 84 days" in regimen
-    batch = mechsim.simulate_many(model, "100 mg iv", until="1 day",
+    batch = mechsim.simulate_many(model, ["3 mg iv", "10 mg iv"], until="1 day",
                                   parameters={"V": ["10 L", "20 L"]})
-    assert "2 runs x" in batch._repr_html_()
+    page = batch._repr_html_()
+    assert "2 runs x" in page
+    # regimens in the order of the runs, and which parameters differ between runs
+    assert page.index("3 mg iv") < page.index("10 mg iv")
+    assert "differ between runs: <code>V</code>" in page
+
+
+def test_the_command_line_prints_a_loader_warning_once_on_one_line(tmp_path, capsys):
+    path = write(tmp_path, extra='odd = "C*MW*C"')
+    assert main(["simulate", str(path), "--regimen", "100 mg iv", "--until", "1 day",
+                 "--every", "12 h"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("mechsim: warning: ")
+    assert "rule odd" in err[0] and "labelled.toml:" in err[0]

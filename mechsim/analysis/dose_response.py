@@ -101,6 +101,10 @@ PLATEAU_TOLERANCE = 0.03
 LEVELLED = 0.02
 #: An asymptote further than this outside the observed range is an extrapolation.
 FAR_OUTSIDE = 0.5
+#: A sigmoid whose ED50 lies more than this factor beyond the lowest or highest dose is
+#: rejected: its points lie on one flank only, and ED50, Hill and Emax trade off freely
+#: (an asymmetric curve fitted to an AUC gave ED50 = 2e8 mg/kg with 1e-37..1e53 bounds).
+ED50_REACH = 10.0
 
 
 def dose_range(text: str, n: int = 25) -> pint.Quantity:
@@ -252,6 +256,9 @@ class LinearFit:
     aicc: float = math.nan
     lack_of_fit: LackOfFit | None = None
     model: str = "linear"
+    #: the unit of the dose (or concentration) axis, to write the slope's unit as people
+    #: do: "d*ug/mL per mg/kg", not the product pint makes of it ("kg*d*ug/mg/mL")
+    per: str = ""
 
     def predict(self, x: pint.Quantity) -> pint.Quantity:
         return (self.e0 + self.slope * x).to(self.e0.units)
@@ -259,8 +266,12 @@ class LinearFit:
     def parameters(self) -> str:
         return (f"E0 = {_g(self.e0.magnitude)} {_ci(self.e0_ci)} "
                 f"{format_unit(self.e0.units) or '(dimensionless)'}, "
-                f"slope = {_g(self.slope.magnitude)} {_ci(self.slope_ci)} "
-                f"{format_unit(self.slope.units) or '(dimensionless)'}")
+                f"slope = {_g(self.slope.magnitude)} {_ci(self.slope_ci)} {self._slope_unit()}")
+
+    def _slope_unit(self) -> str:
+        if self.per:
+            return f"{format_unit(self.e0.units) or '1'} per {self.per}"
+        return format_unit(self.slope.units) or "(dimensionless)"
 
     def __str__(self) -> str:
         return f"{self.parameters()}, R² = {self.r_squared:.4f}"
@@ -323,7 +334,8 @@ def _fit_linear(x, y, x_unit, y_unit, rng, floor) -> LinearFit:
         e0_ci=(float(params[0] - half[0]), float(params[0] + half[0])),
         slope_ci=(float(params[1] - half[1]), float(params[1] + half[1])),
         r_squared=1 - sse / ss_tot if ss_tot > 0 else 1.0,
-        aicc=_aicc(sse, n, 2, floor), lack_of_fit=_lack_of_fit(x, y, fitted, 2, rng, x_unit))
+        aicc=_aicc(sse, n, 2, floor), lack_of_fit=_lack_of_fit(x, y, fitted, 2, rng, x_unit),
+        per=format_unit(x_unit) or "1")
 
 
 def _start(xs, ys, hills, powers=(1.0,)):
@@ -436,6 +448,10 @@ def fit_candidates(x, y, x_unit, y_unit) -> tuple[Candidate, ...] | str:
             fit = _fit_hill_model(x, y, x_unit, y_unit, model, rng, floor)
         if fit is None:
             out.append(Candidate(model, None, "did not converge"))
+        elif isinstance(fit, HillFit) and not _ed50_inside(fit, x):
+            out.append(Candidate(model, fit, f"its ED50, {_q(fit.ed50)}, lies more than "
+                                             f"{ED50_REACH:g} times outside the doses: the "
+                                             "doses do not determine it"))
         elif fit.lack_of_fit.largest_miss > MISS_REJECT:
             out.append(Candidate(model, fit, f"misses a point by "
                                              f"{100 * fit.lack_of_fit.largest_miss:.0f} % of "
@@ -443,6 +459,15 @@ def fit_candidates(x, y, x_unit, y_unit) -> tuple[Candidate, ...] | str:
         else:
             out.append(Candidate(model, fit))
     return tuple(out)
+
+
+def _ed50_inside(fit: HillFit, x) -> bool:
+    """Whether a curve's ED50 lies within :data:`ED50_REACH` times the range of the positive
+    doses (beyond, the points only see one flank of the curve)."""
+    positive = np.asarray(x, float)[np.asarray(x, float) > 0]
+    ed50 = float(fit.ed50.magnitude)
+    return bool(positive.size) and \
+        positive.min() / ED50_REACH <= ed50 <= positive.max() * ED50_REACH
 
 
 def _choose(candidates, fit_model: str):

@@ -39,6 +39,7 @@ from the first dose, in the model's time unit; NaN when not estimable):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ NCA_INTERVAL_METRICS = {"auc_tau": "auctau", "cmax_tau": "cmax", "cmin_tau": "cm
 #: the metrics that need a concentration output
 NCA_METRICS = frozenset(_NCA_WHOLE) | frozenset(NCA_INTERVAL_METRICS)
 _DAY = ureg.day.dimensionality
+#: A profile whose range is below this fraction of its size does not move (the solver's
+#: error is about 1e-8 of each value): it has no time of nadir or of maximum.
+FLAT = 1e-6
 #: the NCA metrics in words, for axis labels
 _NCA_WORDS = {"cmax": "Cmax", "tmax": "Tmax", "clast": "Clast", "tlast": "Tlast",
               "auclast": "AUClast", "aucinf": "AUCinf", "lambda_z": "terminal rate constant",
@@ -217,6 +221,10 @@ class Metric:
         if n in ("max", "min", "nadir"):
             return ureg.Quantity(float(yw.max() if n == "max" else yw.min()), unit)
         if n in ("time_of_nadir", "time_of_max"):
+            if np.ptp(yw) <= FLAT * np.max(np.abs(yw)):
+                # a profile that does not move (a baseline without drug) has no time of its
+                # smallest or largest value; argmin would pick one from solver noise
+                return ureg.Quantity(math.nan, ureg.day)
             i = int(np.argmax(yw) if n == "time_of_max" else np.argmin(yw))
             return ureg.Quantity(tw[i], ureg.day)
         area = float(np.trapezoid(yw, tw))

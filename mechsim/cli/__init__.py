@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from .. import __version__
 from ..errors import MechsimError
@@ -47,6 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         args.metric = list(args.metric)
     # progress bars (on stderr) only when a person is watching the output
     args.quiet = getattr(args, "quiet", False) or not sys.stdout.isatty()
+    with warnings.catch_warnings():
+        # a warning is one line, like an error, not Python's two (file, line, source)
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"mechsim: warning: {' '.join(str(message).split())}",
+          file=sys.stderr if file is None else file)
+
+
+def _run(args) -> int:
     try:
         return args.func(args)
     except MechsimError as exc:

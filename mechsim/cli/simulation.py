@@ -75,6 +75,7 @@ def cmd_simulate(args) -> int:
     from ..io.result_files import WRITERS, format_table, write_result
     from ..plotting import plot_timecourse, save_figure
     from ..simulation import simulate
+    from ..units import format_unit
 
     out = check_suffix(args.out, tuple(WRITERS), "--out")
     plot = check_suffix(args.plot, (".png", ".svg", ".pdf"), "--plot")
@@ -94,6 +95,10 @@ def cmd_simulate(args) -> int:
         if len(names) > MAX_PANELS and not args.overlay:
             print(f"note: the figure shows the first {MAX_PANELS} of {len(names)} outputs; "
                   "choose them with --output")
+        units = {format_unit(res.unit(n)) or "1" for n in names}
+        if args.overlay and len(units) > 1:
+            print(f"note: --overlay puts outputs in {len(units)} different units "
+                  f"({', '.join(sorted(units))}) on one axis; their scales may differ a lot")
         axes = plot_timecourse(res, names if args.overlay else names[:MAX_PANELS],
                                overlay=args.overlay)
         fig = axes.ravel()[0].figure
@@ -204,6 +209,9 @@ def cmd_run(args) -> int:
                            workers=args.workers, executor=executor, trial_size=args.trial_size)
     for path in run.files:
         print(f"wrote {path}")
+    if run.dose_response is not None:
+        # the fit, its intervals and its warnings, as `mechsim dose-response` prints them
+        print(f"\ndose-response sweep:\n{run.dose_response.summary()}")
     if run.trial is not None:
         print("\nvirtual trial (simulated [95 % CI] | published):")
         print(run.trial.summary_text())
@@ -257,8 +265,9 @@ def add_commands(sub) -> None:
     p.add_argument("--overlay", action="store_true",
                    help="draw every output on one set of axes instead of a panel each")
 
-    p = add_command(sub, "dose-response", "sweep doses, compute metrics and fit a linear, Emax "
-                                          "or sigmoid Emax curve to each (docs/dose_response.md)",
+    p = add_command(sub, "dose-response", "sweep doses, compute metrics and fit a linear, Emax, "
+                                          "sigmoid or asymmetric sigmoid Emax curve to each "
+                                          "(docs/dose_response.md)",
                     cmd_dose_response)
     p.add_argument("model", help="built-in model name or model file")
     p.add_argument("--regimen", required=True,
@@ -274,7 +283,7 @@ def add_commands(sub) -> None:
     # does not import numpy
     p.add_argument("--model", dest="fit_model", default="auto",
                    choices=["auto", "linear", "emax", "sigmoid", "asymmetric"],
-                   help="curve fitted to each metric: the smallest AICc of the three (auto, "
+                   help="curve fitted to each metric: the one with the smallest AICc (auto, "
                         "default) or the one named")
     metric_outputs(p)
 

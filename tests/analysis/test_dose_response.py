@@ -391,3 +391,15 @@ def test_round_off_on_a_flat_response_is_neither_a_curve_nor_a_turn():
     er = analyse(y)
     assert er.fit is None and "does not change with dose" in er.no_fit
     assert er.warnings == ()
+
+
+def test_a_curve_whose_ed50_lies_far_beyond_the_doses_is_rejected():
+    """Doses that see only the foot of an Emax curve (ED50 a thousand times the highest
+    dose: the response is almost linear) cannot determine ED50 and Emax apart: such a fit is
+    rejected with its reason, and the straight line is chosen."""
+    x = np.concatenate([[0], np.geomspace(0.01, 1, 12)])
+    y = emax(x, ed50=1000.0)
+    named = analyse(y, x=x, fit_model="emax")
+    assert named.fit is None
+    assert "lies more than 10 times outside the doses" in named.no_fit
+    assert analyse(y, x=x).fit.model == "linear"

@@ -102,3 +102,16 @@ def test_a_metric_of_an_output_in_the_unit_asked_for():
     with pytest.raises(mechsim.ValidationError, match="no output named 'C_nope'"):
         mechsim.dose_response("one_compartment", "{dose} iv", "1..10 mg", "max(C_nope[mg/L])",
                               until="1 day", n=3)
+
+
+def test_a_profile_that_does_not_move_has_no_time_of_nadir():
+    import math
+
+    import mechsim
+    from mechsim.analysis.metrics import Metric
+
+    flat = mechsim.simulate("cd40_apc", None, until="4 weeks", every="1 day")
+    for text in ("time_of_nadir(IL6_rel)", "time_of_max(IL6_rel)"):
+        assert math.isnan(Metric.parse(text)(flat).magnitude)
+    dosed = mechsim.simulate("cd40_apc", "3 mg/kg iv", until="4 weeks", every="1 day")
+    assert 0 < Metric.parse("time_of_nadir(IL6_rel)")(dosed).to("day").magnitude <= 28
