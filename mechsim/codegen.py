@@ -95,8 +95,13 @@ _HELPERS = {
                "_abs": abs, "_sign": np.sign, "_zeros": np.zeros},
     "vector": {"_pow": _vector_pow, "_log": np.log, "_sqrt": np.sqrt, "_exp": np.exp,
                "_abs": np.abs, "_sign": np.sign, "_zeros": np.zeros,
-               "_shape": np.shape},
+               "_shape": np.shape, "_where": np.where, "_and": np.logical_and,
+               "_or": np.logical_or, "_not": np.logical_not},
 }
+
+
+_RELATIONS = {"<": ast.Lt, "<=": ast.LtE, ">": ast.Gt, ">=": ast.GtE, "==": ast.Eq,
+              "!=": ast.NotEq}
 
 
 def _name(id_: str, store: bool = False) -> ast.Name:
@@ -112,10 +117,32 @@ def _binop(a: ast.expr, op: ast.operator, b: ast.expr) -> ast.BinOp:
 
 
 class _Printer:
-    """sympy expression -> ast expression, with symbols mapped to local names."""
+    """sympy expression -> ast expression, with symbols mapped to local names.
 
-    def __init__(self, names: dict[sympy.Symbol, str]):
+    ``lazy`` (scalar and numba code): a piecewise value is Python's ``a if c else b``, so the
+    branch not taken is not evaluated (``piecewise(1/x, x > 0, 0)`` at x = 0); in vector code
+    (numpy arrays) every branch is computed and ``np.where`` picks."""
+
+    def __init__(self, names: dict[sympy.Symbol, str], lazy: bool = True):
         self.names = names
+        self.lazy = lazy
+
+    def _choose(self, condition: ast.expr, value: ast.expr, otherwise: ast.expr) -> ast.expr:
+        if self.lazy:
+            return ast.IfExp(test=condition, body=value, orelse=otherwise)
+        return _call("_where", condition, value, otherwise)
+
+    def _logic(self, op: str, values: list[ast.expr]) -> ast.expr:
+        if self.lazy:
+            if op == "not":
+                return ast.UnaryOp(op=ast.Not(), operand=values[0])
+            return ast.BoolOp(op=ast.And() if op == "and" else ast.Or(), values=values)
+        if op == "not":
+            return _call("_not", values[0])
+        out = values[0]
+        for v in values[1:]:
+            out = _call("_and" if op == "and" else "_or", out, v)
+        return out
 
     def __call__(self, e: sympy.Expr) -> ast.expr:
         if e.is_Symbol:
@@ -156,6 +183,27 @@ class _Printer:
             return _call("_abs", self(e.args[0]))
         if isinstance(e, sympy.sign):
             return _call("_sign", self(e.args[0]))
+        if isinstance(e, sympy.Piecewise):
+            # from the last piece: (v1 if c1 else (v2 if c2 else otherwise)); a piece whose
+            # condition is True ends the chain, none gives NaN (SBML: undefined)
+            out = None
+            for value, condition in reversed(e.args):
+                if condition == sympy.true:
+                    out = self(value)
+                else:
+                    out = self._choose(self(condition), self(value),
+                                       out if out is not None else ast.Constant(math.nan))
+            return out
+        if isinstance(e, sympy.core.relational.Relational):
+            return ast.Compare(left=self(e.lhs), ops=[_RELATIONS[e.rel_op]()],
+                               comparators=[self(e.rhs)])
+        if isinstance(e, (sympy.And, sympy.Or)):
+            return self._logic("and" if isinstance(e, sympy.And) else "or",
+                               [self(a) for a in e.args])
+        if isinstance(e, sympy.Not):
+            return self._logic("not", [self(e.args[0])])
+        if e in (sympy.true, sympy.false):
+            return ast.Constant(bool(e))
         raise TypeError(f"cannot generate code for {type(e).__name__}: {e}")
 
     def _product(self, factors) -> ast.expr:
@@ -237,14 +285,15 @@ def function_def(name: str, args: Sequence[str], unpack: dict[str, Sequence[symp
         names.setdefault(sympy.Symbol(arg, real=True), arg)
         names.setdefault(sympy.Symbol(arg), arg)
 
+    lazy = mode != "vector"
     exprs = [e for _, e in outputs]
     temps, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("_cse"), order="none")
     for i, (sym, value) in enumerate(temps):
         local = f"c{i}"
         body.append(ast.Assign(targets=[_name(local, store=True)],
-                               value=_Printer(names)(value)))
+                               value=_Printer(names, lazy)(value)))
         names[sym] = local
-    printer = _Printer(names)
+    printer = _Printer(names, lazy)
 
     dims = ast.Tuple(elts=[ast.Constant(n) for n in shape], ctx=ast.Load())
     if mode == "vector" and batch_from is not None:

@@ -4,6 +4,14 @@ Rate laws and rules are read with :func:`ast.parse` and accepted only if every n
 short whitelist (numbers, names, ``+ - * / **``, unary minus and a few functions).  The sympy
 form is built node by node from that tree; nothing from a file ever reaches ``eval``, ``exec``
 or ``sympify``.
+
+Conditions (event triggers, the branches of ``piecewise``) add comparisons of two values of
+one dimension (``< <= > >= == !=``, one comparison each: ``a < b < c`` is refused),
+``and``, ``or``, ``not`` and ``True``/``False``; a threshold with a unit is written as a
+quoted quantity, read by the unit parser, never evaluated: ``C_mass < "10 mg/L"``.
+``piecewise(v1, c1, v2, c2, ..., otherwise)`` is ``v1`` where ``c1`` holds, else ``v2``
+where ``c2`` holds, ..., else ``otherwise`` (SBML's piecewise; the values share one
+dimension).
 """
 
 from __future__ import annotations
@@ -21,13 +29,17 @@ from typing import ClassVar
 import pint
 import sympy
 
-from .errors import ParseError, UnitError
+from .errors import MechsimError, ParseError, UnitError
 from .units import dimension_text, ureg
 
-__all__ = ["FUNCTIONS", "TIME", "Expr", "Fold", "fold", "parse_expr"]
+__all__ = ["FUNCTIONS", "PIECEWISE", "TIME", "Expr", "Fold", "fold", "parse_expr"]
 
 #: Name that always means simulation time inside an expression.
 TIME = "t"
+
+#: SBML's piecewise(value, condition, ..., otherwise): a function of its own (several
+#: arguments, conditions among them), not an entry of FUNCTIONS.
+PIECEWISE = "piecewise"
 
 #: Whitelisted functions: name -> sympy constructor.  Each needs a dimensionless argument.
 FUNCTIONS = {
@@ -96,11 +108,55 @@ class Fold:
         """``function`` is a name of :data:`FUNCTIONS`."""
         raise NotImplementedError
 
+    # conditions (see the module docstring); a folder that meets none may leave these
+    def quantity(self, value: pint.Quantity, node: ast.Constant):
+        """A quoted quantity, ``"10 mg/L"``, already read by the unit parser."""
+        raise NotImplementedError
+
+    def truth(self, value: bool, node: ast.Constant):
+        raise NotImplementedError
+
+    def compare(self, op: str, left, right, node: ast.Compare):
+        """``op`` is one of ``< <= > >= == !=``."""
+        raise NotImplementedError
+
+    def logical(self, op: str, values: list, node: ast.BoolOp):
+        """``op`` is ``and`` or ``or``."""
+        raise NotImplementedError
+
+    def negation(self, value, node: ast.UnaryOp):
+        """``not value``."""
+        raise NotImplementedError
+
+    def piecewise(self, pieces: list, otherwise, node: ast.Call):
+        """``pieces`` is [(value, condition), ...]."""
+        raise NotImplementedError
+
+
+_COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
+                ast.NotEq: "!="}
+
 
 def fold(node: ast.AST, folder: Fold):
     """``folder``'s value of a validated tree (see :class:`Fold`)."""
     if isinstance(node, ast.Expression):
         return fold(node.body, folder)
+    if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        return folder.truth(node.value, node)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return folder.quantity(_quoted_quantity(node), node)
+    if isinstance(node, ast.Compare):
+        return folder.compare(_COMPARISONS[type(node.ops[0])], fold(node.left, folder),
+                              fold(node.comparators[0], folder), node)
+    if isinstance(node, ast.BoolOp):
+        return folder.logical("and" if isinstance(node.op, ast.And) else "or",
+                              [fold(v, folder) for v in node.values], node)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return folder.negation(fold(node.operand, folder), node)
+    if isinstance(node, ast.Call) and node.func.id == PIECEWISE:
+        args = [fold(a, folder) for a in node.args]
+        otherwise = args.pop() if len(args) % 2 else None
+        return folder.piecewise(list(zip(args[0::2], args[1::2])), otherwise, node)
     if isinstance(node, ast.Constant):
         return folder.number(node.value, node)
     if isinstance(node, ast.Name):
@@ -132,6 +188,24 @@ class _Constant(Fold):
 
     def negate(self, value, node):
         return None if value is None else -value
+
+    def quantity(self, value, node):
+        return None  # a threshold, checked by the unit parser
+
+    def truth(self, value, node):
+        return None
+
+    def compare(self, op, a, b, node):
+        return None
+
+    def logical(self, op, values, node):
+        return None
+
+    def negation(self, value, node):
+        return None
+
+    def piecewise(self, pieces, otherwise, node):
+        return None
 
     def call(self, function, v, node):
         if v is None:
@@ -252,12 +326,38 @@ def _check_constants(node: ast.AST, text: str, where: str | None) -> None:
                 raise _fail("the value is not a finite number", text, where)
 
 
-def _validate(node: ast.AST, text: str, where: str | None) -> None:
-    """Raise ParseError unless every node of ``node`` is whitelisted."""
+def _validate(node: ast.AST, text: str, where: str | None, condition: bool = False) -> None:
+    """Raise ParseError unless every node of ``node`` is whitelisted; ``condition`` says
+    whether ``node`` must be a condition (true or false) rather than a value."""
     if isinstance(node, ast.Expression):
-        _validate(node.body, text, where)
+        _validate(node.body, text, where, condition)
+    elif _is_condition(node):
+        if not condition:
+            raise _fail("a condition (a comparison, and/or/not, True/False) is not a value; "
+                        "conditions go in piecewise(value, condition, ..., otherwise) or an "
+                        "event's trigger", text, where)
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1:
+                raise _fail("compare two values at a time (write a < b and b < c, not "
+                            "a < b < c)", text, where)
+            for side in (node.left, node.comparators[0]):
+                if isinstance(side, ast.Constant) and isinstance(side.value, str):
+                    _quoted_quantity(side, text, where)
+                else:
+                    _validate(side, text, where)
+        elif isinstance(node, ast.BoolOp):
+            for value in node.values:
+                _validate(value, text, where, condition=True)
+        elif isinstance(node, ast.UnaryOp):
+            _validate(node.operand, text, where, condition=True)
+    elif condition:
+        raise _fail(f"{_short(node)} is a value, where a condition (a comparison such as "
+                    "C < K, and/or/not, True/False) is needed", text, where)
     elif isinstance(node, ast.Constant):
-        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+        if isinstance(node.value, str):
+            raise _fail(f"a quoted quantity ({node.value!r}) may only be compared with a "
+                        "value (C < \"10 mg/L\"); elsewhere use a parameter", text, where)
+        if not isinstance(node.value, (int, float)):
             raise _fail(f"only numbers are allowed as literals, got {node.value!r}", text, where)
         try:
             finite = math.isfinite(node.value)
@@ -266,7 +366,8 @@ def _validate(node: ast.AST, text: str, where: str | None) -> None:
         if not finite:
             raise _fail("numbers must be finite", text, where)
     elif isinstance(node, ast.Name):
-        pass
+        if node.id in ("True", "False"):  # not reached: parsed as constants
+            raise _fail(f"{node.id} is a condition, not a value", text, where)
     elif isinstance(node, ast.BinOp):
         if type(node.op) not in _BINOPS:
             hint = " (use ** for powers)" if isinstance(node.op, ast.BitXor) else ""
@@ -277,17 +378,47 @@ def _validate(node: ast.AST, text: str, where: str | None) -> None:
         if not isinstance(node.op, (ast.USub, ast.UAdd)):
             raise _fail(f"operator {type(node.op).__name__} is not allowed", text, where)
         _validate(node.operand, text, where)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == PIECEWISE:
+        if node.keywords or len(node.args) < 2:
+            raise _fail("piecewise(value, condition, ..., otherwise) needs at least a value "
+                        "and a condition", text, where)
+        for k, arg in enumerate(node.args):
+            last_alone = k == len(node.args) - 1 and len(node.args) % 2
+            _validate(arg, text, where, condition=bool(k % 2) and not last_alone)
     elif isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
             raise _fail(f"function {name!r} is not allowed (allowed: "
-                        f"{', '.join(sorted(FUNCTIONS))})", text, where)
+                        f"{', '.join(sorted([*FUNCTIONS, PIECEWISE]))})", text, where)
         if node.keywords or len(node.args) != 1:
             raise _fail(f"{node.func.id}() takes exactly one argument", text, where)
         _validate(node.args[0], text, where)
     else:
         raise _fail(f"{type(node).__name__} is not allowed (only numbers, names, "
-                    "+ - * / ** and exp/log/sqrt)", text, where)
+                    "+ - * / ** and exp/log/sqrt; comparisons, and/or/not in conditions)",
+                    text, where)
+
+
+def _is_condition(node: ast.AST) -> bool:
+    """Whether a node is true or false rather than a number."""
+    return isinstance(node, (ast.Compare, ast.BoolOp)) or \
+        (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)) or \
+        (isinstance(node, ast.Constant) and isinstance(node.value, bool))
+
+
+def _quoted_quantity(node: ast.Constant, text: str | None = None,
+                     where: str | None = None) -> pint.Quantity:
+    """A quoted threshold, ``"10 mg/L"``, read by the unit parser (never evaluated)."""
+    from .units import parse_quantity
+
+    try:
+        q = parse_quantity(node.value, what="a quoted quantity")
+    except MechsimError as exc:  # say which expression it was written in
+        raise _fail(exc.message, text or node.value, where) from None
+    if not math.isfinite(float(q.magnitude)):
+        raise _fail(f"the quantity {node.value!r} is not finite", text or node.value, where)
+    return q
 
 
 def _names(tree: ast.AST) -> frozenset[str]:
@@ -317,6 +448,35 @@ class _Sympy(Fold):
 
     def call(self, function, argument, node):
         return FUNCTIONS[function](argument)
+
+    def quantity(self, value, node):
+        return sympy.Float(_canonical(value))
+
+    def truth(self, value, node):
+        return sympy.true if value else sympy.false
+
+    def compare(self, op, a, b, node):
+        return _RELATIONS[op](a, b, evaluate=False)
+
+    def logical(self, op, values, node):
+        return (sympy.And if op == "and" else sympy.Or)(*values)
+
+    def negation(self, value, node):
+        return sympy.Not(value)
+
+    def piecewise(self, pieces, otherwise, node):
+        rest = sympy.nan if otherwise is None else otherwise
+        return sympy.Piecewise(*pieces, (rest, True))
+
+
+_RELATIONS = {"<": sympy.StrictLessThan, "<=": sympy.LessThan, ">": sympy.StrictGreaterThan,
+              ">=": sympy.GreaterThan, "==": sympy.Eq, "!=": sympy.Ne}
+
+
+def _canonical(q: pint.Quantity) -> float:
+    from .units import to_canonical
+
+    return to_canonical(q)
 
 
 def _arithmetic(op: str, a, b):
@@ -356,6 +516,28 @@ class _Float(Fold):
     def call(self, function, argument, node):
         return self._FUNCTIONS[function](argument)
 
+    def quantity(self, value, node):
+        return _canonical(value)
+
+    def truth(self, value, node):
+        return value
+
+    def compare(self, op, a, b, node):
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
+                "!=": a != b}[op]
+
+    def logical(self, op, values, node):
+        return all(values) if op == "and" else any(values)
+
+    def negation(self, value, node):
+        return not value
+
+    def piecewise(self, pieces, otherwise, node):
+        for value, holds in pieces:
+            if holds:
+                return value
+        return math.nan if otherwise is None else otherwise
+
 
 @dataclass(frozen=True)
 class Expr:
@@ -371,6 +553,8 @@ class Expr:
 
     text: str
     where: str | None = field(default=None, compare=False)
+    #: True for a condition (an event's trigger): a comparison, and/or/not, True/False
+    condition: bool = False
 
     def __post_init__(self):
         self.tree  # noqa: B018  (parse and validate now: errors surface at load time)
@@ -401,7 +585,7 @@ class Expr:
                         self.where) from None
         if _depth(tree) > MAX_DEPTH:
             raise _fail(f"nested too deeply (at most {MAX_DEPTH} levels)", text, self.where)
-        _validate(tree, text, self.where)
+        _validate(tree, text, self.where, self.condition)
         _check_constants(tree.body, text, self.where)
         return tree
 
@@ -442,6 +626,10 @@ class Expr:
         return self.text
 
 
+#: The "dimension" of a condition: true or false, no unit
+TRUTH = ureg.Quantity(1.0)
+
+
 class _Dimension(Fold):
     """The unit of the result (a Quantity of magnitude 1), given the unit of every name."""
 
@@ -456,6 +644,36 @@ class _Dimension(Fold):
 
     def name(self, name, node):
         return ureg.Quantity(1.0, self.units[name])
+
+    def quantity(self, value, node):
+        return ureg.Quantity(1.0, value.units)
+
+    def truth(self, value, node):
+        return TRUTH
+
+    def compare(self, op, a, b, node):
+        if a.dimensionality != b.dimensionality:
+            raise self.error(f"cannot compare {dimension_text(a.dimensionality)} "
+                             f"({ast.unparse(node.left)!r}) with "
+                             f"{dimension_text(b.dimensionality)} "
+                             f"({ast.unparse(node.comparators[0])!r})")
+        return TRUTH
+
+    def logical(self, op, values, node):
+        return TRUTH
+
+    def negation(self, value, node):
+        return TRUTH
+
+    def piecewise(self, pieces, otherwise, node):
+        values = [v for v, _ in pieces] + ([otherwise] if otherwise is not None else [])
+        first = values[0]
+        for v in values[1:]:
+            if v.dimensionality != first.dimensionality:
+                raise self.error(f"the values of piecewise must share one dimension, got "
+                                 f"{dimension_text(first.dimensionality)} and "
+                                 f"{dimension_text(v.dimensionality)}")
+        return first
 
     def negate(self, value, node):
         return value

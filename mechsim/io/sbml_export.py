@@ -119,6 +119,26 @@ class _L3Formula(Fold):
     def call(self, function, argument, node):
         return f"{self._FUNCTIONS[function]}({argument})"
 
+    def quantity(self, value, node):
+        return _number(to_canonical(value))  # the exported model is in canonical units
+
+    def truth(self, value, node):
+        return "true" if value else "false"
+
+    def compare(self, op, a, b, node):
+        return f"({a}) {op} ({b})"
+
+    def logical(self, op, values, node):
+        return f" {'&&' if op == 'and' else '||'} ".join(f"({v})" for v in values)
+
+    def negation(self, value, node):
+        return f"!({value})"
+
+    def piecewise(self, pieces, otherwise, node):
+        parts = [f"{v}, {c}" for v, c in pieces] + ([otherwise] if otherwise is not None
+                                                      else [])
+        return f"piecewise({', '.join(parts)})"
+
 
 def _has_minus(expr: Expr) -> bool:
     """A minus sign: the rate may be a net (negative) flux, so call the reaction reversible."""

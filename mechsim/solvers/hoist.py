@@ -42,7 +42,10 @@ def hoist(rhs, jac_entries, params) -> Hoisted:
         return names[e]
 
     def constant(e: sympy.Expr) -> bool:
-        return e.free_symbols <= params
+        # a condition of parameters only stays where it is: the extended parameter vector
+        # holds numbers, and a piecewise needs a true/false there
+        return e.free_symbols <= params and not isinstance(
+            e, (sympy.logic.boolalg.Boolean, sympy.functions.elementary.piecewise.ExprCondPair))
 
     def walk(e: sympy.Expr) -> sympy.Expr:
         if constant(e):
