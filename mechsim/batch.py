@@ -127,6 +127,8 @@ class BatchResult:
     atol_given: float | tuple[float, ...] | None = None
     fallbacks: tuple[tuple[int, str], ...] = ()  # (run, method) redone after a failure
     failures: tuple[tuple[int, float, str], ...] = ()  # (run, day reached, error): partial=True
+    #: (run, its executed events as (day, name)) for the runs in which events executed
+    event_logs: tuple[tuple[int, tuple], ...] = ()
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -194,7 +196,8 @@ class BatchResult:
                                 pre_dose_states=pre_y, steps=steps, rhs_evaluations=rhs,
                                 jacobian_evaluations=jac,
                                 method=dict(self.fallbacks).get(i, self.method),
-                                reached=float(self.time_days[-1]))
+                                reached=float(self.time_days[-1]),
+                                events=dict(self.event_logs).get(i, ()))
         return build_result(self.compiled, self.parameter_values[i], self.plans[i],
                             self.time_days, trajectory, rtol=self.rtol,
                             atol=np.array(self.atol), atol_given=self.atol_given,
@@ -296,7 +299,8 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
     # threads of this process write each chunk into its part of the one output array;
     # chunks that travel to other processes (or an executor) return theirs to be copied
     in_place = spec.method == "NDF" and executor is None
-    for c, (chunk_states, chunk_pre, chunk_counts, redone, kept) in _dispatch(
+    logs: list = []
+    for c, (chunk_states, chunk_pre, chunk_counts, redone, kept, logged) in _dispatch(
             spec, _solve_chunk, chunks,
             [(settings, matrix[c.start:c.stop], plans[c.start:c.stop], grid, partial,
               states[c.start:c.stop] if in_place else None) for c in chunks],
@@ -307,12 +311,13 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
         pre_dose[c.start:c.stop] = chunk_pre
         fallbacks.extend((c.start + k, used) for k, used in redone)
         failures.extend((c.start + k, reached, text) for k, reached, text in kept)
+        logs.extend((c.start + k, log) for k, log in logged)
     return BatchResult(
         compiled=cm, time_days=grid, states=states, parameter_values=matrix, plans=plans,
         regimens=_regimen_texts(regimens, n_runs),
         pre_dose=tuple(pre_dose), counters=counters, method=spec.method, rtol=spec.rtol,
         atol=tuple(float(a) for a in spec.atol), atol_given=spec.atol_given,
-        fallbacks=tuple(fallbacks), failures=tuple(failures))
+        fallbacks=tuple(fallbacks), failures=tuple(failures), event_logs=tuple(logs))
 
 
 def measure_many(spec: RunSpec, matrix: np.ndarray, measure: Callable[[Result], object],
@@ -467,8 +472,9 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, o
     states = np.empty((len(plans), n, grid.size)) if out is None else out
     pre: list = [None] * len(plans)
     counts, redone, kept = np.zeros((len(plans), 3), dtype=np.int64), [], []
+    logged: list = []
     todo = range(len(plans))
-    if settings.method == "NDF":
+    if settings.method == "NDF" and not settings.compiled.events:
         from .solvers.ndf import solve_chunk
         from .solvers.ndf_kernel import OK
 
@@ -481,7 +487,7 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, o
             trajectory = solvers.solve(settings.problem(row, plan, grid), settings.method)
         except SolverError as exc:
             if not (partial and exc.partial is not None):
-                return (k, exc), states, pre, counts, redone, kept
+                return (k, exc), states, pre, counts, redone, kept, logged
             trajectory = exc.partial
             kept.append((k, trajectory.reached, str(exc)))
         if trajectory.method != settings.method:
@@ -490,7 +496,9 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, o
         pre[k] = (np.asarray(trajectory.pre_dose_days, dtype=float),
                   np.asarray(trajectory.pre_dose_states, dtype=float).reshape(-1, n))
         counts[k] = trajectory.counters
-    return None, None if out is not None else states, pre, counts, redone, kept
+        if trajectory.events:
+            logged.append((k, trajectory.events))
+    return None, None if out is not None else states, pre, counts, redone, kept, logged
 
 
 def _measure_chunk(settings: SolverSettings, matrix, plans, texts, until, times, every,

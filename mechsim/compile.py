@@ -25,7 +25,7 @@ from .expr import TIME, Expr
 from .model import Model, Parameter
 from .units import to_canonical, ureg
 
-__all__ = ["CompiledModel", "ConservationLaw", "RouteInfo", "compile_model"]
+__all__ = ["CompiledEvent", "CompiledModel", "ConservationLaw", "RouteInfo", "compile_model"]
 
 _T = sympy.Symbol(TIME, real=True)
 
@@ -56,6 +56,26 @@ class RouteInfo:
     lag: sympy.Expr
 
 
+@dataclass(frozen=True)
+class CompiledEvent:
+    """An event in solver terms (see :class:`mechsim.model.Event` for the semantics).
+
+    ``trigger`` is a sympy condition whose comparisons are among the compiled model's
+    ``event_roots`` (``lhs - rhs``, canonical): the solvers stop where one of those changes
+    sign, and the trigger is evaluated there.  ``assignments`` are (``"state"`` or
+    ``"parameter"``, index, value in canonical units).
+    """
+
+    name: str
+    trigger: sympy.Basic
+    assignments: tuple[tuple[str, int, sympy.Expr], ...]
+    delay: sympy.Expr | None
+    priority: sympy.Expr | None
+    persistent: bool
+    initial_value: bool
+    from_trigger_time: bool
+
+
 @dataclass(frozen=True, eq=False)
 class CompiledModel:
     """Numeric form of a model's structure.  Build with :func:`compile_model`."""
@@ -84,6 +104,10 @@ class CompiledModel:
     #: labels of states and rules, for tables and figures
     default_outputs: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    #: events, and the functions whose sign changes they wait for (lhs - rhs of every
+    #: comparison in their triggers)
+    events: tuple[CompiledEvent, ...] = ()
+    event_roots: tuple[sympy.Expr, ...] = ()
     _functions: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- pickling: expressions travel, generated functions are rebuilt --------------------
@@ -217,7 +241,7 @@ def _structure_key(model: Model):
     params = tuple((p.name, p.value.units) for p in model.parameters)
     return (model.name, model.species, model.reactions, model.rules, model.compartments,
             model.routes, model.drugs, model.time_unit, params, model.default_outputs,
-            tuple(model.labels.items()))
+            tuple(model.labels.items()), model.events)
 
 
 def compile_model(model: Model) -> CompiledModel:
@@ -314,7 +338,32 @@ class _Compiler:
             conservation_laws=self._conservation(stoich, names, self._volume_labels()),
             default_outputs=m.default_outputs,
             labels=tuple(m.labels.items()),
+            **self._events(names),
         )
+
+    def _events(self, names: list[str]) -> dict:
+        """The model's events in canonical sympy form, and their comparisons' root
+        functions (each comparison once, however many triggers share it)."""
+        m = self.m
+        roots: dict[sympy.Expr, int] = {}
+        events = []
+        params = [p.name for p in m.parameters]
+        for event in m.events:
+            trigger = self.value(event.trigger)
+            for relation in trigger.atoms(sympy.core.relational.Relational):
+                roots.setdefault(relation.lhs - relation.rhs, len(roots))
+            assignments = []
+            for target, value in event.assignments:
+                kind, index = ("state", names.index(target)) if target in names else \
+                    ("parameter", params.index(target))
+                assignments.append((kind, index, self.value(value)))
+            events.append(CompiledEvent(
+                name=event.name, trigger=trigger, assignments=tuple(assignments),
+                delay=self.value(event.delay) if event.delay is not None else None,
+                priority=self.value(event.priority) if event.priority is not None else None,
+                persistent=event.persistent, initial_value=event.initial_value,
+                from_trigger_time=event.from_trigger_time))
+        return {"events": tuple(events), "event_roots": tuple(roots)}
 
     def _volume_labels(self) -> list[str]:
         """Each species' volume as written in the model ("V1"), "1" for amounts."""

@@ -5,10 +5,11 @@ short whitelist (numbers, names, ``+ - * / **``, unary minus and a few functions
 form is built node by node from that tree; nothing from a file ever reaches ``eval``, ``exec``
 or ``sympify``.
 
-Conditions (event triggers, the branches of ``piecewise``) add comparisons of two values of
-one dimension (``< <= > >= == !=``, one comparison each: ``a < b < c`` is refused),
-``and``, ``or``, ``not`` and ``True``/``False``; a threshold with a unit is written as a
-quoted quantity, read by the unit parser, never evaluated: ``C_mass < "10 mg/L"``.
+A number with a unit is written as a quoted quantity, read by the unit parser (never
+evaluated) and used in canonical units: ``C + "8 mg/L"``.  Conditions (event triggers, the
+branches of ``piecewise``) add comparisons of two values of one dimension (``< <= > >= ==
+!=``, one comparison each: ``a < b < c`` is refused), ``and``, ``or``, ``not`` and
+``True``/``False``: ``C_mass < "10 mg/L"``.
 ``piecewise(v1, c1, v2, c2, ..., otherwise)`` is ``v1`` where ``c1`` holds, else ``v2``
 where ``c2`` holds, ..., else ``otherwise`` (SBML's piecewise; the values share one
 dimension).
@@ -132,6 +133,9 @@ class Fold:
         """``pieces`` is [(value, condition), ...]."""
         raise NotImplementedError
 
+
+#: a number followed by a unit word, outside quotes: the usual cause of a syntax error
+_NUMBER_WITH_UNIT = re.compile(r"(?<![\w.\"'])\d+(?:\.\d*)?(?:[eE][+-]?\d+)?\s+[A-Za-zµ]")
 
 _COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
                 ast.NotEq: "!="}
@@ -341,10 +345,7 @@ def _validate(node: ast.AST, text: str, where: str | None, condition: bool = Fal
                 raise _fail("compare two values at a time (write a < b and b < c, not "
                             "a < b < c)", text, where)
             for side in (node.left, node.comparators[0]):
-                if isinstance(side, ast.Constant) and isinstance(side.value, str):
-                    _quoted_quantity(side, text, where)
-                else:
-                    _validate(side, text, where)
+                _validate(side, text, where)
         elif isinstance(node, ast.BoolOp):
             for value in node.values:
                 _validate(value, text, where, condition=True)
@@ -354,9 +355,9 @@ def _validate(node: ast.AST, text: str, where: str | None, condition: bool = Fal
         raise _fail(f"{_short(node)} is a value, where a condition (a comparison such as "
                     "C < K, and/or/not, True/False) is needed", text, where)
     elif isinstance(node, ast.Constant):
-        if isinstance(node.value, str):
-            raise _fail(f"a quoted quantity ({node.value!r}) may only be compared with a "
-                        "value (C < \"10 mg/L\"); elsewhere use a parameter", text, where)
+        if isinstance(node.value, str):  # a quantity with its unit: C + "8 mg/L"
+            _quoted_quantity(node, text, where)
+            return
         if not isinstance(node.value, (int, float)):
             raise _fail(f"only numbers are allowed as literals, got {node.value!r}", text, where)
         try:
@@ -579,6 +580,9 @@ class Expr:
             msg = exc.msg
             if "integer string conversion" in msg:  # Python's guard against huge literals
                 msg = "a number has thousands of digits"
+            if not hint and _NUMBER_WITH_UNIT.search(text):
+                hint = (" (a number with a unit goes in quotes, '\"8 mg/L\"', or in a "
+                        "parameter)")
             raise _fail(f"syntax error: {msg}{hint}", text, self.where) from None
         except (RecursionError, MemoryError):
             raise _fail(f"nested too deeply (at most {MAX_DEPTH} levels)", text,

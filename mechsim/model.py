@@ -33,7 +33,8 @@ from .units import (
     ureg,
 )
 
-__all__ = ["Compartment", "Drug", "Model", "Parameter", "Reaction", "Route", "Rule", "Species"]
+__all__ = ["Compartment", "Drug", "Event", "Model", "Parameter", "Reaction", "Route", "Rule",
+           "Species"]
 
 Value = Expr | pint.Quantity  # a field given as an expression or a literal quantity
 
@@ -187,6 +188,36 @@ class Drug:
         object.__setattr__(self, "molecular_weight", mw)
 
 
+@dataclass(frozen=True)
+class Event:
+    """A discontinuity triggered by the state: when ``trigger`` (a condition) turns from
+    false to true, after ``delay``, the ``assignments`` (target name -> new value) are made.
+
+    Semantics are SBML's: ``persistent`` (the trigger must stay true until a delayed event
+    executes, else it is cancelled), ``initial_value`` (the trigger's value just before the
+    run starts: with False, an event whose trigger holds at t = 0 fires at t = 0),
+    ``from_trigger_time`` (the assigned values are computed when the trigger fires, not when
+    the event executes), ``priority`` (events due at the same time execute highest first;
+    equal priorities in the order of the model file).  Targets are species and parameters.
+    """
+
+    name: str
+    trigger: Expr
+    assignments: tuple[tuple[str, Value], ...]
+    delay: Value | None = None
+    priority: Value | None = None
+    persistent: bool = True
+    initial_value: bool = True
+    from_trigger_time: bool = True
+    where: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if not self.trigger.condition:
+            raise ValidationError(f"event {self.name}: the trigger must be a condition",
+                                  self.where)
+        object.__setattr__(self, "assignments", tuple(self.assignments))
+
+
 def _by_name(items: Iterable, kind: str) -> dict:
     out = {}
     for item in items:
@@ -222,10 +253,12 @@ class Model:
     #: the states and rules shown by default (``[model] outputs``); empty: see
     #: :attr:`default_outputs`
     outputs: tuple[str, ...] = field(default=(), compare=False)
+    #: discontinuities triggered by the state (``[[event]]``): :class:`Event`
+    events: tuple[Event, ...] = ()
 
     def __post_init__(self):
         for attr in ("species", "parameters", "compartments", "reactions", "rules", "routes",
-                     "drugs", "outputs"):
+                     "drugs", "outputs", "events"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         _Validator(self).run()
 
@@ -364,6 +397,24 @@ class Model:
         return self.replace(parameters=tuple(new.values()))
 
 
+def _dosing_names(model: Model) -> set[str]:
+    """Parameters (and rules of parameters) that volumes, routes and drugs read."""
+    names: set[str] = {"WT", "BSA"}
+    values = [c.volume for c in model.compartments]
+    for r in model.routes:
+        values += [r.bioavailability, r.lag]
+    values += [d.molecular_weight for d in model.drugs]
+    rules = model.rules_by_name
+    pending = [v.names for v in values if isinstance(v, Expr)]
+    while pending:
+        for name in pending.pop():
+            if name not in names:
+                names.add(name)
+                if name in rules:
+                    pending.append(rules[name].expr.names)
+    return names
+
+
 class _Validator:
     """Checks names, references and dimensions of a Model (run once, at creation)."""
 
@@ -421,6 +472,9 @@ class _Validator:
             if isinstance(drug.molecular_weight, Expr):
                 self.check_value(drug.molecular_weight, _MOLAR_MASS,
                                  f"drug {drug.name} molecular_weight", params, drug.where)
+        _by_name(m.events, "event")
+        for event in m.events:
+            self.check_event(event, groups, params)
 
     def check_value(self, value: Value, dims, what: str, allowed: set[str], where,
                     zero_ok: bool = False) -> None:
@@ -547,6 +601,54 @@ class _Validator:
         comps = {self.m.species_by_name[s].compartment for s in r.species
                  if self.m.is_concentration(s)}
         return comps.pop() if len(comps) == 1 else None
+
+    def check_event(self, event: Event, groups, params: set[str]) -> None:
+        """Names and dimensions of an event: a trigger of known names whose comparisons
+        compare like with like; assignments to species and parameters, each of its target's
+        dimension; a delay that is a time and a dimensionless priority.  A parameter that a
+        dose's conversion or a volume reads may not be assigned: doses are converted once,
+        when the run starts."""
+        where = event.where
+        what = f"event {event.name}"
+        self.check_names(event.trigger, set(self.units), f"{what} trigger", where)
+        event.trigger.dimension(self.units)
+        fixed = _dosing_names(self.m)
+        for target, value in event.assignments:
+            if target in groups["rule"]:
+                raise ValidationError(f"{what}: {target} is a rule (computed from other "
+                                      "values); assign a species or a parameter", where)
+            if target not in groups["species"] and target not in groups["parameter"]:
+                raise ValidationError(f"{what}: unknown target {target!r} (a species or a "
+                                      "parameter)", where)
+            if target in fixed:
+                raise ValidationError(f"{what}: {target} sets a volume or a dose's conversion, "
+                                      "which are fixed for a run; it cannot be assigned by an "
+                                      "event", where)
+            if isinstance(value, Expr):
+                self.check_names(value, set(self.units), f"{what} assignment to {target}",
+                                 where)
+                got = value.dimension(self.units).dimensionality
+                zero = value.constant_value() == 0
+            else:
+                got, zero = value.dimensionality, value.magnitude == 0
+            need = (1 * self.units[target]).dimensionality
+            if got != need and not zero:
+                raise UnitError(f"{what}: the value assigned to {target} has dimension "
+                                f"{dimension_text(got)}, {target} has {dimension_text(need)}",
+                                where)
+        for value, kind, dims in ((event.delay, "delay", _TIME),
+                                  (event.priority, "priority", ureg.dimensionless.dimensionality)):
+            if value is None:
+                continue
+            if isinstance(value, Expr):
+                self.check_names(value, set(self.units), f"{what} {kind}", where)
+                got = value.dimension(self.units).dimensionality
+            else:
+                got = value.dimensionality
+            if got != dims:
+                raise UnitError(f"{what}: the {kind} must be "
+                                f"{'a time' if kind == 'delay' else 'dimensionless'}, got "
+                                f"{dimension_text(got)}", where)
 
     def check_route(self, route: Route, groups, params: set[str]) -> None:
         if not (route.name.isidentifier() and route.name == route.name.lower()):

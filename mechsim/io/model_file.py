@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import MechsimError, ParseError, UnitError, ValidationError
 from ..expr import Expr
-from ..model import Compartment, Drug, Model, Reaction, Route, Rule, Species
+from ..model import Compartment, Drug, Event, Model, Reaction, Route, Rule, Species
 from ..units import parse_unit, ureg
 from .common import read_parameter_table, resolve, value_or_expr
 from .expect_table import read_expectations
@@ -21,7 +21,7 @@ from .toml_source import TomlSource
 __all__ = ["load_model", "read_model"]
 
 _SECTIONS = {"model", "drugs", "compartments", "parameters", "species", "reactions", "rules",
-             "routes", "expect"}
+             "routes", "expect", "event"}
 _TERM = re.compile(r"^\s*(?:(\d+\.?\d*|\.\d+)\s+)?([A-Za-z_]\w*)\s*$")
 
 
@@ -118,6 +118,7 @@ class _ModelReader:
                 routes=tuple(self.routes()),
                 source=self.src.path,
                 outputs=tuple(outputs),
+                events=tuple(self.events()),
             )
         except ValidationError as exc:
             if exc.where is None:
@@ -217,6 +218,51 @@ class _ModelReader:
             unit = parse_unit(r["unit"], what=f"rule {name} unit", where=where) \
                 if "unit" in r else None
             yield Rule(name, Expr(r["expr"], where), unit, where, self.label("rules", name, r))
+
+    def events(self):
+        """``[[event]]`` entries: trigger, assign (target = value), and the optional delay,
+        priority, persistent, initial_value and from_trigger_time (SBML's semantics)."""
+        raw = self.data.get("event", [])
+        if not isinstance(raw, list):
+            raise ParseError("event must be an array of tables: write [[event]]",
+                             self.src.where(("event",)))
+        allowed = {"name", "trigger", "assign", "delay", "priority", "persistent",
+                   "initial_value", "from_trigger_time"}
+        for k, entry in enumerate(raw):
+            table = self.src.item(("event",), k)
+            where = self.src.where(table)
+            if not isinstance(entry, dict):
+                raise ParseError("each [[event]] must be a table", where)
+            unknown = sorted(set(entry) - allowed)
+            if unknown:
+                raise ParseError(f"[[event]]: unknown key {unknown[0]!r} (allowed: "
+                                 f"{', '.join(sorted(allowed))})", where)
+            name = entry.get("name", f"event{k + 1}")
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ParseError(f"[[event]]: name must be an identifier, got {name!r}", where)
+            if not isinstance(entry.get("trigger"), str):
+                raise ParseError(f"event {name}: trigger is required, a condition in quotes "
+                                 "such as 'C < \"5 nM\"'", where)
+            trigger_where = self.src.where(table, "trigger")
+            assign = entry.get("assign")
+            if not isinstance(assign, dict) or not assign:
+                raise ParseError(f"event {name}: assign is required, a table of target = "
+                                 "value (e.g. assign = { C = \"C + 10 nM\" })", where)
+            flags = {}
+            for key, default in (("persistent", True), ("initial_value", True),
+                                 ("from_trigger_time", True)):
+                flag = entry.get(key, default)
+                if not isinstance(flag, bool):
+                    raise ParseError(f"event {name}: {key} must be true or false", where)
+                flags[key] = flag
+            optional = {key: value_or_expr(entry[key], f"event {name} {key}", where)
+                        for key in ("delay", "priority") if key in entry}
+            yield Event(name, Expr(entry["trigger"], trigger_where, condition=True),
+                        tuple((target, value_or_expr(value, f"event {name} assign {target}",
+                                                     where))
+                              for target, value in assign.items()),
+                        optional.get("delay"), optional.get("priority"), where=where,
+                        **flags)
 
     def routes(self):
         for name, raw in self.table("routes").items():

@@ -59,6 +59,8 @@ class Trajectory:
     complete: bool = True
     #: (method, detail) of the methods that failed before ``method`` finished the run
     failed_methods: tuple[tuple[str, str], ...] = field(default=())
+    #: (day, event name) of every event executed, in order
+    events: tuple[tuple[float, str], ...] = field(default=())
 
     @property
     def counters(self) -> tuple[int, int, int]:

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import SolverError
 from . import ndf_kernel
 from .base import Problem, Solver, Trajectory, states_involved
+from .events import Stop, crossings, solve_with_events
 
 __all__ = ["NDF", "solve_chunk"]
 
@@ -100,6 +101,8 @@ class NDF(Solver):
         return ndf_kernel.available()
 
     def solve(self, problem: Problem) -> Trajectory:
+        if problem.compiled.events:
+            return solve_with_events(problem, _piece(problem), self.name)
         cm, grid = problem.compiled, problem.grid
         n = len(cm.state_names)
         starts, ends, rates, jumps, is_dose = problem.plan.segments(problem.until, n)
@@ -138,3 +141,32 @@ class NDF(Solver):
                           f"{ndf_kernel.STATUS_TEXT[status]}; model {cm.name}{states}",
                           hint="check parameter values and units, loosen rtol/atol or try "
                                "method='Radau'", partial=partial)
+
+
+def _piece(problem: Problem):
+    """The compiled engine's piece integrator for :func:`.events.solve_with_events`."""
+    cm = problem.compiled
+    run = ndf_kernel.piece_runner(cm)
+    n_roots = len(cm.event_roots)
+    rtol, atol = float(problem.rtol), problem.atol.astype(float)
+
+    def piece(a, b, y, u, p, times, out, columns):
+        y = np.array(y, dtype=float)
+        stats = np.zeros(4)
+        roots = np.zeros((3, max(n_roots, 1)))
+        local = np.empty((len(y), len(times)))
+        status, t = run(n_roots, ndf_kernel.extended_parameters(cm, p), float(a), float(b),
+                        np.ascontiguousarray(u, dtype=float), y,
+                        np.ascontiguousarray(times, dtype=float), local, rtol, atol, stats,
+                        roots)
+        if status not in (ndf_kernel.OK, ndf_kernel.ROOT):
+            raise SolverError(f"solver NDF failed near t = {t:g} day: "
+                              f"{ndf_kernel.STATUS_TEXT[status]}; model {cm.name}",
+                              hint="check parameter values and units, loosen rtol/atol or "
+                                   "try method='Radau'")
+        reached = times <= t if status == ndf_kernel.ROOT else times < b
+        out[:, columns[reached]] = local[:, reached]
+        crossed = crossings(roots[0, :n_roots], roots[1, :n_roots]) \
+            if status == ndf_kernel.ROOT else {}
+        return Stop(float(t), y, crossed, (int(stats[0]), int(stats[1]), int(stats[2])))
+    return piece

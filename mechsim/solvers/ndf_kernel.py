@@ -38,7 +38,7 @@ from ..codegen import compile_def, function_def
 from .hoist import Hoisted, hoist
 from .sparse_lu import sparse_lu
 
-__all__ = ["STATUS_TEXT", "available", "chunk_runner"]
+__all__ = ["STATUS_TEXT", "available", "chunk_runner", "piece_runner"]
 
 try:  # optional dependency
     import numba
@@ -55,7 +55,7 @@ _GAMMA = np.concatenate(([0.0], np.cumsum(1.0 / np.arange(1, MAX_ORDER + 1))))
 _ALPHA = (1.0 - _KAPPA) * _GAMMA
 _ERROR_CONST = _KAPPA * _GAMMA + 1.0 / np.arange(1, MAX_ORDER + 2)
 
-OK, TOO_MANY_STEPS, STEP_TOO_SMALL, NOT_FINITE = 0, 1, 2, 3
+OK, TOO_MANY_STEPS, STEP_TOO_SMALL, NOT_FINITE, ROOT = 0, 1, 2, 3, 4
 STATUS_TEXT = {
     TOO_MANY_STEPS: "too many steps",
     STEP_TOO_SMALL: "the step size fell below the resolution of t (the corrector did not "
@@ -76,6 +76,16 @@ def chunk_runner(cm):
     Jacobian are generated to write into the integrator's workspace."""
     return cm._fn("numba-chunk-runner",
                   lambda: functools.partial(_run_chunk, *_model_functions(cm)))
+
+
+def piece_runner(cm):
+    """``run(n_roots, params, a, b, u, y, grid, out, rtol, atol, stats, roots)``: one piece
+    of a run of a model with events (see :func:`_run_piece`), compiled on first use."""
+    def build():
+        f = _compiled(cm)
+        return functools.partial(_run_piece, f["rhs"], f["jac"], f["factor"], f["solve"],
+                                 f["roots"], cm.jacobian_blocks, f["size"])
+    return cm._fn("numba-piece-runner", build)
 
 
 def _model_functions(cm):
@@ -144,6 +154,11 @@ def _definitions(cm) -> dict:
                             into=True),
         "factor": lu.factor_def,
         "solve": lu.solve_def,
+        # the events' root functions (a model without events gets one that writes nothing)
+        "roots": function_def("roots", ("t", "y", "p"), symbols,
+                              [((j,), _hoisted_roots(cm)[j]) for j in
+                               range(len(cm.event_roots))],
+                              (max(len(cm.event_roots), 1),), "numba", into=True),
     }
     if h.derived:
         n_params = len(cm.params)
@@ -179,8 +194,20 @@ def _signatures() -> dict:
              types.FunctionType(solve), types.int64, types.int64)
     chunk = types.void(*model, mat, types.int64[::1], vec, vec, mat, mat, vec, types.float64,
                        vec, mat, types.float64[:, :, ::1], mat, mat, types.int64[::1])
+    piece = types.Tuple((types.int64, types.float64))(
+        types.FunctionType(rhs), types.FunctionType(jac), types.FunctionType(factor),
+        types.FunctionType(solve), types.FunctionType(rhs), types.int64, types.int64,
+        types.int64, vec, types.float64, types.float64, vec, vec, vec, mat, types.float64,
+        vec, vec, mat)
     return {"rhs": rhs, "jac": jac, "derive": derive, "factor": factor, "solve": solve,
-            "chunk": chunk}
+            "chunk": chunk, "roots": rhs, "piece": piece}
+
+
+def _hoisted_roots(cm) -> tuple:
+    """The events' root functions with the hoisted symbols the RHS uses substituted."""
+    h = _hoisted(cm)
+    names = dict(zip(h.derived_exprs, h.derived))
+    return tuple(g.xreplace(names) for g in cm.event_roots)
 
 
 def _hoisted(cm) -> Hoisted:
@@ -427,8 +454,14 @@ MIN_GROWTH = 1.2
 
 @_jit
 def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid, g, out, rtol, atol,
-             stats, max_steps, ws):
+             stats, max_steps, ws, groot, n_roots, roots):
     """Integrate from ``a`` to ``b`` starting at ``y`` (overwritten with y(b)).
+
+    With ``n_roots`` > 0 it watches the functions ``groot`` writes (an event's comparisons,
+    ``lhs - rhs``): at the first step across which one changes sign it locates the crossing
+    (:func:`_crossing`), fills the output points up to it, leaves the state there in ``y``
+    and returns ROOT and its time.  ``roots`` holds their values: row 0 at the last
+    accepted point (``groot`` at ``a`` on entry), row 1 at the stop.
 
     Output points ``a < grid[g..] < b`` are filled by interpolation.  Returns (status, g, t).
     With ``blocks`` > 1 the Newton matrix is block diagonal with that many copies of the
@@ -500,6 +533,8 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
     n_equal = 0
     t = 0.0
     steps = 0
+    if n_roots > 0:
+        groot(a, y, p, roots[0])
     # the Jacobian: none yet in this segment (a dose changed the state), its age in
     # accepted steps, and the c of the factorisation in lu (0: none)
     have_jac = False
@@ -630,6 +665,26 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
         for i in range(order, -1, -1):
             for c in range(n):
                 d[i, c] += d[i + 1, c]
+        if n_roots > 0:
+            groot(a + t, d[0], p, roots[1])
+            stop = -1.0
+            for j in range(n_roots):
+                before, after = roots[0, j], roots[1, j]
+                if before != 0.0 and (after == 0.0 or (after > 0.0) != (before > 0.0)):
+                    at = _crossing(groot, j, d, order, t, h, a, span, p, t - h, t, before,
+                                   after, y_pred, roots[2])
+                    if stop < 0.0 or at < stop:
+                        stop = at
+            if stop >= 0.0:
+                while g < n_grid and grid[g] < b and grid[g] - a <= stop:
+                    if grid[g] > a:
+                        _interpolate(d, order, t, h, grid[g] - a, out[:, g])
+                    g += 1
+                _interpolate(d, order, t, h, stop, y)
+                groot(a + stop, y, p, roots[1])
+                return ROOT, g, a + stop
+            for j in range(n_roots):
+                roots[0, j] = roots[1, j]
         while g < n_grid and grid[g] < b and grid[g] - a <= t:
             if grid[g] > a:
                 _interpolate(d, order, t, h, grid[g] - a, out[:, g])
@@ -665,6 +720,42 @@ def _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y, grid,
 
 
 @_jit
+def _crossing(groot, j, d, order, t, h, a, span, p, lo, hi, f_lo, f_hi, y_tmp, g_tmp):
+    """Where root function ``j`` changes sign within the last step [lo, hi] (local times;
+    the step ended at ``t`` with size ``h``), by the Illinois method on the step's
+    interpolating polynomial.  Returns the right end of the final bracket: a time at which
+    the function already has its new sign (so a trigger read there sees the comparison
+    changed), within 100 ulps of the time."""
+    tol = 100.0 * 2.220446049250313e-16 * (abs(a) + span)
+    if f_hi == 0.0:
+        return hi
+    side = 0
+    for _ in range(200):
+        if hi - lo <= tol:
+            break
+        m = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+        if not (lo < m < hi):
+            m = 0.5 * (lo + hi)
+        _interpolate(d, order, t, h, m, y_tmp)
+        groot(a + m, y_tmp, p, g_tmp)
+        f_m = g_tmp[j]
+        if f_m != 0.0 and (f_m > 0.0) == (f_hi > 0.0):
+            hi, f_hi = m, f_m
+            if side == -1:
+                f_lo *= 0.5  # Illinois: the end that stays keeps half its weight
+            side = -1
+        else:
+            # not yet across (a zero counts as not yet: the new sign is what is wanted)
+            lo = m
+            if f_m != 0.0:
+                f_lo = f_m
+            if side == 1:
+                f_hi *= 0.5
+            side = 1
+    return hi
+
+
+@_jit
 def _run_one(rhs, jac, sparse_factor, sparse_solve,
              blocks, p, starts, ends, rates, jumps, grid, rtol,
              atol, y0, out, pre, stats, ws):
@@ -687,9 +778,10 @@ def _run_one(rhs, jac, sparse_factor, sparse_solve,
             if grid[g] == a:
                 out[:, g] = y
             g += 1
+        # no event functions: the RHS stands in for the root function, never called
         status, g, t = _segment(rhs, jac, sparse_factor, sparse_solve,
                                 blocks, p, rates[s], a, b, y, grid,
-                                g, out, rtol, atol, stats, max_steps, ws)
+                                g, out, rtol, atol, stats, max_steps, ws, rhs, 0, ws[6][0])
         stats[3] = t
         if status != OK:
             return status
@@ -697,6 +789,22 @@ def _run_one(rhs, jac, sparse_factor, sparse_solve,
         out[:, g] = y
         g += 1
     return OK
+
+
+def _run_piece(rhs, jac, sparse_factor, sparse_solve, groot, blocks, size, n_roots, p, a, b,
+               u, y, grid, out, rtol, atol, stats, roots):
+    """Integrate one piece [a, b] with constant input ``u`` from ``y`` (overwritten with the
+    state where it stopped), filling the output points ``a < grid[k] < b`` it passes, and
+    stop early where one of the ``n_roots`` functions of ``groot`` changes sign (see
+    :func:`_segment`; ``roots`` (3, n_roots) holds their values, row 1 at the stop).
+    Returns (status, time reached): the engine of models with events, whose driver
+    (:mod:`.events`) handles doses and event execution between pieces."""
+    n = y.shape[0]
+    ws = _workspace(n, n // blocks, size)
+    status, _, t = _segment(rhs, jac, sparse_factor, sparse_solve, blocks, p, u, a, b, y,
+                            grid, 0, out, rtol, atol, stats, 500_000, ws, groot, n_roots,
+                            roots)
+    return status, t
 
 
 def _run_chunk(rhs, jac, sparse_factor, sparse_solve,
@@ -722,3 +830,4 @@ def _run_chunk(rhs, jac, sparse_factor, sparse_solve,
 
 if numba is not None:
     _run_chunk = numba.njit(_signatures()["chunk"], cache=True, nogil=True)(_run_chunk)
+    _run_piece = numba.njit(_signatures()["piece"], cache=True, nogil=True)(_run_piece)

@@ -14,6 +14,16 @@ import numpy as np
 
 from ..errors import SolverError
 from .base import Problem, Solver, Trajectory, states_involved
+from .events import Stop, crossings, solve_with_events
+
+
+def _event_roots(cm):
+    """The scalar root functions of a model's events: ``(t, y, p) -> array``."""
+    from ..codegen import generate
+
+    return cm._fn("scalar-event-roots", lambda: generate(
+        "roots", ("t", "y", "p"), {"y": cm.states, "p": cm.params},
+        [((j,), g) for j, g in enumerate(cm.event_roots)], (len(cm.event_roots),), "scalar"))
 
 __all__ = ["BDF", "LSODA", "Radau"]
 
@@ -25,6 +35,8 @@ class _ScipyMethod(Solver):
     """Segment-by-segment integration with a scipy method (the contract's points 3-7)."""
 
     def solve(self, problem: Problem) -> Trajectory:
+        if problem.compiled.events:
+            return solve_with_events(problem, self._piece(problem), self.name)
         cm, plan, grid = problem.compiled, problem.plan, problem.grid
         n = len(cm.state_names)
         until = problem.until
@@ -86,6 +98,56 @@ class _ScipyMethod(Solver):
 
     def _integrate(self, f, j, y0, a, b, tout, problem):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _piece(self, problem: Problem):
+        """The piece integrator of :func:`.events.solve_with_events`: scipy's solve_ivp with
+        the events' root functions as terminal events (LSODA too: odeint has none)."""
+        from scipy.integrate import solve_ivp
+
+        cm = problem.compiled
+        rhs, jac = cm.rhs("scalar"), cm.jacobian("scalar")
+        roots = _event_roots(cm)
+        n_roots = len(cm.event_roots)
+
+        def piece(a, b, y, u, p, times, out, columns):
+            def f(t, y):
+                return rhs(t, y, p) + u
+
+            def j(t, y):
+                return jac(t, y, p)
+
+            def watch(k):
+                def g(t, y):
+                    return roots(t, y, p)[k]
+                g.terminal = True
+                return g
+
+            g_start = roots(a, y, p) if n_roots else np.empty(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sol = solve_ivp(f, (a, b), y, method=self.name, t_eval=times,
+                                jac=None if self.name == "LSODA" else j,
+                                events=[watch(k) for k in range(n_roots)] or None,
+                                dense_output=True, rtol=problem.rtol, atol=problem.atol)
+            counts = (len(sol.t), sol.nfev, sol.njev)
+            if sol.status < 0 or not np.all(np.isfinite(sol.y)):
+                raise self._error(problem, u, y, np.asarray(sol.y).reshape(len(y), -1),
+                                  np.asarray(sol.t), a, b, sol.message)
+            done = len(sol.t)
+            out[:, columns[:done]] = sol.y
+            if sol.status != 1:
+                return Stop(b, np.asarray(sol.sol(b), dtype=float), {}, counts)
+            # a terminal event: step just past the located root, so that the function has
+            # its new sign there (as the compiled engine's stop does)
+            at = min(float(te[0]) for te in sol.t_events if len(te))
+            for scale in (1e-12, 1e-10, 1e-8):
+                after = at + scale * max(1.0, abs(at))
+                y_after = np.asarray(sol.sol(after), dtype=float)
+                crossed = crossings(g_start, roots(after, y_after, p))
+                if crossed:
+                    return Stop(after, y_after, crossed, counts)
+            return Stop(at, np.asarray(sol.sol(at), dtype=float), {}, counts)
+        return piece
 
     def _error(self, problem, u, y0, values, tout, a, b, message) -> SolverError:
         finite = np.all(np.isfinite(values), axis=0)

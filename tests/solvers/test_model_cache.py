@@ -101,4 +101,4 @@ def test_the_written_module_is_the_generated_functions_and_nothing_from_the_mode
     text = path.read_text()
     for name in (*cm.state_names, *cm.parameter_names, cm.name):
         assert f" {name} " not in text and f"{name}(" not in text and f"'{name}'" not in text
-    assert text.count("\ndef ") == 5
+    assert text.count("\ndef ") == 6  # rhs, jac, factor, solve, roots, derive

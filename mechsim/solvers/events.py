@@ -1,0 +1,260 @@
+"""Runs of models with events: integration piece by piece, stopping where a trigger's
+comparison changes sign, and the events executed there with SBML's semantics.
+
+A method provides one thing, a *piece* integrator (:class:`Piece`): from a state at ``a``,
+integrate towards ``b`` with a constant input, fill the output times it passes, and stop
+early at the first sign change of any of the model's root functions (``lhs - rhs`` of every
+comparison in a trigger, :attr:`~mechsim.compile.CompiledModel.event_roots`), returning the
+state and time there.  The compiled engine stops at the right end of the bracket that holds
+the crossing (within 100 ulps of the time); scipy's methods at their located root.
+
+:func:`solve_with_events` does everything else, the same for every method:
+
+1. Doses are applied at their times, as without events (the dose plan's segments); the
+   value at a dose or event time includes it (right-continuous), and the state just before
+   each dose is kept.
+2. At every stop (a crossing, a dose, a delayed event falling due, t = 0) the triggers are
+   read; a comparison that has just crossed counts with its new sign (``x > K`` is true just
+   after ``x`` passes ``K``; ``x == K`` is true at the crossing).  A trigger that turns from
+   false to true fires its event: its delay and, with ``from_trigger_time``, its assigned
+   values are computed now; it executes now or after the delay.  At t = 0 a trigger's value
+   "before" is the event's ``initial_value``.
+3. Events due at one time execute one at a time, highest ``priority`` first (computed when
+   they are due; equal priorities, and events without one, in the order of the model
+   file, then in the order they fired); after each execution the triggers are read again:
+   an event whose trigger is no longer true and that is not ``persistent`` is cancelled,
+   and newly true triggers fire (cascades).  A cascade that does not end within
+   :data:`MAX_CASCADE` executions at one time is an error.
+4. An executed event's assignments are applied together (values computed before any is
+   applied) to states and parameters; a changed parameter changes the rest of the run.
+
+Results carry the log of executed events: (time, event name).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from ..codegen import generate
+from ..errors import SolverError
+from .base import Problem, Trajectory
+
+__all__ = ["MAX_CASCADE", "Piece", "Stop", "crossings", "solve_with_events"]
+
+#: Most event executions at one time before a run is stopped as a loop of events
+MAX_CASCADE = 10_000
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a piece ended, and ``crossed``: the root functions that changed sign on the
+    way (index -> new sign), empty when the piece reached its end."""
+
+    time: float
+    state: np.ndarray
+    crossed: dict
+    counters: tuple[int, int, int]
+
+    @property
+    def root(self) -> bool:
+        return bool(self.crossed)
+
+
+#: piece(a, b, y, u, p, times, out, columns) -> Stop: integrate from state y at a towards
+#: b with input u and parameters p; write the state at each output time of ``times``
+#: (sorted, a < time <= b) that it passes into out[:, columns[k]]; stop early at a root
+Piece = Callable[..., Stop]
+
+
+class _Functions:
+    """The scalar functions the driver evaluates at stops: root functions, assigned values,
+    delays and priorities of a compiled model's events."""
+
+    def __init__(self, cm):
+        self.cm = cm
+        symbols = {"y": cm.states, "p": cm.params}
+        n_roots = len(cm.event_roots)
+        self.roots = generate("roots", ("t", "y", "p"), symbols,
+                              [((j,), g) for j, g in enumerate(cm.event_roots)],
+                              (n_roots,), "scalar") if n_roots else None
+        self.index = {g: j for j, g in enumerate(cm.event_roots)}
+        self.values, self.delays, self.priorities = [], [], []
+        for event in cm.events:
+            exprs = [e for _, _, e in event.assignments]
+            self.values.append(generate(f"assign_{len(self.values)}", ("t", "y", "p"),
+                                        symbols, [((k,), e) for k, e in enumerate(exprs)],
+                                        (len(exprs),), "scalar"))
+            self.delays.append(_scalar(event.delay, symbols))
+            self.priorities.append(_scalar(event.priority, symbols))
+
+    def root_values(self, t, y, p) -> np.ndarray:
+        if self.roots is None:
+            return np.empty(0)
+        return np.asarray(self.roots(t, y, p), dtype=float)
+
+    def triggers(self, g: np.ndarray, crossed: dict[int, float]) -> list[bool]:
+        """Each event's trigger, from the root functions' values ``g`` (``crossed``: the
+        roots that just changed sign, with their new sign)."""
+        return [bool(_truth(event.trigger, g, crossed, self.index))
+                for event in self.cm.events]
+
+
+def _scalar(expr, symbols):
+    if expr is None:
+        return None
+    return generate("value", ("t", "y", "p"), symbols, [((0,), expr)], (1,), "scalar")
+
+
+_RELATION = {"<": lambda g: g < 0.0, "<=": lambda g: g <= 0.0, ">": lambda g: g > 0.0,
+             ">=": lambda g: g >= 0.0, "==": lambda g: g == 0.0, "!=": lambda g: g != 0.0}
+
+
+def _truth(expr, g: np.ndarray, crossed: dict[int, float], index) -> bool:
+    """A trigger's value: its comparisons read from the root functions' values, those that
+    just crossed with their new sign (an equality is true at its crossing)."""
+    if expr is sympy.true:
+        return True
+    if expr is sympy.false:
+        return False
+    if isinstance(expr, sympy.And):
+        return all(_truth(a, g, crossed, index) for a in expr.args)
+    if isinstance(expr, sympy.Or):
+        return any(_truth(a, g, crossed, index) for a in expr.args)
+    if isinstance(expr, sympy.Not):
+        return not _truth(expr.args[0], g, crossed, index)
+    j = index[expr.lhs - expr.rhs]
+    if j in crossed:
+        if expr.rel_op in ("==", "!="):
+            return expr.rel_op == "=="
+        return _RELATION[expr.rel_op](crossed[j])
+    return _RELATION[expr.rel_op](g[j])
+
+
+@dataclass(order=True)
+class _Pending:
+    time: float
+    sequence: int
+    event: int = 0
+    values: np.ndarray | None = None
+
+
+def solve_with_events(problem: Problem, piece: Piece, method: str) -> Trajectory:
+    """One run of a model with events (see the module docstring); ``piece`` is the method's
+    piece integrator."""
+    cm, plan, grid = problem.compiled, problem.plan, problem.grid
+    fns = _function_cache(cm)
+    n = len(cm.state_names)
+    until = problem.until
+    out = np.full((n, grid.size), np.nan)
+    y = np.array(problem.initial, dtype=float)
+    p = np.array(problem.parameters, dtype=float)
+    starts, ends, rates, jumps, is_dose = plan.segments(until, n)
+    pre_t, pre_y, log = [], [], []
+    totals = np.zeros(3, dtype=np.int64)
+    pending: list[_Pending] = []
+    sequence = 0
+    before = [event.initial_value for event in cm.events]
+    resolution = 1000 * np.finfo(float).eps * max(1.0, until)
+
+    def put_outputs(t):
+        """Outputs at time t (within rounding) show the state after what happened there."""
+        near = np.abs(grid - t) <= resolution
+        out[:, near] = y[:, None]
+
+    def handle(t, crossed):
+        """Read the triggers at t, schedule what fires, execute what is due (cascades)."""
+        nonlocal before, sequence, p
+        for _ in range(MAX_CASCADE):
+            now = fns.triggers(fns.root_values(t, y, p), crossed)
+            crossed = {}  # a crossing counts once: after an execution, plain values
+            for k, (was, is_) in enumerate(zip(before, now)):
+                if is_ and not was:
+                    delay = _value(fns.delays[k], t, y, p, 0.0)
+                    if not (delay >= 0.0 and math.isfinite(delay)):
+                        raise SolverError(f"event {cm.events[k].name}: its delay is "
+                                          f"{delay:g} day at t = {t:g} day; a delay must be "
+                                          "a finite time >= 0")
+                    values = _values(fns.values[k], t, y, p) \
+                        if cm.events[k].from_trigger_time else None
+                    heapq.heappush(pending, _Pending(t + delay, sequence, k, values))
+                    sequence += 1
+            for entry in list(pending):
+                if not now[entry.event] and not cm.events[entry.event].persistent:
+                    pending.remove(entry)
+            heapq.heapify(pending)
+            before = now
+            due = [entry for entry in pending if entry.time <= t + resolution]
+            if not due:
+                return
+            chosen = max(due, key=lambda e: (_value(fns.priorities[e.event], t, y, p,
+                                                    -math.inf), -e.event, -e.sequence))
+            pending.remove(chosen)
+            heapq.heapify(pending)
+            values = chosen.values if chosen.values is not None else \
+                _values(fns.values[chosen.event], t, y, p)
+            event = cm.events[chosen.event]
+            for (kind, index, _), value in zip(event.assignments, values):
+                if kind == "state":
+                    y[index] = value
+                else:
+                    p[index] = value
+            log.append((t, event.name))
+            put_outputs(t)
+        raise SolverError(f"events keep executing at t = {t:g} day: more than "
+                          f"{MAX_CASCADE:,} at one time (triggers that their own assignments "
+                          "make true again?)")
+
+    t = 0.0
+    for s in range(len(starts)):
+        a, b = float(starts[s]), float(ends[s])
+        if is_dose[s]:
+            pre_t.append(a)
+            pre_y.append(y.copy())
+        y += jumps[s]
+        t = a
+        put_outputs(a)
+        handle(a, {})
+        put_outputs(a)
+        while t < b:
+            target = min([b] + [e.time for e in pending if e.time > t])
+            inside = (grid > t) & (grid <= target)
+            stop = piece(t, target, y, rates[s], p, grid[inside], out,
+                         np.flatnonzero(inside))
+            totals += stop.counters
+            y = np.array(stop.state, dtype=float)
+            t = stop.time
+            if stop.root or t < b or any(e.time <= t + resolution for e in pending):
+                handle(t, stop.crossed)
+                put_outputs(t)
+    put_outputs(until)
+    return Trajectory(states=out, pre_dose_days=np.array(pre_t, dtype=float),
+                      pre_dose_states=np.array(pre_y, dtype=float).reshape(len(pre_t), n),
+                      steps=int(totals[0]), rhs_evaluations=int(totals[1]),
+                      jacobian_evaluations=int(totals[2]), method=method, reached=until,
+                      events=tuple(log))
+
+
+def crossings(before: np.ndarray, after: np.ndarray) -> dict:
+    """Root functions whose sign changed from ``before`` to ``after`` (a zero before does
+    not count: the function has not left it), with their new sign (+1.0 or -1.0)."""
+    return {j: (-1.0 if g0 > 0.0 else 1.0) for j, (g0, g1) in enumerate(zip(before, after))
+            if g0 != 0.0 and (g1 == 0.0 or (g1 > 0.0) != (g0 > 0.0))}
+
+
+def _value(fn, t, y, p, default: float) -> float:
+    return default if fn is None else float(fn(t, y, p)[0])
+
+
+def _values(fn, t, y, p) -> np.ndarray:
+    return np.array(fn(t, y, p), dtype=float)
+
+
+def _function_cache(cm) -> _Functions:
+    return cm._fn("event-functions", lambda: _Functions(cm))
+
