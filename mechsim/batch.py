@@ -30,7 +30,7 @@ from .doseplan import (
     first_invalid_row,
 )
 from .dosing import Regimen
-from .errors import MechsimError, SolverError, UnitError, ValidationError
+from .errors import MechsimError, RegimenError, SolverError, UnitError, ValidationError
 from .model import Model
 from .result import Result, build_result
 from .runner import chunk_ranges, map_chunks, workers_or_cpus
@@ -129,6 +129,9 @@ class BatchResult:
     failures: tuple[tuple[int, float, str], ...] = ()  # (run, day reached, error): partial=True
     #: (run, its executed events as (day, name)) for the runs in which events executed
     event_logs: tuple[tuple[int, tuple], ...] = ()
+    #: (run, what the regimen's dosing rules did to its doses) for runs of an adaptive
+    #: regimen (mechsim.dose_rules.DoseDecision)
+    dose_logs: tuple[tuple[int, tuple], ...] = ()
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -197,7 +200,8 @@ class BatchResult:
                                 jacobian_evaluations=jac,
                                 method=dict(self.fallbacks).get(i, self.method),
                                 reached=float(self.time_days[-1]),
-                                events=dict(self.event_logs).get(i, ()))
+                                events=dict(self.event_logs).get(i, ()),
+                                doses=dict(self.dose_logs).get(i, ()))
         return build_result(self.compiled, self.parameter_values[i], self.plans[i],
                             self.time_days, trajectory, rtol=self.rtol,
                             atol=np.array(self.atol), atol_given=self.atol_given,
@@ -268,6 +272,8 @@ def simulate_many(model: Model | str, regimens: Regimen | str | Sequence | None 
     columns = {name: _column(spec.model, name, values)
                for name, values in (parameters or {}).items()}
     regimen_list = _regimen_list(regimens)
+    if regimen_list:  # compiled to watch the dosing rules' conditions, if it has any
+        spec = spec.with_regimen(regimen_list[0])
     n_runs = _count_runs(columns, regimen_list)
     _check_run_count(n_runs)
     matrix = np.tile(spec.parameters, (n_runs, 1))
@@ -300,6 +306,7 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
     # chunks that travel to other processes (or an executor) return theirs to be copied
     in_place = spec.method == "NDF" and executor is None
     logs: list = []
+    dose_logs: list = []
     for c, (chunk_states, chunk_pre, chunk_counts, redone, kept, logged) in _dispatch(
             spec, _solve_chunk, chunks,
             [(settings, matrix[c.start:c.stop], plans[c.start:c.stop], grid, partial,
@@ -311,13 +318,15 @@ def run_many(spec: RunSpec, matrix: np.ndarray, regimens: Sequence[Regimen] | No
         pre_dose[c.start:c.stop] = chunk_pre
         fallbacks.extend((c.start + k, used) for k, used in redone)
         failures.extend((c.start + k, reached, text) for k, reached, text in kept)
-        logs.extend((c.start + k, log) for k, log in logged)
+        logs.extend((c.start + k, events) for k, events, _ in logged if events)
+        dose_logs.extend((c.start + k, doses) for k, _, doses in logged if doses)
     return BatchResult(
         compiled=cm, time_days=grid, states=states, parameter_values=matrix, plans=plans,
         regimens=_regimen_texts(regimens, n_runs),
         pre_dose=tuple(pre_dose), counters=counters, method=spec.method, rtol=spec.rtol,
         atol=tuple(float(a) for a in spec.atol), atol_given=spec.atol_given,
-        fallbacks=tuple(fallbacks), failures=tuple(failures), event_logs=tuple(logs))
+        fallbacks=tuple(fallbacks), failures=tuple(failures), event_logs=tuple(logs),
+        dose_logs=tuple(dose_logs))
 
 
 def measure_many(spec: RunSpec, matrix: np.ndarray, measure: Callable[[Result], object],
@@ -376,6 +385,11 @@ def _plans(spec: RunSpec, matrix, regimens, labels=None):
             index[id(reg)] = len(distinct)
             distinct.append(reg)
         regimen_of[i] = index[id(reg)]
+    for reg in distinct:
+        if tuple(getattr(as_regimen(reg), "rules", ())) != cm.dose_rules:
+            # the rules' conditions are compiled into the model the runs share
+            raise RegimenError("the runs of one batch share their dosing rules; run "
+                               "regimens with different rules as separate batches")
     events = tuple(spec.events(reg) for reg in distinct)
     return matrix, regimens, RunPlans(cm, spec.until, events, regimen_of, matrix)
 
@@ -496,8 +510,8 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, o
         pre[k] = (np.asarray(trajectory.pre_dose_days, dtype=float),
                   np.asarray(trajectory.pre_dose_states, dtype=float).reshape(-1, n))
         counts[k] = trajectory.counters
-        if trajectory.events:
-            logged.append((k, trajectory.events))
+        if trajectory.events or trajectory.doses:
+            logged.append((k, trajectory.events, trajectory.doses))
     return None, None if out is not None else states, pre, counts, redone, kept, logged
 
 

@@ -9,6 +9,7 @@ expressions travel, generated functions are rebuilt on first use after unpicklin
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from .expr import TIME, Expr
 from .model import Model, Parameter
 from .units import to_canonical, ureg
 
-__all__ = ["CompiledEvent", "CompiledModel", "ConservationLaw", "RouteInfo", "compile_model"]
+__all__ = ["CompiledEvent", "CompiledModel", "ConservationLaw", "RouteInfo", "compile_for",
+           "compile_model"]
 
 _T = sympy.Symbol(TIME, real=True)
 
@@ -108,6 +110,9 @@ class CompiledModel:
     #: comparison in their triggers)
     events: tuple[CompiledEvent, ...] = ()
     event_roots: tuple[sympy.Expr, ...] = ()
+    #: the regimen's dosing rules (:mod:`mechsim.dose_rules`) this model was compiled to
+    #: watch: rule k acts on event ``len(events) - len(dose_rules) + k``
+    dose_rules: tuple = ()
     _functions: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- pickling: expressions travel, generated functions are rebuilt --------------------
@@ -258,6 +263,18 @@ def compile_model(model: Model) -> CompiledModel:
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return compiled
+
+
+def compile_for(model: Model, regimen=None) -> CompiledModel:
+    """The compiled model that runs ``regimen`` on ``model``: with the regimen's dosing
+    rules (:mod:`mechsim.dose_rules`), each rule's condition is watched as an event."""
+    rules = tuple(getattr(regimen, "rules", ()))
+    if not rules:
+        return compile_model(model)
+    from .dose_rules import with_rule_events
+
+    compiled = compile_model(with_rule_events(model, rules))
+    return dataclasses.replace(compiled, dose_rules=rules)
 
 
 class _Compiler:

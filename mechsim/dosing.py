@@ -617,8 +617,18 @@ class Regimen(_ByValue):
     """
 
     sequences: tuple[tuple[Block, ...], ...] = ()
+    #: dosing rules that react to the simulated patient (:mod:`mechsim.dose_rules`)
+    rules: tuple = ()
 
     def __post_init__(self):
+        from .dose_rules import DoseRule
+
+        rules = tuple(self.rules)
+        if not all(isinstance(r, DoseRule) for r in rules):
+            raise RegimenError(f"regimen rules must be DoseRule objects, got {rules!r}")
+        if rules and not self.sequences:
+            raise RegimenError("dosing rules need scheduled doses to act on")
+        object.__setattr__(self, "rules", rules)
         seqs = tuple(tuple(seq) for seq in self.sequences)
         for seq in seqs:
             if not seq:
@@ -643,9 +653,13 @@ class Regimen(_ByValue):
             raise RegimenError(f"a regimen must be text, got {text!r}")
         if text.strip().lower() in ("", "none"):
             return cls.none()
+        from .dose_rules import parse_rules, split_rules
+
+        schedule, rules = split_rules(text)
         try:
-            return cls(tuple(_read_sequence(text, part)
-                             for part in _split(_tokens(text), ";")))
+            return cls(tuple(_read_sequence(schedule, part)
+                             for part in _split(_tokens(schedule), ";")),
+                       parse_rules(rules) if rules else ())
         except RegimenError as exc:
             raise RegimenError(f"regimen {text!r}: {exc.message}") from None
 
@@ -653,7 +667,7 @@ class Regimen(_ByValue):
         """Both regimens run in parallel (same as ``self & other``)."""
         if not isinstance(other, Regimen):
             raise RegimenError(f"can only combine a Regimen with a Regimen, got {other!r}")
-        return Regimen(self.sequences + other.sequences)
+        return Regimen(self.sequences + other.sequences, self.rules + other.rules)
 
     def __and__(self, other):
         return self.combine(other) if isinstance(other, Regimen) else NotImplemented
@@ -712,7 +726,8 @@ class Regimen(_ByValue):
         return total
 
     def __str__(self) -> str:
-        return "; ".join(map(_sequence_text, self.sequences)) or "none"
+        schedule = "; ".join(map(_sequence_text, self.sequences)) or "none"
+        return ", ".join([schedule, *(rule.text for rule in self.rules)])
 
     def __repr__(self) -> str:
         return f"Regimen.parse({str(self)!r})"

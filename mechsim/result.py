@@ -108,6 +108,9 @@ class Result:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: (day, event name) of every event executed, in order (models with [[event]])
     events: tuple[tuple[float, str], ...] = ()
+    #: what an adaptive regimen's rules did to each dose, in order
+    #: (:class:`mechsim.dose_rules.DoseDecision`; empty for a regimen without rules)
+    doses: tuple = ()
 
     def __post_init__(self):
         for name in ("time_days", "states", "observables", "pre_dose_days", "pre_dose_states",
@@ -160,6 +163,16 @@ class Result:
         """When events (or the event ``name``) executed, in the model's time unit."""
         days = [t for t, executed in self.events if name is None or executed == name]
         return ureg.Quantity(np.array(days, dtype=float), ureg.day).to(self.time_unit)
+
+    def dose_table(self) -> list[dict]:
+        """The doses of an adaptive regimen, one row each: time (in the model's time
+        unit), what happened ("given", "skipped", "held", "reduced", "given late",
+        "dropped", "added"), the fraction of the planned dose given, and the rule that
+        decided it."""
+        factor = (1 * ureg.day).to(self.time_unit).magnitude
+        unit = format_unit(self.time_unit)
+        return [{f"time[{unit}]": d.day * factor, "action": d.action,
+                 "fraction": d.fraction, "rule": d.rule} for d in self.doses]
 
     def in_time_unit(self, unit) -> Result:
         """The same result reported with time in ``unit`` (``"h"``, ``"week"``)."""
@@ -266,7 +279,9 @@ def build_result(cm, parameters: np.ndarray, plan, grid: np.ndarray, trajectory,
     # an event that sets a state moves amounts the dose plan does not book: the
     # conservation laws do not hold across it, so they are not checked
     moved = {e.name for e in cm.events if any(k == "state" for k, _, _ in e.assignments)}
-    if moved & {name for _, name in trajectory.events}:
+    changed = any(d.action != "given" for d in trajectory.doses)
+    if changed or moved & {name for _, name in trajectory.events}:
+        # nor does a dose that a rule changed: the plan books the doses as scheduled
         residuals = {}
     else:
         residuals = conservation_residuals(cm, parameters, plan, grid, out, y_initial, atol)
@@ -291,4 +306,5 @@ def build_result(cm, parameters: np.ndarray, plan, grid: np.ndarray, trajectory,
         diagnostics=diagnostics, pre_dose_days=pre_t, pre_dose_states=pre_states,
         pre_dose_observables=pre_obs, regimen=regimen,
         outputs=cm.default_outputs or cm.state_names + cm.observable_names,
-        labels=dict(cm.labels), events=tuple(trajectory.events))
+        labels=dict(cm.labels), events=tuple(trajectory.events),
+        doses=tuple(trajectory.doses))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .compile import CompiledModel, compile_model
+from .compile import CompiledModel, compile_for
 from .doseplan import DosePlan, as_regimen, dose_events, dose_plan
 from .dosing import Regimen
 from .errors import ValidationError
@@ -82,7 +82,8 @@ class RunSpec:
         or one per state is taken in canonical units.
         """
         model = prepare_model(model, params, overrides)
-        compiled = compile_model(model)
+        regimen = as_regimen(regimen)
+        compiled = compile_for(model, regimen)
         parameters = compiled.parameter_vector(model.parameters_by_name)
         parameters.flags.writeable = False
         end = as_days(until, "until")
@@ -110,13 +111,17 @@ class RunSpec:
         atol_given = None if atol is None else (
             float(atol) if np.ndim(atol) == 0 else tuple(float(a) for a in atol))
         return cls(model=model, compiled=compiled, parameters=parameters,
-                   regimen=as_regimen(regimen), until=end, times=requested, every=step,
+                   regimen=regimen, until=end, times=requested, every=step,
                    rtol=float(rtol), atol=default_atol(compiled, atol),
                    atol_given=atol_given, method=choose_method(method))
 
     def with_regimen(self, regimen: Regimen | str | None) -> RunSpec:
-        """The same runs under another regimen."""
-        return replace(self, regimen=as_regimen(regimen))
+        """The same runs under another regimen (compiled again when its dosing rules
+        differ: the rules' conditions are watched as events)."""
+        regimen = as_regimen(regimen)
+        if regimen.rules == self.compiled.dose_rules:
+            return replace(self, regimen=regimen)
+        return replace(self, regimen=regimen, compiled=compile_for(self.model, regimen))
 
     def events(self, regimen: Regimen | None = None):
         """The regimen's doses up to ``until`` with their units converted (once per

@@ -78,7 +78,9 @@ def run_one(spec: RunSpec, parameters: np.ndarray | None = None,
     """Integrate one run of ``spec`` (optionally with another parameter vector or regimen)
     and build its Result."""
     p = spec.parameters if parameters is None else parameters
-    regimen = spec.regimen if regimen is None else regimen
+    if regimen is not None:
+        spec = spec.with_regimen(regimen)
+    regimen = spec.regimen
     plan = spec.plan(p, regimen)
     grid = spec.grid(plan.breakpoints(spec.until))
     trajectory = solvers.solve(spec.problem(p, plan, grid), spec.method)

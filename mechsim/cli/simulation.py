@@ -91,6 +91,8 @@ def cmd_simulate(args) -> int:
     else:
         write_result(res, out, names)
         print(f"wrote {out}")
+    for line in _dose_lines(res):
+        print(line)
     if plot is not None:
         if len(names) > MAX_PANELS and not args.overlay:
             print(f"note: the figure shows the first {MAX_PANELS} of {len(names)} outputs; "
@@ -108,6 +110,24 @@ def cmd_simulate(args) -> int:
         save_figure(fig, plot)
         print(f"wrote {plot}")
     return 0
+
+
+def _dose_lines(res) -> list[str]:
+    """What an adaptive regimen's rules did, a dose a line (nothing without rules)."""
+    if not res.doses:
+        return []
+    from ..units import format_unit
+
+    unit = format_unit(res.time_unit)
+    rows = res.dose_table()
+    changed = sum(row["action"] != "given" for row in rows)
+    lines = [f"doses: {len(rows)}, {changed} decided by the regimen's rules"]
+    for row in rows:
+        day = row[f"time[{unit}]"]
+        share = "" if row["fraction"] in (0.0, 1.0) else f" {row['fraction']:.0%}"
+        why = f"  ({row['rule']})" if row["rule"] else ""
+        lines.append(f"  {unit} {day:<10.4g} {row['action']}{share}{why}")
+    return lines
 
 
 def cmd_dose_response(args) -> int:

@@ -61,6 +61,8 @@ class Trajectory:
     failed_methods: tuple[tuple[str, str], ...] = field(default=())
     #: (day, event name) of every event executed, in order
     events: tuple[tuple[float, str], ...] = field(default=())
+    #: what the regimen's dosing rules did to each dose (mechsim.dose_rules.DoseDecision)
+    doses: tuple = field(default=())
 
     @property
     def counters(self) -> tuple[int, int, int]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy
@@ -155,6 +155,10 @@ def solve_with_events(problem: Problem, piece: Piece, method: str) -> Trajectory
     y = np.array(problem.initial, dtype=float)
     p = np.array(problem.parameters, dtype=float)
     starts, ends, rates, jumps, is_dose = plan.segments(until, n)
+    dosing = None
+    if cm.dose_rules:
+        rates, jumps = np.array(rates, dtype=float), np.array(jumps, dtype=float)
+        dosing = _AdaptiveDosing(cm, fns, p, plan, until, starts, rates, jumps)
     pre_t, pre_y, log = [], [], []
     totals = np.zeros(3, dtype=np.int64)
     pending: list[_Pending] = []
@@ -196,6 +200,10 @@ def solve_with_events(problem: Problem, piece: Piece, method: str) -> Trajectory
                                                     -math.inf), -e.event, -e.sequence))
             pending.remove(chosen)
             heapq.heapify(pending)
+            if dosing is not None and chosen.event >= dosing.first:
+                dosing.act(chosen.event - dosing.first, t, y, pre_t, pre_y)
+                put_outputs(t)
+                continue
             values = chosen.values if chosen.values is not None else \
                 _values(fns.values[chosen.event], t, y, p)
             event = cm.events[chosen.event]
@@ -216,20 +224,25 @@ def solve_with_events(problem: Problem, piece: Piece, method: str) -> Trajectory
         if is_dose[s]:
             pre_t.append(a)
             pre_y.append(y.copy())
+            if dosing is not None:
+                dosing.decide(s, a, y, fns.root_values(a, y, p))
         y += jumps[s]
         t = a
         put_outputs(a)
         handle(a, {})
         put_outputs(a)
         while t < b:
-            target = min([b] + [e.time for e in pending if e.time > t])
+            target = min([b] + [e.time for e in pending if e.time > t] +
+                         (dosing.times_after(t) if dosing is not None else []))
             inside = (grid > t) & (grid <= target)
-            stop = piece(t, target, y, rates[s], p, grid[inside], out,
-                         np.flatnonzero(inside))
+            u = rates[s] if dosing is None else rates[s] + dosing.extra_rate(t)
+            stop = piece(t, target, y, u, p, grid[inside], out, np.flatnonzero(inside))
             totals += stop.counters
             y = np.array(stop.state, dtype=float)
             t = stop.time
-            if stop.root or t < b or any(e.time <= t + resolution for e in pending):
+            given = dosing is not None and dosing.give_due(t, y, pre_t, pre_y)
+            if stop.root or t < b or given or \
+                    any(e.time <= t + resolution for e in pending):
                 handle(t, stop.crossed)
                 put_outputs(t)
     put_outputs(until)
@@ -237,7 +250,137 @@ def solve_with_events(problem: Problem, piece: Piece, method: str) -> Trajectory
                       pre_dose_states=np.array(pre_y, dtype=float).reshape(len(pre_t), n),
                       steps=int(totals[0]), rhs_evaluations=int(totals[1]),
                       jacobian_evaluations=int(totals[2]), method=method, reached=until,
-                      events=tuple(log))
+                      events=tuple(log),
+                      doses=tuple(dosing.decisions) if dosing is not None else ())
+
+
+class _AdaptiveDosing:
+    """The decisions of a regimen's dosing rules (:mod:`mechsim.dose_rules`) in one run.
+
+    Scheduled doses are the plan's segment starts: at each, the rules' conditions are read
+    on the state just before it and the dose's boluses and infusions (``jumps``, ``rates``:
+    the driver's copies) are scaled by the fraction given.  Doses given at other times (a
+    held dose given late, an added dose) are boluses applied at once and, for a lag or an
+    infusion, rows kept here that the driver integrates through (``times_after``,
+    ``extra_rate``, ``give_due``).
+    """
+
+    def __init__(self, cm, fns, p, plan, until, starts, rates, jumps):
+        self.cm, self.fns, self.p, self.until = cm, fns, p, until
+        self.rules = cm.dose_rules
+        self.first = len(cm.events) - len(self.rules)
+        self.starts, self.rates, self.jumps = starts, rates, jumps
+        self.infusions = plan.infusion_table
+        self.sticky = [False] * len(self.rules)
+        #: (rule, day, bolus jumps, infusions as (length, state, rate), its decision's row)
+        self.held = None
+        self.later_boluses = []    # [day, state, jump] given later (a rescue dose's lag)
+        self.later_infusions = []  # [start, end, state, rate]
+        self.decisions = []
+        self._rescue = {}
+
+    def holds(self, k: int, g) -> bool:
+        truth = _truth(self.cm.events[self.first + k].trigger, g, {}, self.fns.index)
+        # a hold's event waits for its condition to end: the trigger is `not condition`
+        return not truth if self.rules[k].action == "hold" else truth
+
+    def decide(self, s: int, a: float, y, g) -> None:
+        """Read the rules just before the scheduled dose at segment ``s`` (day ``a``)."""
+        from ..dose_rules import DoseDecision
+
+        if self.held is not None:  # still held: the scheduled dose replaces it
+            row = self.held[4]
+            self.decisions[row] = replace(self.decisions[row], action="dropped")
+            self.held = None
+        fraction, action, by = 1.0, "given", ""
+        for k, rule in enumerate(self.rules):
+            if rule.action == "add":
+                continue
+            now = self.holds(k, g)
+            if rule.action == "reduce":
+                self.sticky[k] = self.sticky[k] or (now and rule.sticky)
+                if (now or self.sticky[k]) and action not in ("skipped", "held") \
+                        and rule.fraction < fraction:
+                    fraction, action, by = rule.fraction, "reduced", rule.text
+            elif now and action not in ("skipped", "held"):
+                fraction, by = 0.0, rule.text
+                action = "skipped" if rule.action == "skip" else "held"
+                if rule.action == "hold":
+                    self.held = (k, a, self.jumps[s].copy(), self.infusions_at(a),
+                                 len(self.decisions))
+        self.decisions.append(DoseDecision(a, action, fraction, by))
+        if fraction != 1.0:
+            self.jumps[s] *= fraction
+            for start, end, state, rate in self.infusions:
+                if start == a:
+                    covered = (self.starts >= start) & (self.starts < end)
+                    self.rates[covered, int(state)] -= (1.0 - fraction) * rate
+
+    def infusions_at(self, a: float) -> list:
+        return [(end - start, int(state), rate) for start, end, state, rate in self.infusions
+                if start == a]
+
+    def act(self, k: int, t: float, y, pre_t, pre_y) -> None:
+        """Rule ``k``'s event executed at ``t``: an added dose, or a held dose given."""
+        from ..dose_rules import DoseDecision
+
+        rule = self.rules[k]
+        if rule.action == "add":
+            boluses, infusions = self.rescue(k)
+        elif rule.action == "hold" and self.held is not None and self.held[0] == k:
+            _, _, jump, lengths, _ = self.held
+            boluses = [(0.0, i, jump[i]) for i in np.flatnonzero(jump)]
+            infusions = [(0.0, length, state, rate) for length, state, rate in lengths]
+            self.held = None
+        else:
+            return
+        pre_t.append(t)
+        pre_y.append(y.copy())
+        for lag, state, jump in boluses:
+            if lag <= 0.0:
+                y[int(state)] += jump
+            else:
+                self.later_boluses.append([t + lag, int(state), jump])
+        for start, end, state, rate in infusions:
+            self.later_infusions.append([t + start, t + end, int(state), rate])
+        self.decisions.append(DoseDecision(t, "added" if rule.action == "add" else
+                                           "given late", 1.0, rule.text))
+
+    def rescue(self, k: int):
+        """Rule ``k``'s added dose as bolus and infusion rows from the time it is given."""
+        if k not in self._rescue:
+            from ..doseplan import dose_events, dose_plan
+            from ..dosing import Once, Regimen
+
+            events = dose_events(self.cm, Regimen(((Once(self.rules[k].dose),),)), math.inf)
+            plan = dose_plan(self.cm, events, self.p, math.inf)
+            self._rescue[k] = (plan.boluses, plan.infusions)
+        return self._rescue[k]
+
+    def times_after(self, t: float) -> list[float]:
+        times = [row[0] for row in self.later_boluses]
+        for start, end, _, _ in self.later_infusions:
+            times += [start, end]
+        return [x for x in times if x > t]
+
+    def extra_rate(self, t: float) -> np.ndarray:
+        u = np.zeros(self.rates.shape[1])
+        for start, end, state, rate in self.later_infusions:
+            if start <= t < end:
+                u[state] += rate
+        return u
+
+    def give_due(self, t: float, y, pre_t, pre_y) -> bool:
+        """Give the later boluses due at ``t``; True when one was."""
+        due = [row for row in self.later_boluses if row[0] <= t]
+        if not due:
+            return False
+        pre_t.append(t)
+        pre_y.append(y.copy())
+        for row in due:
+            y[row[1]] += row[2]
+            self.later_boluses.remove(row)
+        return True
 
 
 def crossings(before: np.ndarray, after: np.ndarray) -> dict:
