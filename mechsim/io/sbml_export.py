@@ -71,8 +71,13 @@ def export_sbml(model: Model | str, regimen=None, *, until=None, params=None,
     if until is None:
         raise ValidationError("export_sbml: a regimen needs `until` (the doses are written "
                               "out one by one up to that time)")
+    from ..doseplan import as_regimen
     from ..runspec import RunSpec
 
+    if as_regimen(regimen).rules:
+        raise ValidationError("export_sbml: a regimen's dosing rules (skip/hold/reduce/add) "
+                              "cannot be written as SBML doses; export the schedule without "
+                              "them")
     spec = RunSpec.build(model, regimen, until=until, params=params, overrides=overrides)
     return _Exporter(spec.model, spec.regimen, spec.until, spec.plan()).text()
 
@@ -324,6 +329,7 @@ class _Exporter:
         self.rules()
         self.species()
         self.reactions()
+        self.events()
         if self.regimen is not None:
             self.doses()
         # One kind of amount in every reaction (all nmol, or all g): declare it as the extent,
@@ -483,6 +489,35 @@ class _Exporter:
                 self.annotate(rx, "element", name=r.name)
             self.notes(rx, [f"{r.equation}; rate {r.rate.text}" +
                             (f" (times the volume of {comp})" if comp else "")])
+
+    def events(self) -> None:
+        """The model's [[event]]s as SBML events (the same semantics: see model.Event)."""
+        for event in self.m.events:
+            what = f"event {event.name}"
+            ev = self.sm.createEvent()
+            ev.setId(self.fresh(event.name))
+            ev.setUseValuesFromTriggerTime(event.from_trigger_time)
+            trig = ev.createTrigger()
+            trig.setInitialValue(event.initial_value)
+            trig.setPersistent(event.persistent)
+            trig.setMath(self.expr_math(event.trigger, f"{what} trigger"))
+            if event.delay is not None:
+                ev.createDelay().setMath(self._event_value(event.delay, f"{what} delay",
+                                                           self.unit(ureg.day)))
+            if event.priority is not None:
+                ev.createPriority().setMath(self._event_value(event.priority,
+                                                              f"{what} priority",
+                                                              "dimensionless"))
+            for target, value in event.assignments:
+                ea = ev.createEventAssignment()
+                ea.setVariable(target)
+                ea.setMath(self._event_value(value, f"{what} assignment to {target}",
+                                             self.unit(self.units[target])))
+
+    def _event_value(self, value, what: str, unit: str):
+        if isinstance(value, Expr):
+            return self.expr_math(value, what)
+        return self.math(_number(float(to_canonical(value))), {}, what, number_units=unit)
 
     def doses(self) -> None:
         """Each dose time becomes one event: bolus jumps and the new infusion rates."""
