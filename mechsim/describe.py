@@ -11,6 +11,10 @@ from .units import format_quantity, format_unit
 __all__ = ["describe_model"]
 
 
+def _value_text(value) -> str:
+    return str(value) if isinstance(value, Expr) else format_quantity(value)
+
+
 def describe_model(model: Model) -> str:
     """The model as text, one section per kind of element."""
     lines = [f"model {model.name}: {model.description}", f"  file: {model.source}"]
@@ -42,6 +46,19 @@ def describe_model(model: Model) -> str:
                                                        ("lag", r.lag)) if v is not None)
             lines.append(f"  {r.name:<6} -> {r.target}"
                          f"{f' (drug {r.drug})' if r.drug else ''}{extra}")
+    if model.events:
+        lines.append("\nevents (SBML semantics; see docs/model-format.md):")
+        for e in model.events:
+            sets = ", ".join(f"{target} = {_value_text(value)}"
+                             for target, value in e.assignments)
+            extra = "".join(f", {k} {_value_text(v)}" for k, v in
+                            (("delay", e.delay), ("priority", e.priority)) if v is not None)
+            flags = [text for flag, text in ((not e.persistent, "not persistent"),
+                                             (not e.initial_value, "may fire at t = 0"),
+                                             (not e.from_trigger_time,
+                                              "values at execution")) if flag]
+            note = f" ({', '.join(flags)})" if flags else ""
+            lines.append(f"  {e.name:<18} when {e.trigger}: {sets}{extra}{note}")
     laws = compile_model(model).conservation_laws
     lines.append("\nconservation laws (constant without doses):")
     lines.extend(f"  {law}" for law in laws)

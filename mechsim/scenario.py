@@ -5,6 +5,8 @@ optionally with its own overrides), the outputs to tabulate and plot, metrics, a
 dose-response sweep and a seed.  :func:`run_scenario` writes, into a new folder:
 
 * ``<arm>.csv``: the time course of each arm (units in the header);
+* ``<arm>_doses.csv``: for an arm whose regimen has dosing rules, what they did to each
+  dose (time, action, fraction given, rule);
 * ``metrics.csv``: every metric for every arm (arm, metric, value, unit);
 * ``timecourse.png``: one panel per output, one line per arm;
 * ``dose_response.csv`` / ``dose_response.png`` if the scenario has a sweep (the long table
@@ -439,6 +441,8 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
     with atomic_folder(out) as tmp:
         for arm, res in results.items():
             res.to_csv(tmp / f"{arm.name}.csv", list(scenario.outputs))
+            if res.doses:
+                _write_doses(res, tmp / f"{arm.name}_doses.csv")
         with (tmp / "metrics.csv").open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["arm", "metric", "expression", "value", "unit"])
@@ -472,6 +476,14 @@ def run_scenario(scenario: Scenario | str | Path, out: str | Path, *, progress: 
         _write_provenance(scenario, base, tmp / "provenance.json", command, trial)
     return ScenarioRun(folder=out, files=tuple(sorted(out.iterdir())), trial=trial,
                        dose_response=curves)
+
+
+def _write_doses(res, path: Path) -> None:
+    rows = res.dose_table()
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _write_provenance(scenario: Scenario, model, path: Path, command, trial=None) -> None:

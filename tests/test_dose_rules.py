@@ -202,3 +202,33 @@ def test_batches_report_the_decisions_of_each_run():
 
 def test_a_regimen_without_rules_reports_no_decisions():
     assert run("100 mg iv every 1 d x 3").doses == ()
+
+
+def test_a_scenario_arm_with_rules_writes_its_decisions(tmp_path):
+    import csv
+
+    from mechsim.scenario import run_scenario
+
+    path = tmp_path / "adaptive.toml"
+    path.write_text('''
+[scenario]
+name = "adaptive"
+description = "a dose skipped while the level is high"
+model = "one_compartment"
+until = "4 days"
+every = "1 day"
+outputs = ["C_mass"]
+
+[arms.ruled]
+regimen = '100 mg iv every 1 d x 4, skip if C_mass > "6 mg/L"'
+
+[arms.plain]
+regimen = "100 mg iv every 1 d x 4"
+''')
+    run = run_scenario(path, tmp_path / "out")
+    names = sorted(p.name for p in run.files)
+    assert "ruled_doses.csv" in names and "plain_doses.csv" not in names
+    with (tmp_path / "out" / "ruled_doses.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(float(r["time[d]"]), r["action"]) for r in rows] == [
+        (0, "given"), (1, "given"), (2, "skipped"), (3, "given")]

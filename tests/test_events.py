@@ -220,3 +220,20 @@ def test_bad_events_are_refused_with_one_line(tmp_path, events, error, message):
     with pytest.raises(error, match=message) as info:
         model(tmp_path, events)
     assert "redose.toml:" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_mechsim_show_lists_events(tmp_path):
+    from mechsim.describe import describe_model
+
+    text = describe_model(model(tmp_path, RESCUE + """
+[[event]]
+name = "late"
+trigger = 't > "2 d"'
+assign = { x = "1" }
+delay = "1 h"
+persistent = false
+"""))
+    events = text.split("events (")[1].splitlines()[1:3]
+    assert events[0].split() == ["rescue", "when", "C", "<", "K:", "C", "=", "C", "+",
+                                 '"8', 'mg/L"']
+    assert "late" in events[1] and "delay 1 h" in events[1] and "not persistent" in events[1]
