@@ -552,6 +552,9 @@ class _Sympy(Fold):
         return sympy.true if value else sympy.false
 
     def compare(self, op, a, b, node):
+        if a.is_number and b.is_number:  # decided now: sympy's logic fails on 1 < 2 kept
+            return sympy.true if _Float({}).compare(op, float(a), float(b), node) \
+                else sympy.false  # unevaluated inside an And
         return _RELATIONS[op](a, b, evaluate=False)
 
     def logical(self, op, values, node):

@@ -491,7 +491,7 @@ class _Validator:
             if zero_ok and value.constant_value() == 0:
                 return
             got = value.dimension(self.units)
-        if got.dimensionality != dims and not is_undeclared(got):
+        if got.dimensionality != dims and not is_undeclared(got) and not is_undeclared(dims):
             raise UnitError(f"{what}: expected {dimension_text(dims)}, got "
                             f"{dimension_text(got.dimensionality)}", where)
 

@@ -482,6 +482,10 @@ class _Importer:
         rule = self.rules_by_var.get(sid)
         if rule is not None and rule.isRate():
             return self.math.value(rule.getMath(), f"rateRule for {sid}")
+        s = sm.getSpecies(sid)
+        if rule is None and s is not None and sid in self.in_reactions() and \
+                s.getCompartment() not in self.variable_comps:
+            return self.species_rate(sid, what)
         if rule is None and sid not in self.in_reactions() and sid not in self.species_refs:
             s = sm.getSpecies(sid)
             c = s.getCompartment() if s is not None else None
@@ -501,7 +505,7 @@ class _Importer:
         name = self.fresh(rid)
         self.reaction_rules[rid] = name
         saved = self.local
-        self.local = self.local_names.get(rid, {})
+        self.local = self.local_map(r)
         try:
             text = self.math.value(kl.getMath(), f"kinetic law of {rid}")
         finally:
@@ -540,9 +544,11 @@ class _Importer:
         self.rules_by_var = {}
         for i in range(sm.getNumRules()):
             rule = sm.getRule(i)
-            self.rules_by_var[rule.getVariable()] = rule
+            if rule.isSetMath():  # SBML L3V2: a rule without math has no effect
+                self.rules_by_var[rule.getVariable()] = rule
         self.ias = {sm.getInitialAssignment(i).getSymbol(): sm.getInitialAssignment(i)
-                    for i in range(sm.getNumInitialAssignments())}
+                    for i in range(sm.getNumInitialAssignments())
+                    if sm.getInitialAssignment(i).isSetMath()}
         self.event_targets = {sm.getEvent(i).getEventAssignment(k).getVariable()
                               for i in range(sm.getNumEvents())
                               for k in range(sm.getEvent(i).getNumEventAssignments())}
@@ -617,6 +623,7 @@ class _Importer:
                 raise type(exc)(exc.message, self.where) from None
             raise
         self.check_stripped(model)
+        self.refuse_equal_priorities(model)
         undeclared = tuple(self.undeclared) + tuple(sorted(self.rescaled))
         if undeclared:
             shown = ", ".join(undeclared[:12]) + (f" and {len(undeclared) - 12} more"
@@ -685,6 +692,7 @@ class _Importer:
         self.comp_names: dict[str, str] = {}  # id -> mechsim compartment name
         self.comp_sizes: dict[str, object] = {}  # id -> initial size (Quantity or Expr)
         self.comp_unit: dict[str, pint.Quantity] = {}  # id -> SBML unit of its size
+        self.zero_d: set[str] = set()
         for i in range(sm.getNumCompartments()):
             c = sm.getCompartment(i)
             cid = c.getId()
@@ -694,6 +702,7 @@ class _Importer:
             info = self.element_info(c)
             name = info.get("name") or cid
             if dims == 0:  # no size: only amounts can live here
+                self.zero_d.add(cid)
                 self.comp_volume[cid] = None
                 self.comp_unit[cid] = ureg.Quantity(1.0, "undeclared")
                 self.symbols[cid] = SBMLSymbol(cid, "compartment", None, None)
@@ -744,14 +753,15 @@ class _Importer:
         if rule is not None and rule.isAssignment():
             text = self.formula(rule.getMath(), f"assignmentRule for {cid}")
             self.rules.append(Rule(name, self.expr(text, what),
-                                   None if is_undeclared(q) else unit, self.where))
+                                   None if is_undeclared(q) or self.as_written else unit,
+                                   self.where))
             self.comp_sizes[cid] = Expr(name)
             return
         initial = size if isinstance(size, Expr) else self.quantity(size, q, unit)
         if rule is None and cid not in self.event_targets:
             if isinstance(initial, Expr):
-                self.rules.append(Rule(name, initial, None if is_undeclared(q) else unit,
-                                       self.where))
+                self.rules.append(Rule(name, initial, None if is_undeclared(q) or
+                                       self.as_written else unit, self.where))
                 self.ia_rules.add(name)
             else:
                 self.parameters.append(Parameter(name, initial, where=f"{self.where}: {what}"))
@@ -778,8 +788,8 @@ class _Importer:
             name = self.names[cid]
             unit = self.comp_unit[cid]
             if isinstance(volume, Expr):
-                self.rules.append(Rule(name, volume, None if is_undeclared(unit) else ureg.L,
-                                       volume.where))
+                self.rules.append(Rule(name, volume, None if is_undeclared(unit) or
+                                       self.as_written else ureg.L, volume.where))
             else:
                 value = volume if not is_undeclared(unit) else \
                     ureg.Quantity(volume.to(ureg.L).magnitude, unit.units)
@@ -797,8 +807,8 @@ class _Importer:
             elif not self.from_mechsim:
                 # a computed size no formula uses: a rule too, so that results show it
                 unit = self.comp_unit[cid]
-                self.rules.append(Rule(self.names[cid], volume,
-                                       None if is_undeclared(unit) else ureg.L, volume.where))
+                self.rules.append(Rule(self.names[cid], volume, None if is_undeclared(unit)
+                                       or self.as_written else ureg.L, volume.where))
             else:
                 self.symbols[cid] = SBMLSymbol(cid, "compartment", None, None)
         return list(comps.values())
@@ -834,7 +844,9 @@ class _Importer:
                 q = None
                 if declared:
                     q = self.unit_quantity(p.getUnits(), what)
-                    unit = None if is_undeclared(q) else self.display_unit(q, info, what)
+                    # numbers as written: the rule's unit is what its formula gives
+                    unit = None if is_undeclared(q) or self.as_written else \
+                        self.display_unit(q, info, what)
                 source = rule if rule is not None else self.ias[pid]
                 label = "assignmentRule for" if rule is not None else "initialAssignment to"
                 expr = self.expr(self.formula(source.getMath(), f"{label} {pid}"), what)
@@ -927,7 +939,8 @@ class _Importer:
             units = s.getSubstanceUnits() if s.isSetSubstanceUnits() else sm.getSubstanceUnits()
             sub = self.unit_quantity(units, what)
             cid = s.getCompartment()
-            conc = not s.getHasOnlySubstanceUnits()
+            # a 0-dimensional compartment has no size: its species are amounts
+            conc = not s.getHasOnlySubstanceUnits() and cid not in self.zero_d
             variable = cid in self.variable_comps
             if conc and not variable:
                 vol = self.comp_volume.get(cid)
@@ -956,7 +969,8 @@ class _Importer:
             rule = self.rules_by_var.get(sid)
             if rule is not None and rule.isAssignment():
                 text = self.formula(rule.getMath(), f"assignmentRule for {sid}")
-                self.rules.append(Rule(name, self.expr(text, what), unit, where))
+                self.rules.append(Rule(name, self.expr(text, what),
+                                       None if self.as_written else unit, where))
                 continue
             if conc and variable and rule is None:
                 out.append(self.amount_in_variable(s, name, sub, unit, q))
@@ -1082,17 +1096,7 @@ class _Importer:
             kl = r.getKineticLaw()
             if kl is None or not kl.isSetMath():
                 raise self.error(f"{what} has no kinetic law")
-            local = {}
-            for k in range(kl.getNumLocalParameters()):
-                lp = kl.getLocalParameter(k)
-                lq = self.unit_quantity(lp.getUnits() if lp.isSetUnits() else "",
-                                        f"local parameter '{lp.getId()}' of {what}")
-                pname = self.fresh(f"{rid}_{lp.getId()}")
-                local[lp.getId()] = pname
-                unit = self.nice_unit(lq) if not is_undeclared(lq) else lq.units
-                self.parameters.append(Parameter(pname, self.quantity(
-                    lp.getValue() if lp.isSetValue() else math.nan, lq, unit), where=where))
-            self.local_names[rid] = local
+            local = self.local_map(r)
             # each species' net stoichiometry: a number, or a formula (a speciesReference
             # set by a rule, an initial assignment or an event, or a conversion factor
             # computed at t = 0)
@@ -1155,6 +1159,61 @@ class _Importer:
                                     self.expr(f"({net})*({text})", f"{what} rate"),
                                     compartment, where))
         return out
+
+    def local_map(self, r) -> dict[str, str]:
+        """A reaction's local parameters as global parameters ``<reaction>_<id>`` (made
+        once, when first needed: by the reaction, or by a formula that uses its rate)."""
+        rid = r.getId()
+        if rid in self.local_names:
+            return self.local_names[rid]
+        kl = r.getKineticLaw()
+        local: dict[str, str] = {}
+        for k in range(kl.getNumLocalParameters() if kl is not None else 0):
+            lp = kl.getLocalParameter(k)
+            lq = self.unit_quantity(lp.getUnits() if lp.isSetUnits() else "",
+                                    f"local parameter '{lp.getId()}' of reaction '{rid}'")
+            pname = self.fresh(f"{rid}_{lp.getId()}")
+            local[lp.getId()] = pname
+            unit = self.nice_unit(lq) if not is_undeclared(lq) else lq.units
+            self.parameters.append(Parameter(pname, self.quantity(
+                lp.getValue() if lp.isSetValue() else math.nan, lq, unit), where=self.where))
+        self.local_names[rid] = local
+        return local
+
+    def species_rate(self, sid: str, what: str) -> str:
+        """rateOf a species that reactions change: the sum of stoichiometry times rate,
+        per compartment size when the species' symbol is a concentration."""
+        sm = self.sm
+        sp = sm.getSpecies(sid)
+        terms = []
+        saved = self.local
+        try:
+            for i in range(sm.getNumReactions()):
+                r = sm.getReaction(i)
+                kl = r.getKineticLaw()
+                for refs, sign in (([r.getReactant(k) for k in range(r.getNumReactants())],
+                                    "-"), ([r.getProduct(k) for k in
+                                            range(r.getNumProducts())], "")):
+                    for ref in refs:
+                        if ref.getSpecies() != sid:
+                            continue
+                        if kl is None or not kl.isSetMath():
+                            raise self.error(f"{what}: reaction '{r.getId()}' has no law")
+                        self.local = self.local_map(r)
+                        law = self.math.value(kl.getMath(), f"kinetic law of {r.getId()}")
+                        n = self.stoichiometry(ref, what)
+                        cf = self.conversion_factor(sp)
+                        if cf is None:
+                            raise self.error(f"{what}: rateOf({sid}) with a computed "
+                                             "conversion factor is not supported")
+                        terms.append(f"{sign}({n})*{cf!r}*({law})")
+        finally:
+            self.local = saved
+        total = " + ".join(terms) or "0"
+        if not sp.getHasOnlySubstanceUnits() and sp.getCompartment() not in self.zero_d:
+            self.needed_compartments.add(sp.getCompartment())
+            return f"({total})/{self.names[sp.getCompartment()]}"
+        return total
 
     def species_of(self, r) -> list[str]:
         return [r.getReactant(k).getSpecies() for k in range(r.getNumReactants())] + \
@@ -1224,7 +1283,7 @@ class _Importer:
             names.add(name)
             trig = ev.getTrigger()
             if trig is None or not trig.isSetMath():
-                raise self.error(f"{what} has no trigger")
+                continue  # SBML L3V2: an event without a trigger never fires
             trigger = Expr(self.condition(trig.getMath(), f"trigger of {eid}"),
                            f"{self.where}: {what} trigger", condition=True)
             delay = None
@@ -1245,7 +1304,7 @@ class _Importer:
                     continue
                 text = self.formula(ea.getMath(), f"eventAssignment to {target} in {eid}")
                 assignments.append(self.event_assignment(target, text, what))
-            assignments += self.size_change_rescaling(ev, assignments)
+            assignments = self.size_change_rescaling(ev, assignments)
             out.append(Event(name, trigger, tuple(assignments), delay, priority,
                              trig.getPersistent() if trig.isSetPersistent() else True,
                              trig.getInitialValue() if trig.isSetInitialValue() else True,
@@ -1270,27 +1329,55 @@ class _Importer:
                                  "order when they fall due together, mechsim in a fixed one")
             seen[key] = ev.getId()
 
+    def refuse_equal_priorities(self, model: Model) -> None:
+        """Like :meth:`refuse_random_order`, for priorities written differently that are
+        equal (a parameter and a number): fixed priorities are compared by value."""
+        events = [e for e in model.events if e.priority is not None]
+        if len(events) < 2:
+            return
+        fixed = self.fixed_names()
+        self.pending_species = {}
+        values = self.initial_environment(list(model.species))
+        seen: dict[float, str] = {}
+        for e in events:
+            if not e.priority.names <= fixed:
+                continue
+            v = self.safe_value(e.priority, values)
+            if v in seen:
+                raise self.error(f"events '{seen[v]}' and '{e.name}' have the same priority "
+                                 f"({v:g}); SBML executes such events in a random order when "
+                                 "they fall due together, mechsim in a fixed one")
+            seen[v] = e.name
+
     def size_change_rescaling(self, ev, assignments) -> list[tuple[str, Expr]]:
         """An event that changes a compartment's size keeps the amounts of the species in
-        it (SBML); species whose state is a concentration (a rate rule on it) are
-        rescaled by old size / new size, computed with the event's other values."""
+        it (SBML), and a concentration it assigns is one in the old size.  Species whose
+        state is a concentration (a rate rule on it) are therefore rescaled by old size /
+        new size (their assigned value too), computed with the event's other values."""
         sm = self.sm
-        assigned = {target for target, _ in assignments}
-        out = []
+        out = list(assignments)
         for k in range(ev.getNumEventAssignments()):
             ea = ev.getEventAssignment(k)
             cid = ea.getVariable()
             if cid not in self.compartment_ids or not ea.isSetMath():
                 continue
-            new = next(v for t, v in assignments if t == self.names[cid])
+            size = self.names[cid]
+            new = next(v for t, v in assignments if t == size)
             for i in range(sm.getNumSpecies()):
                 s = sm.getSpecies(i)
                 rule = self.rules_by_var.get(s.getId())
                 name = self.names[s.getId()]
-                if s.getCompartment() == cid and not s.getHasOnlySubstanceUnits() and \
-                        rule is not None and rule.isRate() and name not in assigned:
-                    out.append((name, self.expr(f"{name}*{self.names[cid]}/({new.text})",
-                                                f"event '{ev.getId()}': {name} rescaled")))
+                if s.getCompartment() != cid or s.getHasOnlySubstanceUnits() or \
+                        rule is None or not rule.isRate():
+                    continue
+                where = f"event '{ev.getId()}': {name} in a changed size"
+                given = [n for n, (t, _) in enumerate(out) if t == name]
+                if given:
+                    value = out[given[0]][1]
+                    out[given[0]] = (name, self.expr(f"({value.text})*{size}/({new.text})",
+                                                     where))
+                else:
+                    out.append((name, self.expr(f"{name}*{size}/({new.text})", where)))
         return out
 
     def event_assignment(self, target: str, text: str, what: str) -> tuple[str, Expr]:

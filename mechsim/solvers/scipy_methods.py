@@ -171,7 +171,8 @@ class _ScipyMethod(Solver):
                         out[:, columns[k]] = state(min(times[k], at))
                 return Stop(time, y_stop, crossed, counts)
 
-            for scale in (1e-12, 1e-10, 1e-8):
+            # as close as the sign allows: a delayed event counts from this time
+            for scale in (4e-16, 1e-14, 1e-12, 1e-10, 1e-8):
                 after = at + scale * max(1.0, abs(at))
                 y_after = state(after)
                 crossed = crossings(g_start, roots(after, y_after, p))
