@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from .errors import NumericalWarning
-from .units import ureg
+from .units import is_undeclared, ureg
 
 __all__ = ["RESIDUAL_FACTOR", "conservation_residuals", "warn_if_inaccurate"]
 
@@ -34,7 +34,9 @@ def warn_if_inaccurate(cm, out, residuals, rtol, atol_arr) -> None:
     allowed = np.sqrt(len(atol_arr)) * (atol_arr + rtol * peak)
     # amounts and concentrations cannot be negative; a dimensionless state may be a signed
     # quantity (an effect, a deviation), so only states with a unit are checked
-    physical = np.array([not ureg.Quantity(1.0, u).dimensionless for u in cm.state_units])
+    # (a value of undeclared unit, from SBML, may be signed too)
+    physical = np.array([not ureg.Quantity(1.0, u).dimensionless and not is_undeclared(u)
+                         for u in cm.state_units], dtype=bool)
     for i in np.flatnonzero(physical & (lowest < -allowed)):
         warnings.warn(f"{cm.name}: state {cm.state_names[i]} went negative, down to "
                       f"{lowest[i]:.3g} (canonical units; tolerance {allowed[i]:.2g}); tighten "

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 import numpy as np
 import sympy
 
+from .expr import Ceiling, Factorial, Floor
+
 __all__ = ["SafePow", "compile_def", "function_def", "generate", "protect_powers"]
 
 
@@ -90,13 +92,65 @@ def _safe_exp(x):
         return math.inf
 
 
+#: sympy functions of one argument -> the helper name the generated code calls (MathML's
+#: functions, mechsim.expr.FUNCTIONS); each mode's table below maps the name to math,
+#: numpy or numba versions
+_FUNCTION_HELPERS = {
+    sympy.sin: "_sin", sympy.cos: "_cos", sympy.tan: "_tan", sympy.sinh: "_sinh",
+    sympy.cosh: "_cosh", sympy.tanh: "_tanh", sympy.asin: "_asin", sympy.acos: "_acos",
+    sympy.atan: "_atan", sympy.asinh: "_asinh", sympy.acosh: "_acosh",
+    sympy.atanh: "_atanh", Floor: "_floor", Ceiling: "_ceil", Factorial: "_factorial",
+    sympy.Heaviside: "_step",
+}
+
+
+def _nan_on_error(fn):
+    """math's function, NaN outside its domain (numpy's convention, and SBML's: undefined)
+    instead of an exception in the middle of a solver step."""
+    def safe(x):
+        try:
+            return fn(x)
+        except (ValueError, OverflowError):
+            return math.nan
+    return safe
+
+
+def _step(x):
+    # d max(a, b)/da: 1 where a > b, 0 where a < b; at a tie either one-sided value is a
+    # valid Jacobian entry, and 0.5 (sympy's) is the average
+    return 1.0 if x > 0 else (0.0 if x < 0 else 0.5)
+
+
+def _math_helpers() -> dict:
+    out = {name: _nan_on_error(getattr(math, name[1:])) for name in
+           ("_sin", "_cos", "_tan", "_sinh", "_cosh", "_tanh", "_asin", "_acos", "_atan",
+            "_asinh", "_acosh", "_atanh")}
+    out.update({"_floor": lambda x: float(math.floor(x)), "_ceil": lambda x: float(math.ceil(x)),
+                "_factorial": _nan_on_error(lambda x: math.gamma(x + 1.0)), "_step": _step,
+                "_min": min, "_max": max})
+    return out
+
+
+def _numpy_helpers() -> dict:
+    names = {"_sin": np.sin, "_cos": np.cos, "_tan": np.tan, "_sinh": np.sinh,
+             "_cosh": np.cosh, "_tanh": np.tanh, "_asin": np.arcsin, "_acos": np.arccos,
+             "_atan": np.arctan, "_asinh": np.arcsinh, "_acosh": np.arccosh,
+             "_atanh": np.arctanh, "_floor": np.floor, "_ceil": np.ceil,
+             "_min": np.minimum, "_max": np.maximum,
+             "_step": lambda x: np.heaviside(x, 0.5)}
+    from scipy.special import gamma
+
+    names["_factorial"] = lambda x: gamma(np.asarray(x) + 1.0)
+    return names
+
+
 _HELPERS = {
     "scalar": {"_pow": _safe_pow, "_log": _safe_log, "_sqrt": _safe_sqrt, "_exp": _safe_exp,
-               "_abs": abs, "_sign": np.sign, "_zeros": np.zeros},
+               "_abs": abs, "_sign": np.sign, "_zeros": np.zeros, **_math_helpers()},
     "vector": {"_pow": _vector_pow, "_log": np.log, "_sqrt": np.sqrt, "_exp": np.exp,
                "_abs": np.abs, "_sign": np.sign, "_zeros": np.zeros,
                "_shape": np.shape, "_where": np.where, "_and": np.logical_and,
-               "_or": np.logical_or, "_not": np.logical_not},
+               "_or": np.logical_or, "_not": np.logical_not, **_numpy_helpers()},
 }
 
 
@@ -183,6 +237,14 @@ class _Printer:
             return _call("_abs", self(e.args[0]))
         if isinstance(e, sympy.sign):
             return _call("_sign", self(e.args[0]))
+        helper = _FUNCTION_HELPERS.get(type(e))
+        if helper is not None and (len(e.args) == 1 or isinstance(e, sympy.Heaviside)):
+            return _call(helper, self(e.args[0]))
+        if isinstance(e, (sympy.Min, sympy.Max)):  # nested two-argument calls
+            out = self(e.args[0])
+            for a in e.args[1:]:
+                out = _call("_min" if isinstance(e, sympy.Min) else "_max", out, self(a))
+            return out
         if isinstance(e, sympy.Piecewise):
             # from the last piece: (v1 if c1 else (v2 if c2 else otherwise)); a piece whose
             # condition is True ends the chain, none gives NaN (SBML: undefined)

@@ -24,7 +24,7 @@ from .dosing import route_synonyms
 from .errors import RegimenError, ValidationError
 from .expr import TIME, Expr
 from .model import Model, Parameter
-from .units import to_canonical, ureg
+from .units import is_undeclared, to_canonical, ureg
 
 __all__ = ["CompiledEvent", "CompiledModel", "ConservationLaw", "RouteInfo", "compile_for",
            "compile_model"]
@@ -399,7 +399,10 @@ class _Compiler:
         units.update({s.name: s.unit for s in self.m.species})
         units.update(self.m.rule_units)
         units[TIME] = ureg.day
-        return r.rate.dimension(units).dimensionality != amount / ureg.day.dimensionality
+        found = r.rate.dimension(units)
+        if is_undeclared(found) or is_undeclared(amount):  # a rate or species of undeclared
+            return r.compartment is not None  # unit: per volume only if the reaction says so
+        return found.dimensionality != amount / ureg.day.dimensionality
 
     def _route(self, route, names) -> RouteInfo:
         m = self.m

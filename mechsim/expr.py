@@ -31,9 +31,9 @@ import pint
 import sympy
 
 from .errors import MechsimError, ParseError, UnitError
-from .units import dimension_text, ureg
+from .units import dimension_text, is_undeclared, ureg
 
-__all__ = ["FUNCTIONS", "PIECEWISE", "TIME", "Expr", "Fold", "fold", "parse_expr"]
+__all__ = ["FUNCTIONS", "N_ARY", "PIECEWISE", "TIME", "Expr", "Fold", "fold", "parse_expr"]
 
 #: Name that always means simulation time inside an expression.
 TIME = "t"
@@ -42,15 +42,87 @@ TIME = "t"
 #: arguments, conditions among them), not an entry of FUNCTIONS.
 PIECEWISE = "piecewise"
 
-#: Whitelisted functions: name -> sympy constructor.  Each needs a dimensionless argument.
+class Floor(sympy.Function):
+    """floor(x), with derivative 0 (it is piecewise constant; sympy leaves the derivative
+    of its own floor unevaluated, which no solver can use)."""
+
+    nargs = 1
+    _number = staticmethod(sympy.floor)
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number:
+            return cls._number(x)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class Ceiling(Floor):
+    """ceiling(x), derivative 0 (see :class:`Floor`)."""
+
+    _number = staticmethod(sympy.ceiling)
+
+
+class Factorial(Floor):
+    """factorial(x) = gamma(x + 1); SBML applies it to whole numbers, where it is
+    piecewise constant, so its derivative is taken as 0."""
+
+    _number = staticmethod(lambda x: sympy.gamma(x + 1))
+
+
+#: Whitelisted functions of one argument: name -> sympy constructor.  Each needs a
+#: dimensionless argument, except those of _SAME_DIMENSION (and sqrt).  Beyond exp, log and
+#: sqrt they are MathML's (SBML's) set, under SBML's names: the reciprocal trigonometric
+#: functions and their inverses are written with the six basic ones, which the code
+#: generator prints.
 FUNCTIONS = {
     "exp": sympy.exp,
     "log": sympy.log,
     "ln": sympy.log,
     "log10": lambda x: sympy.log(x, 10),
     "sqrt": sympy.sqrt,
+    "abs": sympy.Abs,
+    "floor": Floor,
+    "ceiling": Ceiling,
+    "factorial": Factorial,
+    "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan,
+    "sec": lambda x: 1 / sympy.cos(x), "csc": lambda x: 1 / sympy.sin(x),
+    "cot": lambda x: 1 / sympy.tan(x),
+    "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh,
+    "sech": lambda x: 1 / sympy.cosh(x), "csch": lambda x: 1 / sympy.sinh(x),
+    "coth": lambda x: 1 / sympy.tanh(x),
+    "arcsin": sympy.asin, "arccos": sympy.acos, "arctan": sympy.atan,
+    "arcsec": lambda x: sympy.acos(1 / x), "arccsc": lambda x: sympy.asin(1 / x),
+    "arccot": lambda x: sympy.atan(1 / x),
+    "arcsinh": sympy.asinh, "arccosh": sympy.acosh, "arctanh": sympy.atanh,
+    "arcsech": lambda x: sympy.acosh(1 / x), "arccsch": lambda x: sympy.asinh(1 / x),
+    "arccoth": lambda x: sympy.atanh(1 / x),
 }
 _SQRT_OK_WITH_UNITS = {"sqrt"}
+#: abs keeps its argument's dimension (|x| does not depend on the unit x is measured in);
+#: floor and ceiling do depend on it, so they take dimensionless arguments only
+_SAME_DIMENSION = {"abs"}
+
+#: Functions of several arguments: name -> (fewest, most arguments; None: any number).
+#: min and max of values of one dimension; rem(a, b) (a - b*quotient(a, b), the sign of a)
+#: and quotient(a, b) (a/b truncated towards zero) of two values of one dimension.
+N_ARY = {"min": (1, None), "max": (1, None), "rem": (2, 2), "quotient": (2, 2)}
+
+
+def _truncate(x):
+    """x rounded towards zero (sympy has no such function)."""
+    return sympy.sign(x) * Floor(sympy.Abs(x))
+
+
+def _n_ary_sympy(function: str, args: list):
+    if function in ("min", "max"):
+        return (sympy.Min if function == "min" else sympy.Max)(*args)
+    a, b = args
+    if function == "quotient":
+        return _truncate(a / b)
+    return a - b * _truncate(a / b)  # rem
 
 _BINOPS = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
@@ -107,6 +179,10 @@ class Fold:
 
     def call(self, function: str, argument, node: ast.Call):
         """``function`` is a name of :data:`FUNCTIONS`."""
+        raise NotImplementedError
+
+    def calls(self, function: str, arguments: list, node: ast.Call):
+        """``function`` is a name of :data:`N_ARY`."""
         raise NotImplementedError
 
     # conditions (see the module docstring); a folder that meets none may leave these
@@ -171,6 +247,8 @@ def fold(node: ast.AST, folder: Fold):
     if isinstance(node, ast.BinOp):
         return folder.binary(_OPERATORS[type(node.op)], fold(node.left, folder),
                              fold(node.right, folder), node)
+    if isinstance(node, ast.Call) and node.func.id in N_ARY:
+        return folder.calls(node.func.id, [fold(a, folder) for a in node.args], node)
     if isinstance(node, ast.Call):
         return folder.call(node.func.id, fold(node.args[0], folder), node)
     raise AssertionError(f"unvalidated node {node!r}")  # _validate ran first
@@ -216,9 +294,12 @@ class _Constant(Fold):
             return None
         if function == "exp":
             return _in_range(math.exp(v), (v,))
-        if function == "sqrt":
-            return math.sqrt(v)
-        return math.log10(v) if function == "log10" else math.log(v)
+        return _in_range(float(_Float._FUNCTIONS[function](v)), ())
+
+    def calls(self, function, values, node):
+        if any(v is None for v in values):
+            return None
+        return _float_n_ary(function, values)
 
     def binary(self, op, a, b, node):
         if a is None or b is None:
@@ -296,7 +377,8 @@ def _check_powers(node: ast.AST, text: str, where: str | None, total: float = 1.
         if node.func.id == "sqrt":
             _check_powers(node.args[0], text, where, total / 2, power / 2)
         else:
-            _check_powers(node.args[0], text, where)
+            for arg in node.args:
+                _check_powers(arg, text, where)
         return
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)) \
             and float(power).is_integer() and power > MAX_SUM_POWER:
@@ -387,11 +469,21 @@ def _validate(node: ast.AST, text: str, where: str | None, condition: bool = Fal
         for k, arg in enumerate(node.args):
             last_alone = k == len(node.args) - 1 and len(node.args) % 2
             _validate(arg, text, where, condition=bool(k % 2) and not last_alone)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id in N_ARY:
+        fewest, most = N_ARY[node.func.id]
+        if node.keywords or len(node.args) < fewest or \
+                (most is not None and len(node.args) > most):
+            count = f"{fewest}" if fewest == most else f"at least {fewest}"
+            raise _fail(f"{node.func.id}() takes {count} argument{'s' * (count != '1')}",
+                        text, where)
+        for arg in node.args:
+            _validate(arg, text, where)
     elif isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
             raise _fail(f"function {name!r} is not allowed (allowed: "
-                        f"{', '.join(sorted([*FUNCTIONS, PIECEWISE]))})", text, where)
+                        f"{', '.join(sorted([*FUNCTIONS, *N_ARY, PIECEWISE]))})", text, where)
         if node.keywords or len(node.args) != 1:
             raise _fail(f"{node.func.id}() takes exactly one argument", text, where)
         _validate(node.args[0], text, where)
@@ -450,6 +542,9 @@ class _Sympy(Fold):
     def call(self, function, argument, node):
         return FUNCTIONS[function](argument)
 
+    def calls(self, function, arguments, node):
+        return _n_ary_sympy(function, arguments)
+
     def quantity(self, value, node):
         return sympy.Float(_canonical(value))
 
@@ -457,6 +552,9 @@ class _Sympy(Fold):
         return sympy.true if value else sympy.false
 
     def compare(self, op, a, b, node):
+        if a.is_number and b.is_number:  # decided now: sympy's logic fails on 1 < 2 kept
+            return sympy.true if _Float({}).compare(op, float(a), float(b), node) \
+                else sympy.false  # unevaluated inside an And
         return _RELATIONS[op](a, b, evaluate=False)
 
     def logical(self, op, values, node):
@@ -493,11 +591,34 @@ def _arithmetic(op: str, a, b):
     return a ** b
 
 
+def _float_n_ary(function: str, values: list) -> float:
+    if function == "min":
+        return min(values)
+    if function == "max":
+        return max(values)
+    a, b = values
+    q = math.trunc(a / b)  # ZeroDivisionError for b = 0, as for a/b
+    return float(q) if function == "quotient" else a - b * q
+
+
 class _Float(Fold):
     """The value in floats, given a value for every name."""
 
-    _FUNCTIONS: ClassVar = {"exp": math.exp, "log": math.log, "ln": math.log,
-                            "log10": math.log10, "sqrt": math.sqrt}
+    _FUNCTIONS: ClassVar = {
+        "exp": math.exp, "log": math.log, "ln": math.log, "log10": math.log10,
+        "sqrt": math.sqrt, "abs": abs, "floor": lambda x: float(math.floor(x)),
+        "ceiling": lambda x: float(math.ceil(x)), "factorial": lambda x: math.gamma(x + 1),
+        "sin": math.sin, "cos": math.cos, "tan": math.tan,
+        "sec": lambda x: 1 / math.cos(x), "csc": lambda x: 1 / math.sin(x),
+        "cot": lambda x: 1 / math.tan(x), "sinh": math.sinh, "cosh": math.cosh,
+        "tanh": math.tanh, "sech": lambda x: 1 / math.cosh(x),
+        "csch": lambda x: 1 / math.sinh(x), "coth": lambda x: 1 / math.tanh(x),
+        "arcsin": math.asin, "arccos": math.acos, "arctan": math.atan,
+        "arcsec": lambda x: math.acos(1 / x), "arccsc": lambda x: math.asin(1 / x),
+        "arccot": lambda x: math.atan(1 / x), "arcsinh": math.asinh, "arccosh": math.acosh,
+        "arctanh": math.atanh, "arcsech": lambda x: math.acosh(1 / x),
+        "arccsch": lambda x: math.asinh(1 / x), "arccoth": lambda x: math.atanh(1 / x),
+    }
 
     def __init__(self, env: Mapping[str, float]):
         self.env = env
@@ -516,6 +637,9 @@ class _Float(Fold):
 
     def call(self, function, argument, node):
         return self._FUNCTIONS[function](argument)
+
+    def calls(self, function, arguments, node):
+        return _float_n_ary(function, arguments)
 
     def quantity(self, value, node):
         return _canonical(value)
@@ -632,6 +756,9 @@ class Expr:
 
 #: The "dimension" of a condition: true or false, no unit
 TRUTH = ureg.Quantity(1.0)
+#: The dimension of anything computed from a value of undeclared unit: dimension checks
+#: accept it anywhere (see mechsim.units.is_undeclared)
+UNDECLARED = ureg.Quantity(1.0, "undeclared")
 
 
 class _Dimension(Fold):
@@ -656,7 +783,7 @@ class _Dimension(Fold):
         return TRUTH
 
     def compare(self, op, a, b, node):
-        if a.dimensionality != b.dimensionality:
+        if a.dimensionality != b.dimensionality and not _wild(a, b):
             raise self.error(f"cannot compare {dimension_text(a.dimensionality)} "
                              f"({ast.unparse(node.left)!r}) with "
                              f"{dimension_text(b.dimensionality)} "
@@ -671,6 +798,8 @@ class _Dimension(Fold):
 
     def piecewise(self, pieces, otherwise, node):
         values = [v for v, _ in pieces] + ([otherwise] if otherwise is not None else [])
+        if _wild(*values):
+            return UNDECLARED
         first = values[0]
         for v in values[1:]:
             if v.dimensionality != first.dimensionality:
@@ -683,15 +812,37 @@ class _Dimension(Fold):
         return value
 
     def call(self, function, arg, node):
+        if _wild(arg):
+            return UNDECLARED if function in _SAME_DIMENSION | _SQRT_OK_WITH_UNITS else \
+                ureg.Quantity(1.0)
         if function in _SQRT_OK_WITH_UNITS:
             return arg ** 0.5
+        if function in _SAME_DIMENSION:
+            return arg
         if not arg.dimensionless:
             raise self.error(f"{function}() needs a dimensionless argument, got "
                              f"{dimension_text(arg.dimensionality)} in "
                              f"{ast.unparse(node.args[0])!r}")
         return ureg.Quantity(1.0)
 
+    def calls(self, function, args, node):
+        if _wild(*args):
+            return ureg.Quantity(1.0) if function == "quotient" else UNDECLARED
+        first = args[0]
+        for a in args[1:]:
+            if a.dimensionality != first.dimensionality:
+                raise self.error(f"the arguments of {function}() must share one dimension, "
+                                 f"got {dimension_text(first.dimensionality)} and "
+                                 f"{dimension_text(a.dimensionality)}")
+        return ureg.Quantity(1.0) if function == "quotient" else first
+
     def binary(self, op, a, b, node):
+        if _wild(a, b):  # never cancels: k/k of two undeclared values stays undeclared
+            if op == "**" and not _wild(a) and not a.dimensionless:
+                raise self.error(f"{ast.unparse(node.left)!r} has units "
+                                 f"({dimension_text(a.dimensionality)}), so its exponent must "
+                                 f"be a number, got {ast.unparse(node.right)!r}")
+            return ureg.Quantity(1.0) if op == "**" and a.dimensionless else UNDECLARED
         if op in ("+", "-"):
             if a.dimensionality != b.dimensionality:
                 raise self.error(
@@ -714,6 +865,10 @@ class _Dimension(Fold):
                              f"({dimension_text(a.dimensionality)}), so its exponent must "
                              f"be a number, got {ast.unparse(node.right)!r}")
         return ureg.Quantity(1.0, a.units ** exponent)
+
+
+def _wild(*values) -> bool:
+    return any(is_undeclared(v) for v in values)
 
 
 def parse_expr(text: str, *, where: str | None = None) -> Expr:

@@ -28,6 +28,7 @@ from .units import (
     dimension_text,
     format_quantity,
     format_unit,
+    is_undeclared,
     parse_quantity,
     readable_unit,
     ureg,
@@ -69,7 +70,7 @@ class Parameter:
         if math.isinf(magnitude):
             raise ValidationError(f"parameter {self.name} must be finite, got {value}",
                                   self.where)
-        if magnitude < 0 and not value.dimensionless:
+        if magnitude < 0 and not value.dimensionless and not is_undeclared(value):
             # volumes, clearances, rate constants, concentrations, masses, times: a negative
             # value is a sign typo, and it makes the ODEs blow up instead of failing here
             raise ValidationError(f"parameter {self.name} is negative ({value}); only "
@@ -482,14 +483,15 @@ class _Validator:
             got = value
             if zero_ok and value.magnitude == 0:
                 return
-            if value.magnitude < 0 or not math.isfinite(value.magnitude):
+            if (value.magnitude < 0 and not is_undeclared(value)) or \
+                    not math.isfinite(value.magnitude):
                 raise ValidationError(f"{what} must be finite and >= 0, got {value}", where)
         else:
             self.check_names(value, allowed, what, where)
             if zero_ok and value.constant_value() == 0:
                 return
             got = value.dimension(self.units)
-        if got.dimensionality != dims:
+        if got.dimensionality != dims and not is_undeclared(got) and not is_undeclared(dims):
             raise UnitError(f"{what}: expected {dimension_text(dims)}, got "
                             f"{dimension_text(got.dimensionality)}", where)
 
@@ -526,12 +528,15 @@ class _Validator:
                 self.check_names(r.expr, known | set(out), f"rule {r.name}", r.where)
                 dim = r.expr.dimension(self.units)
                 if r.unit is not None:
-                    if (1 * r.unit).dimensionality != dim.dimensionality:
+                    if (1 * r.unit).dimensionality != dim.dimensionality and \
+                            not is_undeclared(dim) and not is_undeclared(r.unit):
                         raise UnitError(f"rule {r.name}: declared unit {r.unit} "
                                         f"({dimension_text((1 * r.unit).dimensionality)}) but "
                                         f"the expression has {dimension_text(dim.dimensionality)}",
                                         r.where)
                     unit = r.unit
+                elif is_undeclared(dim):
+                    unit = ureg.undeclared
                 elif dim.dimensionless:
                     unit = dim.to_reduced_units().units
                 else:
@@ -574,13 +579,14 @@ class _Validator:
                                       f"got {n}", r.where)
         self.check_names(r.rate, set(self.units), f"reaction {r.name} rate", r.where)
         amount_dims = {(1 * m.amount_unit(s)).dimensionality for s in r.species}
+        amount_dims = {d for d in amount_dims if not is_undeclared(d)} or amount_dims
         if len(amount_dims) > 1:
             raise UnitError(f"reaction {r.name}: its species hold different kinds of amount "
                             f"({', '.join(sorted(map(dimension_text, amount_dims)))})", r.where)
         amount = amount_dims.pop()
         per_time = amount / _TIME
         found = r.rate.dimension(self.units).dimensionality
-        if found == per_time:
+        if found == per_time or is_undeclared(found) or is_undeclared(amount):
             return
         comp = self.reaction_compartment(r, groups)
         per_volume = per_time / _VOLUME
@@ -632,7 +638,8 @@ class _Validator:
             else:
                 got, zero = value.dimensionality, value.magnitude == 0
             need = (1 * self.units[target]).dimensionality
-            if got != need and not zero:
+            if got != need and not zero and not is_undeclared(got) and \
+                    not is_undeclared(need):
                 raise UnitError(f"{what}: the value assigned to {target} has dimension "
                                 f"{dimension_text(got)}, {target} has {dimension_text(need)}",
                                 where)
@@ -645,7 +652,7 @@ class _Validator:
                 got = value.dimension(self.units).dimensionality
             else:
                 got = value.dimensionality
-            if got != dims:
+            if got != dims and not is_undeclared(got):
                 raise UnitError(f"{what}: the {kind} must be "
                                 f"{'a time' if kind == 'delay' else 'dimensionless'}, got "
                                 f"{dimension_text(got)}", where)

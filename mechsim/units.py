@@ -19,12 +19,14 @@ import pint
 from .errors import UnitError, ValidationError
 
 __all__ = [
+    "UNDECLARED",
     "Quantity",
     "as_days",
     "canonical_unit",
     "convertible",
     "dimension_text",
     "format_quantity",
+    "is_undeclared",
     "parse_quantity",
     "parse_unit",
     "readable_unit",
@@ -39,6 +41,11 @@ ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 ureg.define("cell = [] = cells")
 ureg.define("site = [] = sites")
 ureg.define("@alias week = wk = wks")
+# A value whose unit its source does not declare (most published SBML models leave units
+# out): a base dimension of its own, so that it never cancels or converts, which the
+# dimension checks accept anywhere (see is_undeclared and docs/sbml.md).  Its canonical unit
+# is itself: the number is used as written.
+ureg.define("undeclared = [undeclared]")
 Quantity = ureg.Quantity
 pint.set_application_registry(ureg)
 
@@ -51,7 +58,17 @@ CANONICAL_BASE = {
     "[current]": ureg.A,
     "[temperature]": ureg.K,
     "[luminosity]": ureg.cd,
+    "[undeclared]": ureg.undeclared,
 }
+
+#: The dimension of values whose unit is not declared (see ``undeclared`` above)
+UNDECLARED = "[undeclared]"
+
+
+def is_undeclared(q) -> bool:
+    """True if ``q`` (a Quantity, Unit or dimensionality) involves a value of undeclared
+    unit: dimension checks skip it."""
+    return UNDECLARED in (q.dimensionality if hasattr(q, "dimensionality") else q)
 
 # Units are written by people: accept µ and μ, and "uM" style prefixes pint already knows.
 _MICRO = re.compile("[µμ]")

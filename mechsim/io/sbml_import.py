@@ -1,9 +1,11 @@
-"""SBML import: a model file of any SBML level, without events, to a validated
-:class:`~mechsim.model.Model`.
+"""SBML import: a model file of any SBML level to a validated :class:`~mechsim.model.Model`,
+with the map from each SBML id to its mechsim name and unit (:class:`SBMLImport`).
 
 The Model is built the way the TOML reader builds one: every formula goes through
-:class:`~mechsim.expr.Expr` (never ``eval``) and the Model checks every dimension.
-Unsupported constructs (events, algebraic rules, delays, piecewise, ...) raise
+:class:`~mechsim.expr.Expr` (never ``eval``) and the Model checks every dimension.  Where
+SBML leaves units undeclared, the model's numbers are used as written and those values are
+of undeclared unit (one UnitWarning lists them; ``strict_units=True`` refuses instead).
+What stays out of scope (algebraic rules, fast reactions, delay, SBML packages) raises
 :class:`~mechsim.errors.ParseError` naming the SBML element and id.  Files are read and
 size-checked here and given to libsbml as text; a DOCTYPE (which could declare entities)
 is refused first.  See ``docs/sbml.md``.
@@ -11,34 +13,60 @@ is refused first.  See ``docs/sbml.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import pint
 
-from ..errors import MechsimError, ParseError, UnitError, ValidationError
-from ..expr import FUNCTIONS, TIME, Expr
-from ..model import Compartment, Drug, Model, Parameter, Reaction, Route, Rule, Species
-from ..units import dimension_text, parse_unit, ureg
+from ..errors import MechsimError, ParseError, UnitError, UnitWarning, ValidationError
+from ..expr import FUNCTIONS, N_ARY, PIECEWISE, TIME, Expr
+from ..model import (
+    Compartment,
+    Drug,
+    Event,
+    Model,
+    Parameter,
+    Reaction,
+    Route,
+    Rule,
+    Species,
+)
+from ..units import (
+    canonical_unit,
+    dimension_text,
+    format_quantity,
+    is_undeclared,
+    parse_unit,
+    to_canonical,
+    ureg,
+)
 from .common import value_or_expr
 from .sbml_common import DAY, MAX_SBML_BYTES, NAMESPACE, VOLUME, libsbml, nice_unit, one_line
+from .sbml_ids import SBMLImport, SBMLSymbol, in_sbml_unit
+from .sbml_math import MathText
 from .toml_source import check_size
 
-__all__ = ["parse_sbml", "read_sbml"]
+__all__ = ["SBMLImport", "SBMLSymbol", "import_sbml", "import_sbml_text", "parse_sbml",
+           "read_sbml"]
 
 
 # =========================================================================== import
-def read_sbml(path: str | Path, *, routes: Mapping | None = None,
-              drugs: Mapping | None = None) -> Model:
-    """Read an SBML file (any level; events are not supported) into a validated Model.
+def import_sbml(path: str | Path, *, routes: Mapping | None = None,
+                drugs: Mapping | None = None, strict_units: bool = False) -> SBMLImport:
+    """Read an SBML file (any level) into an :class:`SBMLImport`: the validated Model, and
+    each SBML id's mechsim name and SBML unit (``.symbols``).
 
     ``routes`` maps route names to target species (``{"iv": "C"}``) or to tables like the
     model file's (``{"sc": {"target": "depot", "bioavailability": "F"}}``); ``drugs`` maps
     drug names to molecular weights (``{"mab": "150 kg/mol"}``).  Files written by mechsim
     carry their routes and drugs in an annotation; arguments given here replace them.
+    Values whose units SBML leaves undeclared are imported as numbers as written, with one
+    UnitWarning listing them; ``strict_units=True`` refuses such a model instead.
     Errors are one-line :class:`~mechsim.errors.ParseError` (or ``UnitError`` /
     ``ValidationError`` from the model's checks) naming the file.
     """
@@ -49,12 +77,13 @@ def read_sbml(path: str | Path, *, routes: Mapping | None = None,
     data = path.read_bytes()
     text = _decode(data, str(path))
     # parsed from the checked text, never by libsbml from the path: nothing else is read
-    return parse_sbml(text, where=str(path), routes=routes, drugs=drugs)
+    return import_sbml_text(text, where=str(path), routes=routes, drugs=drugs,
+                            strict_units=strict_units)
 
 
-def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
-               drugs: Mapping | None = None) -> Model:
-    """Like :func:`read_sbml`, from SBML text; ``where`` names the source in errors."""
+def import_sbml_text(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
+                     drugs: Mapping | None = None, strict_units: bool = False) -> SBMLImport:
+    """Like :func:`import_sbml`, from SBML text; ``where`` names the source in errors."""
     if not isinstance(text, str):
         raise ParseError(f"SBML text must be a string, got {type(text).__name__}", where)
     _refuse_document_type(text, where)
@@ -62,7 +91,20 @@ def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = Non
     # libsbml puts an XML declaration line in front of text that has none: its line
     # numbers are then one too high
     shift = 0 if text.startswith("<?xml") else 1
-    return _model_from_document(doc, where, routes, drugs, shift)
+    return _model_from_document(doc, where, routes, drugs, shift, strict_units)
+
+
+def read_sbml(path: str | Path, *, routes: Mapping | None = None,
+              drugs: Mapping | None = None, strict_units: bool = False) -> Model:
+    """Read an SBML file into a validated Model (:func:`import_sbml` without the id map)."""
+    return import_sbml(path, routes=routes, drugs=drugs, strict_units=strict_units).model
+
+
+def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
+               drugs: Mapping | None = None, strict_units: bool = False) -> Model:
+    """Like :func:`read_sbml`, from SBML text; ``where`` names the source in errors."""
+    return import_sbml_text(text, where=where, routes=routes, drugs=drugs,
+                            strict_units=strict_units).model
 
 
 _DOCTYPE = re.compile(r"<!\s*(DOCTYPE|ENTITY)\b", re.IGNORECASE)
@@ -92,7 +134,8 @@ def _decode(data: bytes, where: str) -> str:
                          "UTF-8", where) from None
 
 
-def _model_from_document(doc, where: str, routes, drugs, line_shift: int = 0) -> Model:
+def _model_from_document(doc, where: str, routes, drugs, line_shift: int = 0,
+                         strict_units: bool = False) -> SBMLImport:
     L = libsbml()
     bad = [doc.getError(i) for i in range(doc.getNumErrors())
            if doc.getError(i).getSeverity() >= L.LIBSBML_SEV_ERROR]
@@ -107,25 +150,34 @@ def _model_from_document(doc, where: str, routes, drugs, line_shift: int = 0) ->
         raise ParseError(f"not valid SBML{line}: {one_line(e.getMessage())}", where)
     if doc.getModel() is None:
         raise ParseError("not an SBML model: the document has no <model>", where)
-    return _Importer(doc, where, routes, drugs).model()
-
-
-_AST_UNSUPPORTED = {
-    "AST_FUNCTION_PIECEWISE": "piecewise",
-    "AST_FUNCTION_DELAY": "delay",
-    "AST_FUNCTION_RATE_OF": "rateOf",
-    "AST_LAMBDA": "lambda",
-    "AST_NAME_AVOGADRO": "avogadro",
-}
+    first = _Importer(doc, where, routes, drugs, strict_units)
+    try:
+        return first.model()
+    except UnitError:
+        if strict_units or first.as_written:
+            raise
+        # SBML numbers carry no unit unless marked (sbml:units), so a model whose units
+        # are all declared can fail mechsim's checks only because of them (0.25*c as the
+        # rate of change of c).  If the checks pass with its numbers taken as undeclared,
+        # its numbers are used as written, as in a model without units (converting the
+        # declared values but not the numbers could give wrong numbers); a model whose
+        # declared units disagree with each other is still refused.
+        _Importer(doc, where, routes, drugs, strict_units, numbers=True).model()
+        reason = "numbers without units in formulas where units are needed"
+        return _Importer(doc, where, routes, drugs, strict_units, reason).model()
 
 
 class _Importer:
-    def __init__(self, doc, where: str, routes, drugs):
+    def __init__(self, doc, where: str, routes, drugs, strict_units: bool = False,
+                 as_written: str | None = None, numbers: bool = False):
         self.L = libsbml()
         self.doc = doc
         self.where = where
         self.routes_arg = routes
         self.drugs_arg = drugs
+        self.strict_units = strict_units
+        self.force_as_written = as_written  # why numbers are used as written, if told
+        self.undeclared_numbers = numbers  # bare numbers as undeclared (a trial import)
         self.prepare()
         self.sm = doc.getModel()
         self.reject_unsupported()
@@ -135,6 +187,8 @@ class _Importer:
 
     def error(self, message: str) -> ParseError:
         return ParseError(message, self.where)
+
+    # ---- document-level checks and conversions ----------------------------------------------
 
     # ---- document-level checks and conversions ----------------------------------------------
     def prepare(self) -> None:
@@ -211,13 +265,80 @@ class _Importer:
                 for k in range(node.getAttributesLength())}
 
     # ---- units -------------------------------------------------------------------------------
+
+    # ---- units -------------------------------------------------------------------------------
+    def plan_units(self) -> None:
+        """Find the values whose units SBML leaves undeclared (after its defaults: species
+        take the model's substanceUnits, compartments its volume, area or length units);
+        with any, the model's numbers are used as written (see :func:`read_sbml`)."""
+        sm = self.sm
+        missing = []
+        model_sub = sm.getSubstanceUnits() if sm.isSetSubstanceUnits() else ""
+        if not sm.isSetTimeUnits() and not self.from_mechsim:
+            missing.append("model timeUnits")
+        for i in range(sm.getNumCompartments()):
+            c = sm.getCompartment(i)
+            if not c.isSetUnits() and not self.default_size_units(c):
+                dims = c.getSpatialDimensionsAsDouble() if c.isSetSpatialDimensions() else 3.0
+                if dims != 0:
+                    missing.append(f"compartment '{c.getId()}'")
+        for i in range(sm.getNumSpecies()):
+            s = sm.getSpecies(i)
+            if not (s.isSetSubstanceUnits() or model_sub):
+                missing.append(f"species '{s.getId()}'")
+        for i in range(sm.getNumParameters()):
+            p = sm.getParameter(i)
+            rule = self.rules_by_var.get(p.getId())
+            if not p.isSetUnits() and not (rule is not None and rule.isAssignment()) and \
+                    p.getId() not in self.ias:
+                missing.append(f"parameter '{p.getId()}'")
+        for i in range(sm.getNumReactions()):
+            kl = sm.getReaction(i).getKineticLaw()
+            for k in range(kl.getNumLocalParameters() if kl is not None else 0):
+                lp = kl.getLocalParameter(k)
+                if not lp.isSetUnits():
+                    missing.append(f"local parameter '{lp.getId()}' of reaction "
+                                   f"'{sm.getReaction(i).getId()}'")
+        if self.force_as_written:
+            missing.append(self.force_as_written)
+        if missing and self.strict_units:
+            raise self.error(f"{missing[0]} has no units; with strict_units=True every "
+                             "parameter, species and compartment needs units "
+                             "(units=\"dimensionless\" for pure numbers)")
+        self.as_written = bool(missing)
+        self.undeclared = missing
+
+    def default_size_units(self, c) -> str:
+        sm = self.sm
+        dims = c.getSpatialDimensionsAsDouble() if c.isSetSpatialDimensions() else 3.0
+        attr = {3: "VolumeUnits", 2: "AreaUnits", 1: "LengthUnits"}.get(dims)
+        if attr is None or not getattr(sm, f"isSet{attr}")():
+            return ""
+        return getattr(sm, f"get{attr}")()
+
     def unit_quantity(self, uid: str, what: str) -> pint.Quantity:
-        """An SBML unit reference as a pint Quantity (scale factor times unit)."""
-        L = self.L
+        """An SBML unit reference as a pint Quantity (scale factor times unit).  When the
+        model's numbers are used as written, a unit that would change them (mole, second)
+        is undeclared too; only units whose numbers equal mechsim's canonical ones stay."""
         if not uid:
+            if self.as_written:
+                return ureg.Quantity(1.0, "undeclared")
             raise self.error(f"{what} has no units; mechsim checks the dimension of every "
                              "expression, so every parameter, species and compartment needs "
                              "units (units=\"dimensionless\" for pure numbers)")
+        q = self.declared_quantity(uid, what)
+        if self.force_as_written and not is_undeclared(q):  # nothing is checked
+            self.rescaled.add(f"{what} ('{uid}')")
+            return ureg.Quantity(1.0, "undeclared")
+        if self.as_written and not is_undeclared(q) and \
+                not math.isclose(float(q.to(canonical_unit(q)).magnitude), 1.0,
+                                 rel_tol=1e-12):
+            self.rescaled.add(f"{what} ('{uid}')")
+            return ureg.Quantity(1.0, "undeclared")
+        return q
+
+    def declared_quantity(self, uid: str, what: str) -> pint.Quantity:
+        L = self.L
         ud = self.sm.getUnitDefinition(uid)
         if ud is None:
             kind = L.UnitKind_forName(uid)
@@ -230,6 +351,18 @@ class _Importer:
             q = q * self.kind_quantity(u.getKind(), u.getExponentAsDouble(), u.getScale(),
                                        u.getMultiplier(), what)
         return q
+
+    def unit_number(self, value: float, uid: str, what: str) -> str:
+        """A number with ``sbml:units`` as a quoted quantity, which the unit parser reads
+        and the expression uses in canonical units (``"5 second"``)."""
+        q = self.declared_quantity(uid, f"{what}: number with units")
+        given = ureg.Quantity(value * float(q.magnitude), q.units)
+        return f'"{format_quantity(given)}"'
+
+    @staticmethod
+    def sbml_unit(q: pint.Quantity) -> pint.Quantity | None:
+        """The unit of an SBML value for the id map (None when undeclared)."""
+        return None if is_undeclared(q) else q
 
     def kind_quantity(self, kind, exponent, scale, multiplier, what) -> pint.Quantity:
         name = self.L.UnitKind_toString(kind)
@@ -271,15 +404,25 @@ class _Importer:
         return ureg.Quantity(out, unit)
 
     # ---- names -----------------------------------------------------------------------------
+
+    # ---- names -----------------------------------------------------------------------------
     def build_names(self) -> None:
         """SBML id -> mechsim name for everything a formula may refer to."""
         sm = self.sm
-        reserved = {TIME, *FUNCTIONS}
+        reserved = {TIME, PIECEWISE, *FUNCTIONS, *N_ARY}
         self.names: dict[str, str] = {}
         taken: set[str] = set()
         ids = [sm.getSpecies(i).getId() for i in range(sm.getNumSpecies())] + \
               [sm.getParameter(i).getId() for i in range(sm.getNumParameters())] + \
               [sm.getCompartment(i).getId() for i in range(sm.getNumCompartments())]
+        self.species_refs: dict[str, object] = {}
+        for i in range(sm.getNumReactions()):
+            r = sm.getReaction(i)
+            for ref in [r.getReactant(k) for k in range(r.getNumReactants())] + \
+                    [r.getProduct(k) for k in range(r.getNumProducts())]:
+                if ref.isSetId():
+                    ids.append(ref.getId())
+                    self.species_refs[ref.getId()] = ref
         for sid in ids:
             name = sid
             while keyword.iskeyword(name) or name in reserved or name in taken or \
@@ -303,100 +446,82 @@ class _Importer:
         return name
 
     # ---- formulas ---------------------------------------------------------------------------
+
+    # ---- formulas ---------------------------------------------------------------------------
     def formula(self, node, what: str, local: Mapping[str, str] | None = None) -> str:
-        """An SBML math tree as mechsim expression text (checked node by node)."""
-        if node is None:
-            raise self.error(f"{what} has no math")
-        return self._text(node, what, local or {})[0]
+        """An SBML math tree as mechsim expression text (a value)."""
+        self.local = local or {}
+        try:
+            return self.math.value(node, what)
+        finally:
+            self.local = {}
 
-    def _text(self, n, what: str, local: Mapping[str, str]) -> tuple[str, int]:
-        """(text, precedence): 1 for + -, 2 for * /, 3 unary minus, 4 power, 5 atoms."""
-        L = self.L
-        t = n.getType()
-        kids = [n.getChild(i) for i in range(n.getNumChildren())]
+    def condition(self, node, what: str) -> str:
+        return self.math.condition(node, what)
 
-        def sub(k, below: int) -> str:  # child text, in parentheses if it binds looser
-            text, prec = self._text(k, what, local)
-            return f"({text})" if prec < below else text
+    def value_name(self, sid: str, what: str) -> str:
+        """The mechsim text for an SBML id used as a value in a formula."""
+        if sid in self.local:
+            return self.local[sid]
+        if sid in self.reaction_ids:
+            return self.reaction_rate_rule(sid, what)
+        if sid in self.species_refs:
+            self.needed_refs.add(sid)
+            return self.names[sid]
+        if sid not in self.names:
+            raise self.error(f"{what}: unknown id '{sid}'")
+        if sid in self.compartment_ids:
+            self.needed_compartments.add(sid)
+        return self.names[sid]
 
-        if n.isNumber():
-            units = n.getUnits() if n.isSetUnits() else ""
-            if units and units != "dimensionless":
-                raise self.error(f"{what}: number with units '{units}' in "
-                                 f"{one_line(L.formulaToL3String(n))!r}: mechsim numbers "
-                                 "in formulas are dimensionless (use a parameter)")
-            v = float(n.getValue())
-            if not math.isfinite(v):
-                raise self.error(f"{what}: non-finite number {v}")
-            text = str(n.getInteger()) if t == L.AST_INTEGER else repr(v)
-            return text, 3 if text.startswith("-") else 5
-        if t == L.AST_NAME:
-            sid = n.getName()
-            if sid in local:
-                return local[sid], 5
-            if sid in self.reaction_ids:
-                raise self.error(f"{what}: uses reaction id '{sid}' as a value (its rate); "
-                                 "not supported")
-            if sid not in self.names:
-                raise self.error(f"{what}: unknown id '{sid}'")
-            if sid in self.compartment_ids:
-                self.needed_compartments.add(sid)
-            return self.names[sid], 5
-        if t == L.AST_NAME_TIME:
-            return TIME, 5
-        if t == L.AST_CONSTANT_PI:
-            return repr(math.pi), 5
-        if t == L.AST_CONSTANT_E:
-            return repr(math.e), 5
-        if t == L.AST_PLUS:
-            return (" + ".join(sub(k, 1) for k in kids), 1) if kids else ("0", 5)
-        if t == L.AST_TIMES:
-            return ("*".join(sub(k, 2) for k in kids), 2) if kids else ("1", 5)
-        if t == L.AST_MINUS and len(kids) == 1:
-            return f"-{sub(kids[0], 3)}", 3
-        if t == L.AST_MINUS and len(kids) == 2:
-            return f"{sub(kids[0], 1)} - {sub(kids[1], 2)}", 1
-        if t == L.AST_DIVIDE and len(kids) == 2:
-            return f"{sub(kids[0], 2)}/{sub(kids[1], 3)}", 2
-        if t in (L.AST_POWER, L.AST_FUNCTION_POWER) and len(kids) == 2:
-            return f"{sub(kids[0], 5)}**{sub(kids[1], 4)}", 4
-        if t == L.AST_FUNCTION_EXP and len(kids) == 1:
-            return f"exp({sub(kids[0], 0)})", 5
-        if t == L.AST_FUNCTION_LN and len(kids) == 1:
-            return f"log({sub(kids[0], 0)})", 5
-        if t == L.AST_FUNCTION_LOG:
-            if len(kids) == 1:
-                return f"log10({sub(kids[0], 0)})", 5
-            base, arg = kids
-            if base.isNumber() and base.getValue() == 10:
-                return f"log10({sub(arg, 0)})", 5
-            return f"log({sub(arg, 0)})/log({sub(base, 0)})", 2
-        if t == L.AST_FUNCTION_ROOT:
-            if len(kids) == 1:
-                return f"sqrt({sub(kids[0], 0)})", 5
-            degree, arg = kids
-            if degree.isNumber() and degree.getValue() == 2:
-                return f"sqrt({sub(arg, 0)})", 5
-            return f"{sub(arg, 5)}**(1/{sub(degree, 3)})", 4
-        name = next((label for attr, label in _AST_UNSUPPORTED.items()
-                     if t == getattr(L, attr, None)), None)
-        if name is None:
-            name = n.getName() or L.formulaToL3String(n)
-        raise self.error(f"{what}: {name}(...) is not supported (mechsim formulas allow "
-                         f"numbers, names, time, + - * / ^, exp, ln, log10 and sqrt) in "
-                         f"{one_line(L.formulaToL3String(n))!r}")
+    def rate_of(self, sid: str, what: str) -> str:
+        """rateOf(x): the rate rule of x, or 0 for a value that only events change."""
+        sm = self.sm
+        if sid in self.local:  # a local parameter: constant
+            return "0"
+        rule = self.rules_by_var.get(sid)
+        if rule is not None and rule.isRate():
+            return self.math.value(rule.getMath(), f"rateRule for {sid}")
+        s = sm.getSpecies(sid)
+        if rule is None and s is not None and sid in self.in_reactions() and \
+                s.getCompartment() not in self.variable_comps:
+            return self.species_rate(sid, what)
+        if rule is None and sid not in self.in_reactions() and sid not in self.species_refs:
+            s = sm.getSpecies(sid)
+            c = s.getCompartment() if s is not None else None
+            if s is None or s.getHasOnlySubstanceUnits() or c not in self.variable_comps:
+                return "0"
+        raise self.error(f"{what}: rateOf({sid}) is supported for values set by a rate rule "
+                         "or constant between events only")
+
+    def reaction_rate_rule(self, rid: str, what: str) -> str:
+        """A reaction id used as a value: its rate, as a rule of that name."""
+        if rid in self.reaction_rules:
+            return self.reaction_rules[rid]
+        r = self.sm.getReaction(rid)
+        kl = r.getKineticLaw()
+        if kl is None or not kl.isSetMath():
+            raise self.error(f"{what}: uses reaction '{rid}', which has no kinetic law")
+        name = self.fresh(rid)
+        self.reaction_rules[rid] = name
+        saved = self.local
+        self.local = self.local_map(r)
+        try:
+            text = self.math.value(kl.getMath(), f"kinetic law of {rid}")
+        finally:
+            self.local = saved
+        self.rules.append(Rule(name, self.expr(text, f"rate of reaction {rid}"), None,
+                               self.where))
+        return name
 
     def expr(self, text: str, what: str) -> Expr:
         return Expr(text, f"{self.where}: {what}")
 
     # ---- the model -------------------------------------------------------------------------
+
+    # ---- the model -------------------------------------------------------------------------
     def reject_unsupported(self) -> None:
         sm = self.sm
-        if sm.getNumEvents():
-            ev = sm.getEvent(0)
-            raise self.error(f"event '{ev.getId() or ev.getName()}': SBML events are not "
-                             "supported by read_sbml (mechsim gives doses through a regimen; "
-                             "export models without a regimen to read them back)")
         changed = self.in_reactions()
         for i in range(sm.getNumRules()):
             rule = sm.getRule(i)
@@ -406,63 +531,117 @@ class _Importer:
                 kind = "rateRule" if rule.isRate() else "assignmentRule"
                 raise self.error(f"{kind} for species '{rule.getVariable()}': a rule on a "
                                  "species that reactions also change is not supported")
-        if sm.isSetConversionFactor():
-            raise self.error(f"model conversionFactor '{sm.getConversionFactor()}' is not "
-                             "supported")
-        for i in range(sm.getNumSpecies()):
-            s = sm.getSpecies(i)
-            if s.isSetConversionFactor():
-                raise self.error(f"species '{s.getId()}': conversionFactor is not supported")
+        for i in range(sm.getNumEvents()):
+            ev = sm.getEvent(i)
+            for k in range(ev.getNumEventAssignments()):
+                target = ev.getEventAssignment(k).getVariable()
+                if target in changed and sm.getSpecies(target) is None:
+                    raise self.error(f"event '{ev.getId()}': assigns '{target}'")
 
-    def model(self) -> Model:
+    def model(self) -> SBMLImport:
         self.build_names()
         sm = self.sm
         self.rules_by_var = {}
         for i in range(sm.getNumRules()):
             rule = sm.getRule(i)
-            self.rules_by_var[rule.getVariable()] = rule
+            if rule.isSetMath():  # SBML L3V2: a rule without math has no effect
+                self.rules_by_var[rule.getVariable()] = rule
         self.ias = {sm.getInitialAssignment(i).getSymbol(): sm.getInitialAssignment(i)
-                    for i in range(sm.getNumInitialAssignments())}
+                    for i in range(sm.getNumInitialAssignments())
+                    if sm.getInitialAssignment(i).isSetMath()}
+        self.event_targets = {sm.getEvent(i).getEventAssignment(k).getVariable()
+                              for i in range(sm.getNumEvents())
+                              for k in range(sm.getEvent(i).getNumEventAssignments())}
+        self.rescaled: set[str] = set()
+        self.plan_units()
+        self.local: dict[str, str] = {}
+        self.local_names: dict[str, dict[str, str]] = {}
+        self.reaction_rules: dict[str, str] = {}
+        self.needed_refs: set[str] = set()
+        self.ia_rules: set[str] = set()  # rules made from initial assignments
+        self.rr_species_late: list[Species] = []
+        self.time_name = TIME
+        self.math = MathText(self.value_name, self.rate_of, self.error,
+                             numbers_with_units=self.as_written, time=TIME,
+                             unit_number=self.unit_number)
+        self.math.undeclared_numbers = self.undeclared_numbers and not self.as_written
         self.parameters: list[Parameter] = []
         self.rules: list[Rule] = []
         self.extra_reactions: list[Reaction] = []
         self.rr_species: list[Species] = []
         self.reaction_names: set[str] = set()
         self.stripped: dict[str, str] = {}  # reaction name -> SBML id, law was V * rate
+        self.symbols: dict[str, SBMLSymbol] = {}
+        self.deferred: dict[str, tuple[str, str, pint.Unit]] = {}  # name -> (kind, text, unit)
+        self.amount_states: dict[str, str] = {}  # species id -> amount state (variable V)
+        self.variable_comps = {cid for cid in self.compartment_ids
+                               if cid in self.rules_by_var or cid in self.event_targets}
+        time_unit = self.time_unit()
+        if self.as_written and time_unit != ureg.day:
+            time_unit = ureg.day
+        if self.as_written:  # SBML time is a number as written too
+            self.time_name = self.fresh("time")
+            self.math.time = self.time_name
         compartments = self.read_compartments()
         self.read_parameters()
         species = self.read_species()
         reactions = self.read_reactions()
+        events = self.read_events()
         compartments = self.compartment_symbols(compartments)
+        self.species_ref_values()
+        if self.as_written and self.time_name in self.names_used(reactions, events, species):
+            self.rules.append(Rule(self.time_name, self.expr('t*"1 undeclared/day"',
+                                                             "SBML time"), None, self.where))
+        species = self.finish_initial_values(species)
         name = self.info.get("name") or sm.getId() or Path(self.where).stem
         name = re.sub(r"\W", "_", name)
         if not name or name[0].isdigit():
             name = f"m_{name}"
-        time_unit = self.time_unit()
         if self.from_mechsim:
             description = self.info.get("description", "")
         else:
             description = one_line(sm.getName()) if sm.isSetName() else ""
         try:
-            model = Model(
-                name=name,
-                description=description,
-                time_unit=time_unit,
-                drugs=tuple(self.read_drugs()),
-                compartments=tuple(compartments),
-                parameters=tuple(self.parameters),
-                species=tuple(species),
-                reactions=tuple(reactions + self.extra_reactions),
-                rules=tuple(self.rules),
-                routes=tuple(self.read_routes()),
-                source=self.where,
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnitWarning)  # one warning, below
+                model = Model(
+                    name=name,
+                    description=description,
+                    time_unit=time_unit,
+                    drugs=tuple(self.read_drugs()),
+                    compartments=tuple(compartments),
+                    parameters=tuple(self.parameters),
+                    species=tuple(species),
+                    reactions=tuple(reactions + self.extra_reactions),
+                    rules=tuple(self.rules),
+                    routes=tuple(self.read_routes()),
+                    source=self.where,
+                    events=tuple(events),
+                )
         except MechsimError as exc:
             if exc.where is None:
                 raise type(exc)(exc.message, self.where) from None
             raise
         self.check_stripped(model)
-        return model
+        self.refuse_equal_priorities(model)
+        undeclared = tuple(self.undeclared) + tuple(sorted(self.rescaled))
+        if undeclared:
+            shown = ", ".join(undeclared[:12]) + (f" and {len(undeclared) - 12} more"
+                                                  if len(undeclared) > 12 else "")
+            warnings.warn(f"{self.where}: units not declared for {shown}; these values are "
+                          "used as written and unit checks are skipped for expressions that "
+                          "involve them (strict_units=True refuses such models)",
+                          UnitWarning, stacklevel=4)
+        return SBMLImport(model, self.symbols, undeclared, self.where)
+
+    def names_used(self, reactions, events, species) -> set[str]:
+        exprs = [r.expr for r in self.rules] + \
+            [r.rate for r in reactions + self.extra_reactions] + \
+            [e.trigger for e in events] + [v for e in events for _, v in e.assignments] + \
+            [x for e in events for x in (e.delay, e.priority) if isinstance(x, Expr)] + \
+            [s.initial for s in species + self.rr_species_late if isinstance(s.initial, Expr)]
+        exprs += [Expr(text) for _, text, _ in self.deferred.values()]
+        return set().union(*(e.names for e in exprs)) if exprs else set()
 
     def check_stripped(self, model: Model) -> None:
         """A kinetic law ``V * rate`` was read as a per-volume rate in V: make sure it is one
@@ -493,64 +672,158 @@ class _Importer:
             except MechsimError:
                 pass
         if self.sm.isSetTimeUnits():
-            q = self.unit_quantity(self.sm.getTimeUnits(), "model timeUnits")
+            q = self.declared_quantity(self.sm.getTimeUnits(), "model timeUnits")
             if q.dimensionality == DAY:
                 for u in (ureg.s, ureg.min, ureg.h, ureg.day, ureg.week):
                     if math.isclose(q.to(u).magnitude, 1.0, rel_tol=1e-12):
                         return u
+                if not self.as_written:
+                    raise self.error(f"model timeUnits '{self.sm.getTimeUnits()}' is not "
+                                     "one of second, minute, hour, day, week")
         return ureg.day
 
     def read_compartments(self) -> dict[str, Compartment]:
+        """3-D compartments of constant size become mechsim compartments (volumes); others
+        (sizes that rules or events change, areas, lengths) hold their size in a parameter,
+        rule or state of their name, and the species in them hold amounts."""
         sm = self.sm
         out = {}
         self.comp_volume: dict[str, tuple | None] = {}  # id -> (volume, SBML unit) if 3-D
         self.comp_names: dict[str, str] = {}  # id -> mechsim compartment name
+        self.comp_sizes: dict[str, object] = {}  # id -> initial size (Quantity or Expr)
+        self.comp_unit: dict[str, pint.Quantity] = {}  # id -> SBML unit of its size
+        self.zero_d: set[str] = set()
         for i in range(sm.getNumCompartments()):
             c = sm.getCompartment(i)
             cid = c.getId()
             what = f"compartment '{cid}'"
-            if cid in self.rules_by_var:
-                raise self.error(f"{what}: a rule changes its size; mechsim volumes are "
-                                 "constant")
-            dims = c.getSpatialDimensions() if c.isSetSpatialDimensions() else 3.0
-            if dims != 3:
-                self.comp_volume[cid] = None  # allowed only if nothing needs it
-                continue
-            units = c.getUnits() if c.isSetUnits() else sm.getVolumeUnits()
-            q = self.unit_quantity(units, what)
-            if q.dimensionality != VOLUME:
-                raise self.error(f"{what}: units '{units}' are not a volume")
+            dims = c.getSpatialDimensionsAsDouble() if c.isSetSpatialDimensions() else 3.0
+            units = c.getUnits() if c.isSetUnits() else self.default_size_units(c)
             info = self.element_info(c)
             name = info.get("name") or cid
+            if dims == 0:  # no size: only amounts can live here
+                self.zero_d.add(cid)
+                self.comp_volume[cid] = None
+                self.comp_unit[cid] = ureg.Quantity(1.0, "undeclared")
+                self.symbols[cid] = SBMLSymbol(cid, "compartment", None, None)
+                if cid in self.rules_by_var or cid in self.event_targets:
+                    raise self.error(f"{what}: a 0-dimensional compartment has no size to "
+                                     "change")
+                continue
+            q = self.unit_quantity(units, what)
+            if dims == 3 and not is_undeclared(q) and q.dimensionality != VOLUME:
+                raise self.error(f"{what}: units '{units}' are not a volume")
+            rule = self.rules_by_var.get(cid)
             if cid in self.ias:
                 text = self.formula(self.ias[cid].getMath(), f"initialAssignment to {cid}")
-                volume = self.expr(text, f"{what} volume")
+                size = self.expr(text, f"{what} size")
             elif c.isSetSize():
-                volume = self.quantity(c.getSize(), q, ureg.L)
+                size = c.getSize()
+            elif rule is not None and rule.isAssignment():
+                size = None
             else:
                 raise self.error(f"{what} has no size")
-            self.comp_volume[cid] = (volume, q)
+            self.symbols[cid] = SBMLSymbol(cid, "compartment", self.names[cid],
+                                           self.sbml_unit(q))
+            self.comp_unit[cid] = q
+            if dims != 3 or cid in self.variable_comps:
+                self.variable_comps.add(cid)
+                self.size_holder(c, size, q)
+                self.comp_volume[cid] = None
+                continue
+            # a volume of undeclared unit is a volume in litres for mechsim, its number
+            # unchanged
+            vq = q if not is_undeclared(q) else ureg.Quantity(1.0, ureg.L)
+            volume = size if isinstance(size, Expr) else self.quantity(size, vq, ureg.L)
+            self.comp_volume[cid] = (volume, vq)
             self.comp_names[cid] = name
             if cid != self.info.get("amounts_compartment"):
                 out[cid] = Compartment(name, volume, self.where)
         return out
 
+    def size_holder(self, c, size, q) -> None:
+        """The size of a compartment that is not a constant volume, in a rule (assignment
+        rule), a state (rate rule, events) or a parameter of the compartment's name."""
+        cid = c.getId()
+        name = self.names[cid]
+        what = f"compartment '{cid}'"
+        unit = q.units if is_undeclared(q) else self.nice_unit(q)
+        self.needed_compartments.add(cid)
+        rule = self.rules_by_var.get(cid)
+        if rule is not None and rule.isAssignment():
+            text = self.formula(rule.getMath(), f"assignmentRule for {cid}")
+            self.rules.append(Rule(name, self.expr(text, what),
+                                   None if is_undeclared(q) or self.as_written else unit,
+                                   self.where))
+            self.comp_sizes[cid] = Expr(name)
+            return
+        initial = size if isinstance(size, Expr) else self.quantity(size, q, unit)
+        if rule is None and cid not in self.event_targets:
+            if isinstance(initial, Expr):
+                self.rules.append(Rule(name, initial, None if is_undeclared(q) or
+                                       self.as_written else unit, self.where))
+                self.ia_rules.add(name)
+            else:
+                self.parameters.append(Parameter(name, initial, where=f"{self.where}: {what}"))
+            self.comp_sizes[cid] = Expr(name)
+            return
+        self.rr_species.append(Species(name, unit, initial, None, self.where))
+        if rule is not None:  # rate rule
+            rate = self.formula(rule.getMath(), f"rateRule for {cid}")
+            rname = self.fresh_reaction(f"rate_rule_{name}")
+            self.extra_reactions.append(Reaction(rname, (), ((name, 1.0),),
+                                                 self.expr(rate, f"rateRule for {cid}"),
+                                                 None, self.where))
+        self.comp_sizes[cid] = Expr(name)
+
     def compartment_symbols(self, comps: dict[str, Compartment]) -> list[Compartment]:
         """Compartments used as values in formulas become parameters or rules of that name."""
         for cid in sorted(self.needed_compartments):
+            if cid in self.variable_comps:
+                continue  # already a rule or a state of that name
             if self.comp_volume.get(cid) is None:
                 raise self.error(f"compartment '{cid}' is used in a formula but is not a "
                                  "3-dimensional volume")
             volume, _ = self.comp_volume[cid]
             name = self.names[cid]
+            unit = self.comp_unit[cid]
             if isinstance(volume, Expr):
-                self.rules.append(Rule(name, volume, ureg.L, volume.where))
+                self.rules.append(Rule(name, volume, None if is_undeclared(unit) or
+                                       self.as_written else ureg.L, volume.where))
             else:
-                self.parameters.append(Parameter(name, volume, where=f"{self.where}: "
+                value = volume if not is_undeclared(unit) else \
+                    ureg.Quantity(volume.to(ureg.L).magnitude, unit.units)
+                self.parameters.append(Parameter(name, value, where=f"{self.where}: "
                                                  f"compartment '{cid}'"))
             if cid in comps:
                 comps[cid] = Compartment(comps[cid].name, Expr(name), comps[cid].where)
+        for cid, (volume, _) in ((c, v) for c, v in self.comp_volume.items() if v):
+            if cid in self.needed_compartments:
+                continue  # a parameter or rule of its name
+            sym = self.symbols[cid]
+            if not isinstance(volume, Expr):
+                self.symbols[cid] = SBMLSymbol(cid, "compartment", None, sym.unit,
+                                               constant=in_sbml_unit(volume, sym.unit))
+            elif not self.from_mechsim:
+                # a computed size no formula uses: a rule too, so that results show it
+                unit = self.comp_unit[cid]
+                self.rules.append(Rule(self.names[cid], volume, None if is_undeclared(unit)
+                                       or self.as_written else ureg.L, volume.where))
+            else:
+                self.symbols[cid] = SBMLSymbol(cid, "compartment", None, None)
         return list(comps.values())
+
+    def fixed_names(self) -> set[str]:
+        """Parameters and the rules that use parameters only (fixed during a run)."""
+        fixed = {p.name for p in self.parameters}
+        changed = True
+        while changed:
+            changed = False
+            for r in self.rules:
+                if r.name not in fixed and r.expr.names <= fixed:
+                    fixed.add(r.name)
+                    changed = True
+        return fixed
 
     def read_parameters(self) -> None:
         sm = self.sm
@@ -562,31 +835,56 @@ class _Importer:
             rule = self.rules_by_var.get(pid)
             where = self.where
             info = self.element_info(p)
-            if (rule is not None and rule.isAssignment()) or (rule is None and pid in self.ias):
+            declared = p.isSetUnits() and not (self.from_mechsim and "unit" not in info)
+            if (rule is not None and rule.isAssignment()) or \
+                    (rule is None and pid in self.ias and pid not in self.event_targets):
                 # a rule: its unit is optional (inferred), and mechsim's own exports give
                 # the reporting unit in the annotation
                 unit = None
-                if p.isSetUnits() and not (self.from_mechsim and "unit" not in info):
-                    unit = self.display_unit(self.unit_quantity(p.getUnits(), what), info,
-                                             what)
+                q = None
+                if declared:
+                    q = self.unit_quantity(p.getUnits(), what)
+                    # numbers as written: the rule's unit is what its formula gives
+                    unit = None if is_undeclared(q) or self.as_written else \
+                        self.display_unit(q, info, what)
                 source = rule if rule is not None else self.ias[pid]
                 label = "assignmentRule for" if rule is not None else "initialAssignment to"
                 expr = self.expr(self.formula(source.getMath(), f"{label} {pid}"), what)
-                varying = sorted(expr.names & (self.species_names | {TIME}))
-                if rule is None and varying:
-                    raise self.error(f"initialAssignment to parameter '{pid}' uses "
-                                     f"'{varying[0]}' (a species or time); mechsim can only "
-                                     "compute parameters from other parameters")
                 self.rules.append(Rule(name, expr, unit, where))
+                self.symbols[pid] = SBMLSymbol(pid, "parameter", name,
+                                               self.sbml_unit(q) if q is not None else
+                                               self.derived_unit(source))
+                if rule is None:
+                    self.ia_rules.add(name)
                 continue
             q = self.unit_quantity(p.getUnits() if p.isSetUnits() else "", what)
-            unit = self.display_unit(q, info, what)
-            if rule is not None:  # rate rule: becomes an amount species with an input
+            unit = self.display_unit(q, info, what) if not is_undeclared(q) else q.units
+            self.symbols[pid] = SBMLSymbol(pid, "parameter", name, self.sbml_unit(q))
+            if rule is not None or pid in self.event_targets:
+                # changes during a run (rate rule, events): a state
                 self.rate_rule_species(p, name, unit, q, where)
             else:
                 value = p.getValue() if p.isSetValue() else math.nan
                 self.parameters.append(Parameter(name, self.quantity(value, q, unit),
                                                  info.get("source"), info.get("note"), where))
+
+    def derived_unit(self, source) -> pint.Unit | None:
+        """The unit libsbml derives for a rule's math (None if it involves undeclared
+        units): the unit SBML reports a rule's value in when the rule declares none."""
+        if self.as_written:
+            return None
+        try:
+            ud = source.getDerivedUnitDefinition()
+            if ud is None or source.containsUndeclaredUnits():
+                return None
+            q = ureg.Quantity(1.0)
+            for k in range(ud.getNumUnits()):
+                u = ud.getUnit(k)
+                q = q * self.kind_quantity(u.getKind(), u.getExponentAsDouble(),
+                                           u.getScale(), u.getMultiplier(), "rule")
+            return self.sbml_unit(q)
+        except (MechsimError, AttributeError):
+            return None
 
     def rate_rule_species(self, p, name, unit, q, where) -> None:
         pid = p.getId()
@@ -597,7 +895,10 @@ class _Importer:
         else:
             initial = self.quantity(value, q, unit)
         self.rr_species.append(Species(name, unit, initial, None, where))
-        rate = self.formula(self.rules_by_var[pid].getMath(), f"rateRule for {pid}")
+        rule = self.rules_by_var.get(pid)
+        if rule is None:
+            return  # changed by events only
+        rate = self.formula(rule.getMath(), f"rateRule for {pid}")
         rname = self.fresh_reaction(f"rate_rule_{name}")
         self.extra_reactions.append(Reaction(rname, (), ((name, 1.0),),
                                              self.expr(rate, f"rateRule for {pid}"),
@@ -628,7 +929,6 @@ class _Importer:
 
     def read_species(self) -> list[Species]:
         sm = self.sm
-        changed = self.in_reactions()
         out = []
         amounts = self.info.get("amounts_compartment")
         for i in range(sm.getNumSpecies()):
@@ -639,46 +939,91 @@ class _Importer:
             units = s.getSubstanceUnits() if s.isSetSubstanceUnits() else sm.getSubstanceUnits()
             sub = self.unit_quantity(units, what)
             cid = s.getCompartment()
-            conc = not s.getHasOnlySubstanceUnits()
-            if conc:
+            # a 0-dimensional compartment has no size: its species are amounts
+            conc = not s.getHasOnlySubstanceUnits() and cid not in self.zero_d
+            variable = cid in self.variable_comps
+            if conc and not variable:
                 vol = self.comp_volume.get(cid)
                 if vol is None:
                     raise self.error(f"{what}: a concentration (hasOnlySubstanceUnits=false) "
                                      f"needs a 3-dimensional compartment, '{cid}' is not")
-                q = sub / vol[1]
+                if is_undeclared(sub) or is_undeclared(self.comp_unit[cid]):
+                    q = ureg.Quantity(1.0, "undeclared/L")  # a concentration, as written
+                else:
+                    q = sub / vol[1]
+            elif conc:
+                cq = self.comp_unit[cid]
+                q = sub / cq if not (is_undeclared(sub) or is_undeclared(cq)) else \
+                    ureg.Quantity(1.0, "undeclared")
             else:
                 q = sub
             info = self.element_info(s)
-            unit = self.display_unit(q, info, what)
+            unit = self.display_unit(q, info, what) if not is_undeclared(q) else q.units
             name = self.names[sid]
+            self.symbols[sid] = SBMLSymbol(sid, "species", name, self.sbml_unit(q), conc, cid)
             compartment = None
             if cid != amounts and self.comp_volume.get(cid) is not None:
                 compartment = self.comp_names[cid]
                 if not conc and dict(q.dimensionality).get("[length]", 0) <= -3:
                     compartment = None  # an amount measured per volume: keep it an amount
             rule = self.rules_by_var.get(sid)
-            if rule is not None:
-                if sid in changed:
-                    raise self.error(f"{what}: a {'rate' if rule.isRate() else 'assignment'} "
-                                     "rule changes a species that reactions also change; not "
-                                     "supported")
-                if rule.isAssignment():
-                    text = self.formula(rule.getMath(), f"assignmentRule for {sid}")
-                    self.rules.append(Rule(name, self.expr(text, what), unit, where))
-                    continue
+            if rule is not None and rule.isAssignment():
+                text = self.formula(rule.getMath(), f"assignmentRule for {sid}")
+                self.rules.append(Rule(name, self.expr(text, what),
+                                       None if self.as_written else unit, where))
+                continue
+            if conc and variable and rule is None:
+                out.append(self.amount_in_variable(s, name, sub, unit, q))
+                continue
             if sid in self.ias:
                 initial = self.expr(self.formula(self.ias[sid].getMath(),
                                                  f"initialAssignment to {sid}"), what)
             else:
                 initial = self.initial_value(s, conc, sub, q, unit, what)
-            out.append(Species(name, unit, initial, compartment, where))
+            out.append(Species(name, unit, initial, compartment if not variable else None,
+                               where))
             if rule is not None:  # rate rule on a species no reaction changes
                 rate = self.formula(rule.getMath(), f"rateRule for {sid}")
                 rname = self.fresh_reaction(f"rate_rule_{name}")
                 self.extra_reactions.append(Reaction(
                     rname, (), ((name, 1.0),), self.expr(rate, f"rateRule for {sid}"),
-                    compartment if conc else None, where))
+                    compartment if conc and not variable else None, where))
         return out + self.rr_species
+
+    def amount_in_variable(self, s, name: str, sub, unit, q) -> Species:
+        """A concentration species in a compartment whose size changes: the state is its
+        amount (which reactions change, and which a change of size keeps), and the
+        species' name is the rule amount / size."""
+        sid = s.getId()
+        cid = s.getCompartment()
+        what = f"species '{sid}'"
+        amount = self.fresh(f"{name}_amount")
+        self.amount_states[sid] = amount
+        size = self.names[cid]
+        self.needed_compartments.add(cid)
+        aunit = sub.units if not is_undeclared(sub) else ureg.undeclared
+        if is_undeclared(q):
+            aunit = ureg.undeclared
+        self.rules.append(Rule(name, self.expr(f"{amount}/{size}", what),
+                               None if is_undeclared(q) else unit, self.where))
+        self.symbols[sid] = SBMLSymbol(sid, "species", name, self.sbml_unit(q), True, cid,
+                                       amount=amount)
+        if sid in self.ias:
+            text = self.formula(self.ias[sid].getMath(), f"initialAssignment to {sid}")
+            self.deferred[amount] = ("species", f"({text})*{size}", aunit)
+            return Species(amount, aunit, ureg.Quantity(0.0, aunit), None, self.where)
+        if s.isSetInitialAmount():
+            value = s.getInitialAmount()
+            return Species(amount, aunit, ureg.Quantity(value * sub.magnitude, sub.units).to(
+                aunit) if not is_undeclared(aunit) else ureg.Quantity(value, aunit), None,
+                self.where)
+        if not s.isSetInitialConcentration():
+            raise self.error(f"{what} has no initial value")
+        value = s.getInitialConcentration()
+        if not is_undeclared(q):  # the formula is evaluated in canonical units
+            value = to_canonical(ureg.Quantity(value * float(q.magnitude), q.units))
+        self.deferred[amount] = ("species", f"{value!r}*{size}", aunit)
+        return Species(amount, aunit, ureg.Quantity(0.0, aunit), None, self.where)
 
     def initial_value(self, s, conc, sub, q, unit, what):
         """initialAmount/initialConcentration as the species' own kind of value."""
@@ -689,9 +1034,26 @@ class _Importer:
             value, given_conc = s.getInitialAmount(), False
         else:
             raise self.error(f"{what} has no initial value")
+        if is_undeclared(q) or is_undeclared(sub):  # numbers as written
+            if given_conc == conc or value == 0:
+                return ureg.Quantity(value, unit)
+            size = self.comp_sizes.get(cid)
+            vol = self.comp_volume.get(cid)
+            if vol is None and size is None:
+                raise self.error(f"{what}: initial value needs the size of compartment "
+                                 f"'{cid}'")
+            volume = size if size is not None else vol[0]
+            if isinstance(volume, Expr):
+                self.needed_compartments.add(cid)
+                op = "/" if conc else "*"
+                return self.expr(f'"{value!r} undeclared" {op} {self.names[cid]}',
+                                 f"{what} initial")
+            v = float(volume.magnitude)
+            return ureg.Quantity(value / v if conc else value * v, unit)
         if given_conc == conc or value == 0:
             return self.quantity(value, q, unit)
-        volume, vq = self.comp_volume.get(cid) or (None, None)
+        volume, vq = self.comp_volume.get(cid) or (self.comp_sizes.get(cid),
+                                                   self.comp_unit.get(cid))
         if volume is None:
             raise self.error(f"{what}: initial value needs the size of compartment '{cid}'")
         gq = sub / vq if given_conc else sub  # unit of the value as given
@@ -706,6 +1068,23 @@ class _Importer:
         out = given / volume if conc else given * volume
         return out.to(unit)
 
+    def conversion_factor(self, sp) -> float:
+        """A species' conversion factor (its own, else the model's) as a number: it scales
+        the species' stoichiometries.  Only constant parameters can be used."""
+        sm = self.sm
+        cf = sp.getConversionFactor() if sp.isSetConversionFactor() else \
+            (sm.getConversionFactor() if sm.isSetConversionFactor() else "")
+        if not cf:
+            return 1.0
+        p = sm.getParameter(cf)
+        if p is None or not p.getConstant() or cf in self.rules_by_var or \
+                cf in self.event_targets:
+            raise self.error(f"species '{sp.getId()}': conversionFactor '{cf}' must be a "
+                             "constant parameter")
+        if cf in self.ias:
+            return None  # computed at t = 0 (see finish_initial_values)
+        return p.getValue()
+
     def read_reactions(self) -> list[Reaction]:
         sm = self.sm
         out = []
@@ -717,48 +1096,396 @@ class _Importer:
             kl = r.getKineticLaw()
             if kl is None or not kl.isSetMath():
                 raise self.error(f"{what} has no kinetic law")
-            local = {}
-            for k in range(kl.getNumLocalParameters()):
-                lp = kl.getLocalParameter(k)
-                lq = self.unit_quantity(lp.getUnits() if lp.isSetUnits() else "",
-                                        f"local parameter '{lp.getId()}' of {what}")
-                pname = self.fresh(f"{rid}_{lp.getId()}")
-                local[lp.getId()] = pname
-                unit = self.nice_unit(lq)
-                self.parameters.append(Parameter(pname, self.quantity(
-                    lp.getValue() if lp.isSetValue() else math.nan, lq, unit), where=where))
-            sides = []
-            for refs in ([r.getReactant(k) for k in range(r.getNumReactants())],
-                         [r.getProduct(k) for k in range(r.getNumProducts())]):
-                terms: dict[str, float] = {}
+            local = self.local_map(r)
+            # each species' net stoichiometry: a number, or a formula (a speciesReference
+            # set by a rule, an initial assignment or an event, or a conversion factor
+            # computed at t = 0)
+            terms: dict[str, list] = {}
+            for refs, sign in (([r.getReactant(k) for k in range(r.getNumReactants())], -1),
+                               ([r.getProduct(k) for k in range(r.getNumProducts())], 1)):
                 for ref in refs:
                     sp = sm.getSpecies(ref.getSpecies())
-                    if ref.isSetId() and (ref.getId() in self.rules_by_var or
-                                          ref.getId() in self.ias):
-                        raise self.error(f"{what}: stoichiometry of {ref.getSpecies()} is "
-                                         "computed (rule or initialAssignment); not supported")
                     if sp.getBoundaryCondition() or sp.getConstant():
                         continue
-                    n = ref.getStoichiometry() if ref.isSetStoichiometry() else 1.0
-                    if n < 0 or not math.isfinite(n):
-                        raise self.error(f"{what}: stoichiometry {n} of {ref.getSpecies()}")
-                    if n == 0:
-                        continue
-                    name = self.names[ref.getSpecies()]
-                    terms[name] = terms.get(name, 0.0) + n
-                sides.append(tuple(terms.items()))
-            if not (sides[0] or sides[1]):
+                    n = self.stoichiometry(ref, what)
+                    cf = self.conversion_factor(sp)
+                    sid = ref.getSpecies()
+                    name = self.amount_states.get(sid, self.names[sid])
+                    if cf is None:
+                        cf_text = self.names[sp.getConversionFactor() if
+                                             sp.isSetConversionFactor() else
+                                             sm.getConversionFactor()]
+                        n = f"({n})*{cf_text}" if isinstance(n, str) else f"{n!r}*{cf_text}"
+                    elif cf != 1.0:
+                        n = f"({n})*{cf!r}" if isinstance(n, str) else n * cf
+                    terms.setdefault(name, []).append((sign, n))
+            if not terms:
                 continue  # changes nothing mechsim integrates
-            math_node, compartment = self.strip_compartment(kl.getMath())
+            variable_species = any(sm.getSpecies(ref).getCompartment() in self.variable_comps
+                                   for ref in self.species_of(r))
+            if variable_species:
+                math_node, compartment = kl.getMath(), None
+            else:
+                math_node, compartment = self.strip_compartment(kl.getMath())
             text = self.formula(math_node, f"kinetic law of {rid}", local)
             info = self.element_info(r)
             name = info.get("name") or rid
             self.reaction_names.add(name)
             if compartment is not None:
                 self.stripped[name] = rid
-            out.append(Reaction(name, sides[0], sides[1], self.expr(text, f"{what} rate"),
-                                compartment, where))
+            numeric = all(not isinstance(n, str) for parts in terms.values()
+                          for _, n in parts)
+            if numeric:
+                reactants, products = [], []
+                for sname, parts in terms.items():
+                    net = sum(sign * n for sign, n in parts)
+                    if net < 0:
+                        reactants.append((sname, -net))
+                    elif net > 0:
+                        products.append((sname, net))
+                    if not math.isfinite(net):
+                        raise self.error(f"{what}: stoichiometry {net} of {sname}")
+                if not (reactants or products):
+                    continue
+                out.append(Reaction(name, tuple(reactants), tuple(products),
+                                    self.expr(text, f"{what} rate"), compartment, where))
+                continue
+            # a computed stoichiometry: one reaction per species, its rate the flux times
+            # the species' net stoichiometry (mechsim stoichiometries are numbers)
+            for sname, parts in terms.items():
+                net = " + ".join(f"{'-' if sign < 0 else ''}({n})" for sign, n in parts)
+                rname = self.fresh_reaction(f"{name}_{sname}")
+                out.append(Reaction(rname, (), ((sname, 1.0),),
+                                    self.expr(f"({net})*({text})", f"{what} rate"),
+                                    compartment, where))
         return out
+
+    def local_map(self, r) -> dict[str, str]:
+        """A reaction's local parameters as global parameters ``<reaction>_<id>`` (made
+        once, when first needed: by the reaction, or by a formula that uses its rate)."""
+        rid = r.getId()
+        if rid in self.local_names:
+            return self.local_names[rid]
+        kl = r.getKineticLaw()
+        local: dict[str, str] = {}
+        for k in range(kl.getNumLocalParameters() if kl is not None else 0):
+            lp = kl.getLocalParameter(k)
+            lq = self.unit_quantity(lp.getUnits() if lp.isSetUnits() else "",
+                                    f"local parameter '{lp.getId()}' of reaction '{rid}'")
+            pname = self.fresh(f"{rid}_{lp.getId()}")
+            local[lp.getId()] = pname
+            unit = self.nice_unit(lq) if not is_undeclared(lq) else lq.units
+            self.parameters.append(Parameter(pname, self.quantity(
+                lp.getValue() if lp.isSetValue() else math.nan, lq, unit), where=self.where))
+        self.local_names[rid] = local
+        return local
+
+    def species_rate(self, sid: str, what: str) -> str:
+        """rateOf a species that reactions change: the sum of stoichiometry times rate,
+        per compartment size when the species' symbol is a concentration."""
+        sm = self.sm
+        sp = sm.getSpecies(sid)
+        terms = []
+        saved = self.local
+        try:
+            for i in range(sm.getNumReactions()):
+                r = sm.getReaction(i)
+                kl = r.getKineticLaw()
+                for refs, sign in (([r.getReactant(k) for k in range(r.getNumReactants())],
+                                    "-"), ([r.getProduct(k) for k in
+                                            range(r.getNumProducts())], "")):
+                    for ref in refs:
+                        if ref.getSpecies() != sid:
+                            continue
+                        if kl is None or not kl.isSetMath():
+                            raise self.error(f"{what}: reaction '{r.getId()}' has no law")
+                        self.local = self.local_map(r)
+                        law = self.math.value(kl.getMath(), f"kinetic law of {r.getId()}")
+                        n = self.stoichiometry(ref, what)
+                        cf = self.conversion_factor(sp)
+                        if cf is None:
+                            raise self.error(f"{what}: rateOf({sid}) with a computed "
+                                             "conversion factor is not supported")
+                        terms.append(f"{sign}({n})*{cf!r}*({law})")
+        finally:
+            self.local = saved
+        total = " + ".join(terms) or "0"
+        if not sp.getHasOnlySubstanceUnits() and sp.getCompartment() not in self.zero_d:
+            self.needed_compartments.add(sp.getCompartment())
+            return f"({total})/{self.names[sp.getCompartment()]}"
+        return total
+
+    def species_of(self, r) -> list[str]:
+        return [r.getReactant(k).getSpecies() for k in range(r.getNumReactants())] + \
+            [r.getProduct(k).getSpecies() for k in range(r.getNumProducts())]
+
+    def stoichiometry(self, ref, what: str):
+        """A speciesReference's stoichiometry: a number, or the mechsim name holding it
+        when a rule, an initial assignment or an event sets it."""
+        rid = ref.getId() if ref.isSetId() else None
+        if rid is not None and (rid in self.rules_by_var or rid in self.ias or
+                                rid in self.event_targets):
+            self.needed_refs.add(rid)
+            return self.names[rid]
+        n = ref.getStoichiometry() if ref.isSetStoichiometry() else 1.0
+        if not math.isfinite(n):
+            raise self.error(f"{what}: stoichiometry {n} of {ref.getSpecies()}")
+        return n
+
+    def species_ref_values(self) -> None:
+        """speciesReferences used as values (in formulas, or set by rules, initial
+        assignments or events): parameters, rules or states of their id."""
+        for rid in sorted(self.needed_refs):
+            ref = self.species_refs[rid]
+            name = self.names[rid]
+            what = f"speciesReference '{rid}'"
+            rule = self.rules_by_var.get(rid)
+            self.symbols[rid] = SBMLSymbol(rid, "speciesReference", name, None)
+            if rule is not None and rule.isAssignment():
+                text = self.formula(rule.getMath(), f"assignmentRule for {rid}")
+                self.rules.append(Rule(name, self.expr(text, what), None, self.where))
+                continue
+            n = ref.getStoichiometry() if ref.isSetStoichiometry() else \
+                (math.nan if rid in self.ias else 1.0)
+            if rule is not None or rid in self.event_targets:
+                initial = ureg.Quantity(n)
+                if rid in self.ias:
+                    text = self.formula(self.ias[rid].getMath(), f"initialAssignment to {rid}")
+                    self.deferred[name] = ("species", text, ureg.dimensionless)
+                    initial = ureg.Quantity(0.0)
+                self.rr_species_late.append(Species(name, ureg.dimensionless, initial, None,
+                                                    self.where))
+                if rule is not None:
+                    rate = self.formula(rule.getMath(), f"rateRule for {rid}")
+                    self.extra_reactions.append(Reaction(
+                        self.fresh_reaction(f"rate_rule_{name}"), (), ((name, 1.0),),
+                        self.expr(rate, what), None, self.where))
+                continue
+            if rid in self.ias:
+                text = self.formula(self.ias[rid].getMath(), f"initialAssignment to {rid}")
+                self.deferred[name] = ("parameter", text, ureg.dimensionless)
+                self.parameters.append(Parameter(name, ureg.Quantity(0.0), where=self.where))
+            else:
+                self.parameters.append(Parameter(name, ureg.Quantity(n), where=self.where))
+
+    def read_events(self) -> list[Event]:
+        sm = self.sm
+        out = []
+        names: set[str] = set()
+        self.refuse_random_order()
+        for i in range(sm.getNumEvents()):
+            ev = sm.getEvent(i)
+            eid = ev.getId() if ev.isSetId() else f"event_{i + 1}"
+            what = f"event '{eid}'"
+            name = re.sub(r"\W", "_", eid)
+            while name in names:
+                name += "_"
+            names.add(name)
+            trig = ev.getTrigger()
+            if trig is None or not trig.isSetMath():
+                continue  # SBML L3V2: an event without a trigger never fires
+            trigger = Expr(self.condition(trig.getMath(), f"trigger of {eid}"),
+                           f"{self.where}: {what} trigger", condition=True)
+            delay = None
+            if ev.isSetDelay() and ev.getDelay().isSetMath():
+                delay = self.expr(self.formula(ev.getDelay().getMath(), f"delay of {eid}"),
+                                  f"{what} delay")
+                if self.as_written:  # a number as written, in the model's time
+                    delay = self.expr(f'({delay.text})*"1 day/undeclared"', f"{what} delay")
+            priority = None
+            if ev.isSetPriority() and ev.getPriority().isSetMath():
+                priority = self.expr(self.formula(ev.getPriority().getMath(),
+                                                  f"priority of {eid}"), f"{what} priority")
+            assignments = []
+            for k in range(ev.getNumEventAssignments()):
+                ea = ev.getEventAssignment(k)
+                target = ea.getVariable()
+                if not ea.isSetMath():
+                    continue
+                text = self.formula(ea.getMath(), f"eventAssignment to {target} in {eid}")
+                assignments.append(self.event_assignment(target, text, what))
+            assignments = self.size_change_rescaling(ev, assignments)
+            out.append(Event(name, trigger, tuple(assignments), delay, priority,
+                             trig.getPersistent() if trig.isSetPersistent() else True,
+                             trig.getInitialValue() if trig.isSetInitialValue() else True,
+                             ev.getUseValuesFromTriggerTime()
+                             if ev.isSetUseValuesFromTriggerTime() else True, self.where))
+        return out
+
+    def refuse_random_order(self) -> None:
+        """SBML executes simultaneous events of equal priority in a random order; mechsim's
+        order is fixed (the file's), so a model whose events share a priority is refused
+        rather than given one of its possible answers."""
+        sm = self.sm
+        seen: dict[str, str] = {}
+        for i in range(sm.getNumEvents()):
+            ev = sm.getEvent(i)
+            if not (ev.isSetPriority() and ev.getPriority().isSetMath()):
+                continue
+            key = self.math.formula(ev.getPriority().getMath())
+            if key in seen:
+                raise self.error(f"events '{seen[key]}' and '{ev.getId()}' have the same "
+                                 f"priority ({key}); SBML executes such events in a random "
+                                 "order when they fall due together, mechsim in a fixed one")
+            seen[key] = ev.getId()
+
+    def refuse_equal_priorities(self, model: Model) -> None:
+        """Like :meth:`refuse_random_order`, for priorities written differently that are
+        equal (a parameter and a number): fixed priorities are compared by value."""
+        events = [e for e in model.events if e.priority is not None]
+        if len(events) < 2:
+            return
+        fixed = self.fixed_names()
+        self.pending_species = {}
+        values = self.initial_environment(list(model.species))
+        seen: dict[float, str] = {}
+        for e in events:
+            if not e.priority.names <= fixed:
+                continue
+            v = self.safe_value(e.priority, values)
+            if v in seen:
+                raise self.error(f"events '{seen[v]}' and '{e.name}' have the same priority "
+                                 f"({v:g}); SBML executes such events in a random order when "
+                                 "they fall due together, mechsim in a fixed one")
+            seen[v] = e.name
+
+    def size_change_rescaling(self, ev, assignments) -> list[tuple[str, Expr]]:
+        """An event that changes a compartment's size keeps the amounts of the species in
+        it (SBML), and a concentration it assigns is one in the old size.  Species whose
+        state is a concentration (a rate rule on it) are therefore rescaled by old size /
+        new size (their assigned value too), computed with the event's other values."""
+        sm = self.sm
+        out = list(assignments)
+        for k in range(ev.getNumEventAssignments()):
+            ea = ev.getEventAssignment(k)
+            cid = ea.getVariable()
+            if cid not in self.compartment_ids or not ea.isSetMath():
+                continue
+            size = self.names[cid]
+            new = next(v for t, v in assignments if t == size)
+            for i in range(sm.getNumSpecies()):
+                s = sm.getSpecies(i)
+                rule = self.rules_by_var.get(s.getId())
+                name = self.names[s.getId()]
+                if s.getCompartment() != cid or s.getHasOnlySubstanceUnits() or \
+                        rule is None or not rule.isRate():
+                    continue
+                where = f"event '{ev.getId()}': {name} in a changed size"
+                given = [n for n, (t, _) in enumerate(out) if t == name]
+                if given:
+                    value = out[given[0]][1]
+                    out[given[0]] = (name, self.expr(f"({value.text})*{size}/({new.text})",
+                                                     where))
+                else:
+                    out.append((name, self.expr(f"{name}*{size}/({new.text})", where)))
+        return out
+
+    def event_assignment(self, target: str, text: str, what: str) -> tuple[str, Expr]:
+        sm = self.sm
+        if target in self.compartment_ids:
+            return self.names[target], self.expr(text, f"{what} assignment to {target}")
+        if target in self.species_refs:
+            self.needed_refs.add(target)
+            return self.names[target], self.expr(text, f"{what} assignment to {target}")
+        s = sm.getSpecies(target)
+        if s is not None and target in self.amount_states:
+            cid = s.getCompartment()
+            self.needed_compartments.add(cid)
+            return self.amount_states[target], self.expr(f"({text})*{self.names[cid]}",
+                                                         f"{what} assignment to {target}")
+        if target not in self.names:
+            raise self.error(f"{what}: assigns unknown id '{target}'")
+        return self.names[target], self.expr(text, f"{what} assignment to {target}")
+
+    def finish_initial_values(self, species: list[Species]) -> list[Species]:
+        """Initial values SBML computes at t = 0 from anything (initial assignments that
+        use species, rules or time): computed here, as numbers, in dependency order."""
+        species = species + self.rr_species_late
+        fixed = self.fixed_names()
+        for s in species:  # initial values that are not fixed for a run
+            if isinstance(s.initial, Expr) and not s.initial.names <= fixed:
+                self.deferred[s.name] = ("species", s.initial.text, s.unit)
+        for r in list(self.rules):  # initial assignments to parameters of varying values
+            if r.name in self.ia_rules and not r.expr.names <= fixed:
+                self.rules.remove(r)
+                unit = ureg.undeclared if self.as_written or r.unit is None else r.unit
+                self.deferred[r.name] = ("parameter", r.expr.text, unit)
+                self.parameters.append(Parameter(r.name, ureg.Quantity(0.0, unit),
+                                                 where=self.where))
+        for c in self.comp_volume.values():
+            if c and isinstance(c[0], Expr) and not c[0].names <= fixed:
+                raise self.error(f"a compartment size is computed from values that change "
+                                 f"during a run ({c[0].text!r}); not supported")
+        if not self.deferred:
+            return species
+        values = self.initial_environment(species)
+        pending = dict(self.deferred)
+        while pending:
+            progress = False
+            for name, (_, text, _) in list(pending.items()):
+                try:
+                    values[name] = Expr(text).evaluate(values)
+                except KeyError:
+                    continue
+                except (ArithmeticError, ValueError) as exc:
+                    raise self.error(f"initial value of {name}: {text!r} cannot be computed "
+                                     f"at t = 0 ({exc})") from None
+                del pending[name]
+                progress = True
+                self.settle_rules(values)
+            if not progress:
+                raise self.error(f"initial values of {', '.join(sorted(pending))} depend on "
+                                 "each other in a cycle or on unknown values")
+
+        def quantity(name, unit):
+            v = values[name]
+            if not math.isfinite(v):
+                raise self.error(f"initial value of {name} is {v} at t = 0")
+            return ureg.Quantity(v, canonical_unit(ureg.Quantity(1.0, unit))).to(unit)
+
+        out = []
+        for sp in species:
+            out.append(dataclasses.replace(sp, initial=quantity(sp.name, sp.unit))
+                       if sp.name in self.deferred else sp)
+        self.parameters = [dataclasses.replace(p, value=quantity(p.name, p.value.units))
+                           if p.name in self.deferred else p for p in self.parameters]
+        return out
+
+    def initial_environment(self, species: list[Species]) -> dict[str, float]:
+        """Canonical values at t = 0 of everything known without the deferred ones."""
+        values: dict[str, float] = {TIME: 0.0}
+        for p in self.parameters:
+            if p.name not in self.deferred:
+                values[p.name] = to_canonical(p.value)
+        for s in species:
+            if s.name not in self.deferred and not isinstance(s.initial, Expr):
+                values[s.name] = to_canonical(s.initial)
+        self.pending_species = {s.name: s.initial for s in species
+                                if s.name not in self.deferred and isinstance(s.initial, Expr)}
+        self.settle_rules(values)
+        return values
+
+    def settle_rules(self, values: dict[str, float]) -> None:
+        """Evaluate every rule (and expression initial value) whose names are known."""
+        progress = True
+        while progress:
+            progress = False
+            for r in self.rules:
+                if r.name not in values and r.expr.names <= values.keys():
+                    values[r.name] = self.safe_value(r.expr, values)
+                    progress = True
+            for name, initial in list(self.pending_species.items()):
+                if initial.names <= values.keys():
+                    values[name] = self.safe_value(initial, values)
+                    del self.pending_species[name]
+                    progress = True
+
+    @staticmethod
+    def safe_value(expr: Expr, values) -> float:
+        try:
+            return float(expr.evaluate(values))
+        except (ArithmeticError, ValueError):
+            return math.nan
 
     def strip_compartment(self, node):
         """``comp * rate`` -> (rate, comp): a per-volume rate in that compartment."""
@@ -833,3 +1560,4 @@ class _Importer:
                    for k in ("bioavailability", "lag") if entry.get(k) is not None}
             yield Route(name, target, entry.get("drug"), opt.get("bioavailability"),
                         opt.get("lag"), where)
+

@@ -102,8 +102,13 @@ _IMPORTS = ("from numpy import sign as _sign, zeros as _zeros\n\n"
             "from mechsim.solvers.ndf_kernel import _nb_exp as _exp\n"
             "from mechsim.solvers.ndf_kernel import _nb_log as _log\n"
             "from mechsim.solvers.ndf_kernel import _nb_pow as _pow\n"
-            "from mechsim.solvers.ndf_kernel import _nb_sqrt as _sqrt\n\n"
-            "_abs = abs")
+            "from mechsim.solvers.ndf_kernel import _nb_sqrt as _sqrt\n"
+            "from mechsim.solvers.ndf_kernel import _NB_MATHML\n\n"
+            "_abs = abs\n"
+            + "".join(f"{name} = _NB_MATHML[{name!r}]\n" for name in (
+                "_sin", "_cos", "_tan", "_sinh", "_cosh", "_tanh", "_asin", "_acos", "_atan",
+                "_asinh", "_acosh", "_atanh", "_floor", "_ceil", "_factorial", "_step",
+                "_min", "_max")))
 
 
 def _compiled(cm) -> dict:
@@ -233,7 +238,7 @@ def _helpers() -> dict:
     if not _HELPER_CACHE:
         _HELPER_CACHE.update({
             "_pow": _nb_pow, "_log": _nb_log, "_sqrt": _nb_sqrt, "_exp": _nb_exp,
-            "_abs": abs, "_sign": np.sign, "_zeros": np.zeros,
+            "_abs": abs, "_sign": np.sign, "_zeros": np.zeros, **_NB_MATHML,
         })
     return _HELPER_CACHE
 
@@ -276,6 +281,46 @@ def _nb_log(x):
 @_jit
 def _nb_sqrt(x):
     return math.sqrt(x) if x >= 0.0 else math.nan
+
+
+# MathML's functions (mechsim.expr.FUNCTIONS), under the helper names codegen prints; numba
+# compiles math's functions itself, and these give a float where math returns an int
+@_jit
+def _nb_floor(x):
+    return float(math.floor(x))
+
+
+@_jit
+def _nb_ceil(x):
+    return float(math.ceil(x))
+
+
+@_jit
+def _nb_factorial(x):
+    return math.gamma(x + 1.0)
+
+
+@_jit
+def _nb_step(x):
+    return 1.0 if x > 0.0 else (0.0 if x < 0.0 else 0.5)
+
+
+@_jit
+def _nb_min(a, b):
+    return min(a, b)
+
+
+@_jit
+def _nb_max(a, b):
+    return max(a, b)
+
+
+_NB_MATHML = {"_sin": math.sin, "_cos": math.cos, "_tan": math.tan, "_sinh": math.sinh,
+              "_cosh": math.cosh, "_tanh": math.tanh, "_asin": math.asin,
+              "_acos": math.acos, "_atan": math.atan, "_asinh": math.asinh,
+              "_acosh": math.acosh, "_atanh": math.atanh, "_floor": _nb_floor,
+              "_ceil": _nb_ceil, "_factorial": _nb_factorial, "_step": _nb_step,
+              "_min": _nb_min, "_max": _nb_max}
 
 
 @_jit

@@ -74,6 +74,8 @@ class _ScipyMethod(Solver):
         counters."""
         p = problem.parameters
         tout = np.concatenate([inner, [b]])
+        if len(y0) == 0:  # a model with no state (rules of time only): nothing to integrate
+            return np.empty((0, len(tout))), np.zeros(3, dtype=int)
         has_input = bool(np.any(u))
 
         def f(t, y):
@@ -110,43 +112,73 @@ class _ScipyMethod(Solver):
         n_roots = len(cm.event_roots)
 
         def piece(a, b, y, u, p, times, out, columns):
+            n = len(y)
+            if n == 0:  # no state: scipy needs one, so integrate a constant placeholder
+                y = np.zeros(1)
+
             def f(t, y):
-                return rhs(t, y, p) + u
+                return rhs(t, y[:n], p) + u if n else np.zeros(1)
 
             def j(t, y):
-                return jac(t, y, p)
+                return jac(t, y, p) if n else np.zeros((1, 1))
+
+            g_start = np.array(roots(a, y[:n], p), dtype=float) if n_roots else np.empty(0)
+            # A root function that is exactly 0 where the piece starts (x < K with x = K at
+            # t = 0) would be "found" again at the start by solve_ivp, over and over: it
+            # counts from the side it moves to, read a small Euler step ahead
+            if np.any(g_start == 0.0):
+                h = 1e-9 * max(1.0, abs(b - a))
+                ahead = np.array(roots(a + h, (y + h * f(a, y))[:n], p), dtype=float)
+                side = np.where(ahead < 0.0, -1.0, 1.0)
+                g_start = np.where(g_start == 0.0, side * 1e-300, g_start)
 
             def watch(k):
                 def g(t, y):
-                    return roots(t, y, p)[k]
+                    if t == a:
+                        return g_start[k]
+                    return roots(t, y[:n], p)[k]
                 g.terminal = True
                 return g
 
-            g_start = roots(a, y, p) if n_roots else np.empty(0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sol = solve_ivp(f, (a, b), y, method=self.name, t_eval=times,
                                 jac=None if self.name == "LSODA" else j,
                                 events=[watch(k) for k in range(n_roots)] or None,
-                                dense_output=True, rtol=problem.rtol, atol=problem.atol)
+                                dense_output=True, rtol=problem.rtol,
+                                atol=problem.atol if n else 1.0)
             counts = (len(sol.t), sol.nfev, sol.njev)
             if sol.status < 0 or not np.all(np.isfinite(sol.y)):
                 raise self._error(problem, u, y, np.asarray(sol.y).reshape(len(y), -1),
                                   np.asarray(sol.t), a, b, sol.message)
             done = len(sol.t)
-            out[:, columns[:done]] = sol.y
+            out[:, columns[:done]] = sol.y[:n]
+
+            def state(t):
+                return np.asarray(sol.sol(t), dtype=float)[:n]
+
             if sol.status != 1:
-                return Stop(b, np.asarray(sol.sol(b), dtype=float), {}, counts)
+                return Stop(b, state(b), {}, counts)
             # a terminal event: step just past the located root, so that the function has
             # its new sign there (as the compiled engine's stop does)
             at = min(float(te[0]) for te in sol.t_events if len(te))
-            for scale in (1e-12, 1e-10, 1e-8):
+
+            def stop(time, y_stop, crossed):
+                # output times up to the stop that t_eval left out (one at the root
+                # itself, which the next piece, starting just after it, would skip)
+                for k in range(done, len(times)):
+                    if times[k] <= time:
+                        out[:, columns[k]] = state(min(times[k], at))
+                return Stop(time, y_stop, crossed, counts)
+
+            # as close as the sign allows: a delayed event counts from this time
+            for scale in (4e-16, 1e-14, 1e-12, 1e-10, 1e-8):
                 after = at + scale * max(1.0, abs(at))
-                y_after = np.asarray(sol.sol(after), dtype=float)
+                y_after = state(after)
                 crossed = crossings(g_start, roots(after, y_after, p))
                 if crossed:
-                    return Stop(after, y_after, crossed, counts)
-            return Stop(at, np.asarray(sol.sol(at), dtype=float), {}, counts)
+                    return stop(after, y_after, crossed)
+            return stop(at, state(at), {})
         return piece
 
     def _error(self, problem, u, y0, values, tout, a, b, message) -> SolverError:
