@@ -34,7 +34,8 @@ from .errors import ValidationError
 from .model import Model
 from .units import canonical_unit, dimension_text, format_quantity, ureg
 
-__all__ = ["BSA_FORMULAS", "Categorical", "Derived", "Distribution", "Effect", "Population",
+__all__ = ["BSA_FORMULAS", "Categorical", "Derived", "Distribution", "Effect", "Fixed",
+           "Population",
            "VirtualPatients"]
 
 _MAX_REDRAWS = 200  # rounds of redrawing out-of-bounds patients before giving up
@@ -114,6 +115,17 @@ class Effect:
 
 
 @dataclass(frozen=True)
+class Fixed:
+    """A typical value given to every patient (``value`` None: the model's), and how a
+    population fit estimates it (``scale`` "log" or "linear")."""
+
+    name: str
+    value: pint.Quantity | None = None
+    scale: str = "log"
+    where: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Population:
     """Everything needed to draw virtual patients for one model (see module docstring)."""
 
@@ -123,6 +135,12 @@ class Population:
     covariates: tuple[Distribution | Categorical, ...] = ()
     effects: tuple[Effect, ...] = ()
     correlations: tuple[tuple[str, str, float], ...] = ()
+    #: typical values without variability, the same for every patient (a fitted
+    #: population's fixed effects; in a file given to a population fit: what it estimates)
+    fixed: tuple[Fixed, ...] = ()
+    #: residual error per output, as in a parameter file's [error] table:
+    #: (output, kind, ((name, value), ...))
+    errors: tuple = ()
     seed: int | None = None
     description: str = ""
     path: str | None = field(default=None, compare=False)
@@ -138,6 +156,11 @@ class Population:
             _dimension(known, d.name, d.where, d.center, d.lower, d.upper,
                        d.spread if d.kind == "normal" else None)
             _non_negative(known, d)
+        for f in self.fixed:
+            _dimension(known, f.name, f.where, f.value)
+            if f.name in {d.name for d in self.variability}:
+                raise ValidationError(f"{f.name} is in [variability] and in [fixed]: give it "
+                                      "once", f.where)
         for c in self.covariates:
             if c.name in known and isinstance(c, Distribution):
                 _dimension(known, c.name, c.where, c.center, c.lower, c.upper)
@@ -246,6 +269,9 @@ class Population:
             if isinstance(c, Derived) and c.name not in (given or {}):
                 values[c.name] = c.values(values)  # after the draws and given values
         params = {d.name: values[d.name] for d in self.variability}
+        for f in self.fixed:
+            if f.value is not None:
+                params[f.name] = np.full(n, _canonical(f.value))
         for c in self.covariates:
             if c.name in known and isinstance(c, (Distribution, Derived)):
                 params[c.name] = values[c.name]

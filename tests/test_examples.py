@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # Minutes-long scripts (calibrations and global sensitivity) run with `pytest -m slow`.
-SLOW = {"sensitivity_cd38.py", "sensitivity_cd40.py"}
+SLOW = {"sensitivity_cd38.py", "sensitivity_cd40.py", "fit_pheno_population.py"}
 # The population calibration fits eight values in three stages of virtual trials (about 50
 # minutes); it is rerun by hand.  tests/models/test_icaria_trial.py checks (slow) that the
 # shipped values meet the published targets, and tools/icaria_seeds.py that they do so off

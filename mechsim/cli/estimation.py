@@ -73,8 +73,11 @@ def cmd_fit(args) -> int:
     model = prepare_model(args.model, args.params, overrides)
     data = _dataset(args, model)
     estimate = names_list(args.estimate)
+    if args.population is not None:
+        return _population_fit(args, out, model, data, estimate)
     if not estimate:
-        raise ValidationError("--estimate needs at least one parameter name")
+        raise ValidationError("--estimate needs at least one parameter name (or give "
+                              "--population FILE for a population fit)")
     result = fit(model, data, estimate=estimate, error=args.error,
                  start=parse_sets(args.start), bounds=_bounds(args.bounds),
                  individual=args.individual, multistart=args.multistart, seed=args.seed)
@@ -88,6 +91,27 @@ def cmd_fit(args) -> int:
             result.to_params(tmp / "fitted_params.toml")
             _write_predictions(result, tmp / "predictions.csv")
             write_diagnostics(result, data, model, tmp)
+    for path in sorted(out.iterdir()):
+        wrote(path)
+    return 0
+
+
+def _population_fit(args, out, model, data, estimate) -> int:
+    from ..estimation import fit
+    from ..estimation.population_figures import write_population_diagnostics
+    from ..io.atomic import atomic_folder
+
+    if args.individual or args.multistart or args.start or args.bounds:
+        raise ValidationError("--population takes its starts and scales from the population "
+                              "file: --individual, --multistart, --start and --bounds are for "
+                              "fits without one")
+    result = fit(model, data, population=args.population, estimate=estimate or ())
+    print(result)
+    with atomic_folder(out) as tmp:
+        result.to_population(tmp / "fitted_population.toml")
+        result.write_tables(tmp)
+        write_population_diagnostics(result, data, model, tmp,
+                                     tmp / "fitted_population.toml", seed=args.seed)
     for path in sorted(out.iterdir()):
         wrote(path)
     return 0
@@ -158,8 +182,11 @@ def add_commands(sub) -> None:
                     cmd_fit)
     p.add_argument("model", help="built-in model name or model file")
     _data_options(p)
-    p.add_argument("--estimate", required=True, metavar="NAME,...",
+    p.add_argument("--estimate", default=None, metavar="NAME,...",
                    help="parameters to estimate, e.g. CL_per_kg,V_per_kg")
+    p.add_argument("--population", default=None, metavar="FILE",
+                   help="population file: a population (mixed-effects) fit by FOCEI of the "
+                        "variability, [fixed] typical values and [error] it names")
     p.add_argument("--error", default="proportional",
                    choices=["additive", "proportional", "combined"],
                    help="residual error model (default proportional)")

@@ -268,7 +268,8 @@ class IndividualFits:
         return "\n".join(lines)
 
 
-def fit(model, data, *, estimate: Sequence[str], params=None, overrides: Mapping | None = None,
+def fit(model, data, *, estimate: Sequence[str] = (), params=None,
+        overrides: Mapping | None = None, population=None,
         error: str | Mapping[str, str] = "proportional", bounds: Mapping | None = None,
         start: Mapping | None = None, scale: Mapping[str, str] | None = None,
         individual: bool = False, multistart: int = 0, seed: int = 0, rtol: float = 1e-8,
@@ -298,6 +299,13 @@ def fit(model, data, *, estimate: Sequence[str], params=None, overrides: Mapping
     scale
         ``{name: "linear"}`` for parameters to estimate on their own scale (default
         ``"log"``: positive, estimated as ``ln p``).
+    population
+        A population file (or :class:`~mechsim.population.Population`) naming the
+        parameters with log-normal between-subject variability, the typical values to
+        estimate without it (``[fixed]``) and the residual error (``[error]``): the fit is
+        then a population (nonlinear mixed-effects) fit by FOCEI and returns a
+        :class:`~mechsim.estimation.population_fit.PopulationFitResult`
+        (docs/fitting.md, "Population estimation"); ``estimate`` adds typical values.
     individual
         Fit each subject on its own (subjects spread over ``workers``/``executor``).
     multistart
@@ -314,6 +322,17 @@ def fit(model, data, *, estimate: Sequence[str], params=None, overrides: Mapping
     if not isinstance(data, Dataset):
         raise ValidationError(f"data must be a Dataset (mechsim.read_dataset), got "
                               f"{type(data).__name__}")
+    if population is not None:
+        from .population_fit import fit_population
+
+        if individual or multistart or bounds or start or scale:
+            raise ValidationError("a population fit takes its starts and scales from the "
+                                  "population file; individual, multistart, bounds, start "
+                                  "and scale are for fits without one")
+        return fit_population(model, data, population, estimate=tuple(estimate),
+                              params=params, overrides=overrides,
+                              error=None if error == "proportional" else error, rtol=rtol,
+                              atol=atol, method=method, workers=workers)
     estimate = _names(estimate)
     end = ureg.Quantity(max(data.last_time_days(), 1e-3), ureg.day)
     spec = RunSpec.build(model, until=end, params=params, overrides=overrides, rtol=rtol,

@@ -67,9 +67,14 @@ class Sensitivities:
         cm, n = self.compiled, self.n
         boluses, infusions, bolus_amounts, inf_rates = [], [], [], []
         log_volume = self._log_volume_gradient(p)           # (n, k): d ln V_state / dp_j
+        gradients = {}  # doses of one route and kind share their gradient: computed once
         for dose in planned_doses(cm, events, p, until):
             route = dose.event.route
-            d_lag, d_log_amount = self._route_gradient(route, dose.event, p)
+            kind = (route, dose.event.mw_power, dose.event.per_body_weight,
+                    dose.event.per_body_surface)
+            if kind not in gradients:
+                gradients[kind] = self._route_gradient(route, dose.event, p)
+            d_lag, d_log_amount = gradients[kind]
             if np.any(d_lag != 0):
                 moved = [self.estimated[j] for j in np.flatnonzero(d_lag)]
                 raise ValidationError(f"{', '.join(moved)} set the lag time of route {route}; "

@@ -112,7 +112,7 @@ def vpc(model, data, *, params=None, overrides: Mapping | None = None, populatio
     regimens = [data.subjects[i].regimen for i in subjects]
     unit = data.value_units[output]
     factor = dv_factor(spec.compiled, output, unit)
-    kind, values = _error(output, params, error)
+    kind, values = _error(output, params, error, population)
     predictions = []   # per block: (replicates, observations)
     for start in range(0, n if population is not None else 1, _BLOCK):
         reps = min(_BLOCK, n - start) if population is not None else 1
@@ -147,7 +147,7 @@ def vpc(model, data, *, params=None, overrides: Mapping | None = None, populatio
                replicates=n)
 
 
-def _error(output: str, params, error):
+def _error(output: str, params, error, population=None):
     if error is not None:
         if output not in error:
             raise ValidationError(f"error= gives no error model for {output}")
@@ -160,6 +160,9 @@ def _error(output: str, params, error):
         found = ps.error_model(output)
         if found is not None:
             return found
+    for name, kind, values in getattr(population, "errors", ()):  # a fitted population's
+        if name == output:
+            return kind, dict(values)
     raise ValidationError(f"no residual error model for {output}: give a parameter file with "
                           "an [error] table (a fitted one, --params FITTED.toml) or, in "
                           "Python, error={output: (kind, values)}")

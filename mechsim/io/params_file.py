@@ -88,7 +88,7 @@ def read_params(path: Path | str) -> ParameterSet:
         model=meta.get("model"),
         description=str(meta.get("description", "")),
         source=src.path,
-        errors=_errors(src, src.data.get("error", {})),
+        errors=read_error_table(src, src.data.get("error", {})),
     )
 
 
@@ -97,7 +97,7 @@ ERROR_KINDS = {"additive": ("additive",), "proportional": ("proportional",),
                "combined": ("additive", "proportional")}
 
 
-def _errors(src: TomlSource, raw) -> tuple:
+def read_error_table(src: TomlSource, raw) -> tuple:
     """The [error] table: ``OUTPUT = { model = KIND, additive = "1 mg/L", proportional =
     "0.1" }`` (the parameters the kind needs, and no others)."""
     if not isinstance(raw, dict):

@@ -39,14 +39,22 @@ import math
 from pathlib import Path
 
 from ..errors import ParseError
-from ..population import BSA_FORMULAS, Categorical, Derived, Distribution, Effect, Population
+from ..population import (
+    BSA_FORMULAS,
+    Categorical,
+    Derived,
+    Distribution,
+    Effect,
+    Fixed,
+    Population,
+)
 from ..units import format_quantity, parse_quantity
 from .common import resolve
 from .toml_source import TomlSource
 
 __all__ = ["is_population", "load_population", "read_population"]
 
-_TABLES = {"meta", "variability", "covariates", "effects", "correlations"}
+_TABLES = {"meta", "variability", "covariates", "effects", "correlations", "fixed", "error"}
 _DIST_KEYS = {"distribution", "median", "mean", "cv", "omega", "sd", "lower", "upper",
               "source", "note"}
 _KINDS = ("lognormal", "normal", "uniform")
@@ -98,9 +106,14 @@ def read_population(path: Path | str) -> Population:
                          for i, c in enumerate(_array(src, data, "correlations")))
     if not variability and not covariates:
         raise ParseError("a population file needs [variability] or [covariates]", src.path)
+    fixed = tuple(_fixed(src, name, entry)
+                  for name, entry in _table(src, data, "fixed").items())
+    from .params_file import read_error_table
+
     return Population(name=Path(src.path).stem, model=meta.get("model"),
                       variability=variability, covariates=tuple(covariates), effects=effects,
-                      correlations=correlations, seed=seed,
+                      correlations=correlations, fixed=fixed,
+                      errors=read_error_table(src, data.get("error", {})), seed=seed,
                       description=str(meta.get("description", "")), path=src.path)
 
 
@@ -197,6 +210,29 @@ def _distribution(src: TomlSource, table: tuple[str, ...], name: str, entry) -> 
         raise ParseError(f"{what}: the {'median' if kind == 'lognormal' else 'mean'} lies "
                          "outside the bounds", where)
     return Distribution(name, kind, center, spread, lower, upper, where)
+
+
+def _fixed(src: TomlSource, name: str, entry) -> Fixed:
+    """``[fixed] NAME = { value = "...", scale = "linear" }``: a typical value without
+    variability (value optional: the model's)."""
+    where = src.entry_where("fixed", name)
+    what = f"fixed {name}"
+    if not isinstance(entry, dict):
+        raise ParseError(f"{what}: write a table such as {{ value = \"0.1\" }}", where)
+    unknown = sorted(set(entry) - {"value", "scale", "source", "note"})
+    if unknown:
+        raise ParseError(f"{what}: unknown key {unknown[0]!r} (allowed: note, scale, source, "
+                         "value)", where)
+    _provenance(entry, what, where)
+    scale = entry.get("scale", "log")
+    if scale not in ("log", "linear"):
+        raise ParseError(f"{what}: scale must be 'log' or 'linear', got {scale!r}", where)
+    value = None
+    if "value" in entry:
+        value = parse_quantity(entry["value"], what=f"{what} value", where=where)
+        if not math.isfinite(value.magnitude):
+            raise ParseError(f"{what}: value must be finite", where)
+    return Fixed(name, value, scale, where)
 
 
 def _dimensionless(q, what: str, key: str, where: str) -> float:

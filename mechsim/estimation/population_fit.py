@@ -1,0 +1,316 @@
+"""Population fits: a population file and a dataset in, FOCEI estimates, their standard
+errors, empirical Bayes estimates and diagnostics out (see docs/fitting.md, "Population
+estimation").
+
+The population file says what is estimated:
+
+* ``[variability]``: each log-normal entry is a parameter with a random effect; its typical
+  value (``median``, default the model's) and ``omega`` / ``cv`` are the starting values;
+* ``[fixed]``: typical values estimated without a random effect (``value`` the start,
+  ``scale = "linear"`` for one that may be negative, such as a covariate effect);
+* ``[error]``: the residual error model per output and its starting values.
+
+The fitted population (:meth:`PopulationFitResult.to_population`) is a file of the same
+format with the estimates in place of the starts, so it can be simulated at once (a virtual
+trial, a VPC) or used as the start of another fit.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pint
+
+from ..errors import ValidationError
+from ..units import canonical_unit, format_quantity, format_unit, ureg
+from .focei import PopulationProblem, focei
+
+__all__ = ["PopulationFitResult", "fit_population"]
+
+
+def fit_population(model, data, population, *, estimate: Sequence[str] = (), params=None,
+                   overrides: Mapping | None = None, error=None, rtol: float = 1e-8,
+                   atol=None, method: str = "auto", workers: int | None = None,
+                   covariance: bool = True, max_iterations: int = 200) -> PopulationFitResult:
+    """FOCEI estimates of the population in ``population`` (a file, a built-in name or a
+    :class:`~mechsim.population.Population`) from ``data``; ``estimate`` adds typical
+    values to estimate without a random effect (as ``[fixed]`` entries would).
+    ``max_iterations=0`` evaluates the objective, the empirical Bayes estimates and the
+    covariance at the file's values without estimating (NONMEM's MAXEVAL=0)."""
+    from ..io.population_file import load_population
+    from ..population import Population
+    from ..runspec import RunSpec
+    from .fit import _Context, _error_kinds
+
+    if not isinstance(population, Population):
+        population = load_population(population)
+    random = []
+    for d in population.variability:
+        if d.kind != "lognormal":
+            raise ValidationError(f"{d.name}: a population fit estimates log-normal "
+                                  f"variability only, not {d.kind}", d.where)
+        random.append(d.name)
+    if population.covariates or population.effects or population.correlations:
+        raise ValidationError("a population fit takes covariates from the dataset: "
+                              "[covariates], [[effects]] and [[correlations]] are for "
+                              "simulation; write covariate effects into the model (see "
+                              "models/phenobarbital.toml) and estimate them in [fixed]",
+                              population.path)
+    fixed = [f.name for f in population.fixed] + [n for n in estimate if n not in random
+                                                  and n not in {f.name for f in
+                                                                population.fixed}]
+    names = tuple(random + fixed)
+    if not names:
+        raise ValidationError("the population names nothing to estimate", population.path)
+    if population.errors:
+        errors = {o: kind for o, kind, _ in population.errors}
+        missing = [o for o in data.outputs if o not in errors]
+        if missing:
+            raise ValidationError(f"[error] of {population.name} has no entry for output "
+                                  f"{missing[0]}", population.path)
+    else:
+        errors = _error_kinds(error or "proportional", data.outputs)
+    start: dict[str, object] = {}
+    for d in population.variability:
+        if d.center is not None:
+            start[d.name] = d.center
+    for f in population.fixed:
+        if f.value is not None:
+            start[f.name] = f.value
+    for output, _, values in population.errors:
+        for name, value in values:
+            start[f"{output}.{name}"] = value
+    scale = {f.name: f.scale for f in population.fixed}
+    end = ureg.Quantity(max(data.last_time_days(), 1e-3), ureg.day)
+    spec = RunSpec.build(model, until=end, params=params, overrides=overrides, rtol=rtol,
+                         atol=atol, method=method)
+    population.check(spec.model)
+    context = _Context(spec, data, names, errors, {}, start, scale, workers, None, 0, 0)
+    log = context.param.log[:len(names)]
+    problem = PopulationProblem(context.problem, log, random, workers=workers)
+    k = len(names)
+    omega0 = np.array([float(d.spread) ** 2 for d in population.variability])
+    errors0 = dict(zip(context.problem.error_names, context.start[k:]))
+    fitted = focei(problem, context.start[:k], np.diag(omega0), errors0,
+                   covariance=covariance, max_iterations=max_iterations)
+    return _result(spec, data, population, context, problem, fitted)
+
+
+def _result(spec, data, population, context, problem, fitted) -> PopulationFitResult:
+    k, m = len(problem.names), len(problem.random)
+    units = dict(context.units)
+    estimates, errors = {}, {}
+    for j, name in enumerate(fitted.names):
+        value, se = fitted.estimates[j], fitted.standard_errors[j]
+        if j < k:
+            unit = units[name]
+            canonical = canonical_unit(1 * unit)
+            estimates[name] = ureg.Quantity(value, canonical).to(unit)
+            errors[name] = ureg.Quantity(se, canonical).to(unit)
+        elif j < k + m:
+            estimates[name] = ureg.Quantity(value, "")
+            errors[name] = ureg.Quantity(se, "")
+        else:
+            estimates[name] = ureg.Quantity(value, units[name])
+            errors[name] = ureg.Quantity(se, units[name])
+    diagnostics = _diagnostics(problem, fitted)
+    return PopulationFitResult(
+        model=spec.model.name, dataset=data.path, dataset_sha256=data.sha256,
+        population=population.name, names=fitted.names, random=problem.random,
+        fixed=tuple(n for n in problem.names if n not in problem.random),
+        estimates=estimates, standard_errors=errors, minus2ll=fitted.minus2ll,
+        ofv=fitted.ofv, n_observations=fitted.n_observations, n_subjects=len(fitted.etas),
+        etas=fitted.etas, subject_ids=fitted.subject_ids, shrinkage=fitted.shrinkage,
+        success=fitted.success, message=fitted.message, solves=fitted.solves,
+        seconds=fitted.seconds, error_models={e.output: e.kind for e in problem.errors},
+        value_units={o: data.value_units[o] for o in data.outputs},
+        relative_r=_relative(fitted),
+        linear=tuple(n for n, is_log in zip(problem.names, problem.fixed_log) if not is_log),
+        **diagnostics)
+
+
+def _relative(fitted) -> dict[str, float]:
+    """The R^-1 standard errors relative to the sandwich ones (a check of the model)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = fitted.standard_errors_r / fitted.standard_errors
+    return dict(zip(fitted.names, ratio.tolist()))
+
+
+def _diagnostics(problem: PopulationProblem, fitted) -> dict:
+    """PRED (eta = 0), IPRED (eta = the EBE), IWRES and CWRES per observation.
+
+    CWRES (Hooker et al., Pharm Res 2007;24:2187): the residual from the FOCE linearisation
+    around the EBE, ``E = f(eta) - G eta``, decorrelated by the Cholesky factor of its
+    covariance ``G Omega G' + diag(R)``."""
+    k, m = len(problem.names), len(problem.random)
+    theta = fitted.estimates[:k]
+    omega = np.diag(fitted.estimates[k:k + m])
+    errors = dict(zip(problem.error_names, fitted.estimates[k + m:]))
+    rows = {key: [] for key in ("id", "time", "output", "dv", "pred", "ipred", "iwres",
+                                "cwres")}
+    for i, subject in enumerate(problem.subjects):
+        eta = fitted.etas[i]
+        pred, _ = problem._predict(subject, theta, np.zeros(m))
+        ipred, g = problem._predict(subject, theta, eta)
+        r, _ = problem._variance(subject, ipred, errors)
+        y = subject.values
+        linear = ipred - g @ eta
+        cov = g @ omega @ g.T + np.diag(r)
+        chol = np.linalg.cholesky(cov)
+        rows["cwres"].append(np.linalg.solve(chol, y - linear))
+        rows["iwres"].append((y - ipred) / np.sqrt(r))
+        rows["pred"].append(pred)
+        rows["ipred"].append(ipred)
+        rows["dv"].append(y)
+        rows["id"].extend([subject.id] * y.size)
+        rows["time"].append(subject.days)
+        rows["output"].extend(subject.outputs)
+    return {"table": {key: (np.concatenate(v) if key not in ("id", "output") else tuple(v))
+                      for key, v in rows.items()}}
+
+
+@dataclass(frozen=True, eq=False)
+class PopulationFitResult:
+    """A population fit (``fit(..., population=...)``): FOCEI estimates of the typical
+    values (``fixed``, and those of the parameters with random effects, ``random``), the
+    variances of the random effects (``omega2(NAME)``) and the residual error parameters,
+    with standard errors from the sandwich covariance ``R^-1 S R^-1`` (NONMEM's default
+    covariance step); the objective as -2 ln L and as NONMEM's OFV; each subject's
+    empirical Bayes estimates ``etas`` (rows in ``subject_ids`` order, columns in
+    ``random`` order) and the eta-shrinkage; per observation ``table`` with DV, PRED,
+    IPRED, IWRES and CWRES (times in days)."""
+
+    model: str
+    dataset: str | None
+    dataset_sha256: str | None
+    population: str
+    names: tuple[str, ...]
+    random: tuple[str, ...]
+    fixed: tuple[str, ...]
+    estimates: Mapping[str, pint.Quantity]
+    standard_errors: Mapping[str, pint.Quantity]
+    minus2ll: float
+    ofv: float
+    n_observations: int
+    n_subjects: int
+    etas: np.ndarray
+    subject_ids: tuple[str, ...]
+    shrinkage: np.ndarray
+    success: bool
+    message: str
+    solves: int
+    seconds: float
+    error_models: Mapping[str, str]
+    value_units: Mapping[str, object]
+    relative_r: Mapping[str, float]
+    table: Mapping[str, object]
+    linear: tuple[str, ...] = ()   # typical values estimated on their own scale
+    method: str = "FOCEI"
+
+    def __str__(self) -> str:
+        data = Path(self.dataset).name if self.dataset else "data"
+        lines = [f"{self.model} population fitted to {data} ({self.n_subjects} subjects, "
+                 f"{self.n_observations} observations): {self.method} (first-order "
+                 "conditional estimation with interaction)",
+                 f"  OFV {self.ofv:.4f} (NONMEM's objective)   -2 ln L {self.minus2ll:.4f}   "
+                 f"({'converged' if self.success else 'NOT converged: ' + self.message}; "
+                 f"{self.solves:,} model solves, {self.seconds:.1f} s)",
+                 "  standard errors: sandwich R^-1 S R^-1",
+                 f"  {'parameter':<24}{'estimate':>12}{'SE':>12}{'RSE %':>8}  unit"]
+        for name in self.names:
+            est, se = self.estimates[name], self.standard_errors[name]
+            rse = abs(se.magnitude / est.magnitude) * 100 if est.magnitude else math.nan
+            unit = format_unit(est.units)
+            lines.append(f"  {name:<24}{est.magnitude:>12.5g}{se.magnitude:>12.4g}"
+                         f"{rse:>8.1f}  {unit}".rstrip())
+        for name, s in zip(self.random, self.shrinkage):
+            omega2 = self.estimates[f"omega2({name})"].magnitude
+            lines.append(f"  {name}: between-subject CV {math.sqrt(math.expm1(omega2)):.1%}, "
+                         f"eta-shrinkage {s:.1%}")
+        return "\n".join(lines)
+
+    @property
+    def eta_table(self) -> list[dict]:
+        """One row per subject: its id and its empirical Bayes estimate of each eta."""
+        return [{"ID": sid, **{f"ETA({n})": float(v) for n, v in zip(self.random, row)}}
+                for sid, row in zip(self.subject_ids, self.etas)]
+
+    def to_population(self, path) -> Path:
+        """The fitted population as a population file: log-normal variability with the
+        estimated medians and omegas, the fixed effects and the residual error.  It can be
+        given to a virtual trial or ``mechsim vpc --population`` as it is, or start
+        another fit."""
+        from ..io.atomic import write_text_atomically
+
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        data = Path(self.dataset).name if self.dataset else "in-memory data"
+        source = (f"fitted by mechsim.fit ({self.method}) to {data} (sha256 "
+                  f"{self.dataset_sha256}) on {when}")
+        lines = ["[meta]", f'model = "{self.model}"',
+                 f'description = "{self.method} estimates from {data}"', "seed = 1", "",
+                 "[variability]"]
+        for name in self.random:
+            median = self.estimates[name]
+            omega2 = self.estimates[f"omega2({name})"].magnitude
+            se = self.standard_errors[f"omega2({name})"].magnitude
+            lines.append(f'{name} = {{ distribution = "lognormal", median = '
+                         f'"{format_quantity(median)}", omega = {math.sqrt(omega2)!r}, '
+                         f'source = "{source}", note = "omega^2 {omega2:.5g} (SE {se:.3g}); '
+                         f'median SE {self.standard_errors[name].magnitude:.4g}" }}')
+        if self.fixed:
+            lines += ["", "[fixed]"]
+            for name in self.fixed:
+                est = self.estimates[name]
+                scale = ', scale = "linear"' if name in self.linear else ""
+                lines.append(f'{name} = {{ value = "{format_quantity(est)}"{scale}, source = '
+                             f'"{source}", note = "SE '
+                             f'{self.standard_errors[name].magnitude:.4g}" }}')
+        lines += ["", "[error]"]
+        for output, kind in self.error_models.items():
+            values = ", ".join(
+                f'{n.split(".", 1)[1]} = "{format_quantity(self.estimates[n])}"'
+                for n in self.names if n.startswith(output + "."))
+            lines.append(f'{output} = {{ model = "{kind}", {values} }}')
+        return write_text_atomically(path, "\n".join(lines) + "\n")
+
+    def write_tables(self, folder) -> list[Path]:
+        """estimates.csv, etas.csv and predictions.csv into ``folder``."""
+        folder = Path(folder)
+        written = []
+        path = folder / "estimates.csv"
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["parameter", "estimate", "se", "unit"])
+            for name in self.names:
+                est, se = self.estimates[name], self.standard_errors[name]
+                w.writerow([name, repr(float(est.magnitude)), repr(float(se.magnitude)),
+                            format_unit(est.units) or "1"])
+        written.append(path)
+        path = folder / "etas.csv"
+        with path.open("w", newline="") as fh:
+            rows = self.eta_table
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        written.append(path)
+        path = folder / "predictions.csv"
+        t = self.table
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["ID", "TIME [h]", "output", "DV", "PRED", "IPRED", "IWRES", "CWRES",
+                        "unit"])
+            hours = t["time"] * 24.0
+            for j in range(len(t["id"])):
+                w.writerow([t["id"][j], repr(float(hours[j])), t["output"][j],
+                            repr(float(t["dv"][j])), repr(float(t["pred"][j])),
+                            repr(float(t["ipred"][j])), repr(float(t["iwres"][j])),
+                            repr(float(t["cwres"][j])),
+                            format_unit(self.value_units[t["output"][j]]) or "1"])
+        written.append(path)
+        return written
