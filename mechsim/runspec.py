@@ -110,6 +110,7 @@ class RunSpec:
             raise ValidationError(f"`rtol` must be a positive number, got {rtol!r}")
         atol_given = None if atol is None else (
             float(atol) if np.ndim(atol) == 0 else tuple(float(a) for a in atol))
+        check_added_doses(compiled, regimen, end)
         return cls(model=model, compiled=compiled, parameters=parameters,
                    regimen=regimen, until=end, times=requested, every=step,
                    rtol=float(rtol), atol=default_atol(compiled, atol),
@@ -121,7 +122,9 @@ class RunSpec:
         regimen = as_regimen(regimen)
         if regimen.rules == self.compiled.dose_rules:
             return replace(self, regimen=regimen)
-        return replace(self, regimen=regimen, compiled=compile_for(self.model, regimen))
+        compiled = compile_for(self.model, regimen)
+        check_added_doses(compiled, regimen, self.until)
+        return replace(self, regimen=regimen, compiled=compiled)
 
     def events(self, regimen: Regimen | None = None):
         """The regimen's doses up to ``until`` with their units converted (once per
@@ -163,6 +166,17 @@ class SolverSettings:
 
     def problem(self, parameters: np.ndarray, plan: DosePlan, grid: np.ndarray) -> Problem:
         return Problem.build(self.compiled, parameters, plan, grid, self.rtol, self.atol)
+
+
+def check_added_doses(compiled: CompiledModel, regimen: Regimen, until: float) -> None:
+    """The doses of a regimen's ``add`` rules converted once before any run, so that an
+    unknown route or a unit without its conversion is refused at once, not when (or if)
+    the rule first fires."""
+    from .dosing import Once
+
+    for rule in regimen.rules:
+        if rule.action == "add":
+            dose_events(compiled, Regimen(((Once(rule.dose),),)), until)
 
 
 def default_atol(cm: CompiledModel, atol) -> np.ndarray:

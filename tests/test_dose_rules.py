@@ -232,3 +232,22 @@ regimen = "100 mg iv every 1 d x 4"
         rows = list(csv.DictReader(fh))
     assert [(float(r["time[d]"]), r["action"]) for r in rows] == [
         (0, "given"), (1, "given"), (2, "skipped"), (3, "given")]
+
+
+def test_an_added_dose_is_checked_before_the_run():
+    # the condition never holds, but the dose names a route the model does not have
+    with pytest.raises(MechsimError, match="route 'sc'|route sc|no dosing route"):
+        run('100 mg iv every 1 d x 3, add 5 mg sc when C_mass < "1 mg/L"')
+
+
+def test_a_held_dose_keeps_its_reduction():
+    # reduce to 50 % after C > 6 (true at day 2: 7.5 mg/L), and hold while C > 6: the dose
+    # of day 2 is held and given at 50 % when C falls to 6 mg/L
+    res = run('100 mg iv every 1 d x 3, reduce to 50% after C_mass > "6 mg/L", '
+              'hold while C_mass > "6 mg/L"', until="4 day", times=["2.5 d", "4 d"])
+    late = 2 + math.log2(7.5 / 6)
+    assert [d.action for d in res.doses] == ["given", "given", "held", "given late"]
+    assert res.doses[3].fraction == 0.5
+    c = res["C_mass"].to("mg/L").magnitude
+    expected = [10 * 2 ** -t + 10 * 2 ** -(t - 1) + 5 * 2 ** -(t - late) for t in (2.5, 4.0)]
+    np.testing.assert_allclose(c, expected, rtol=1e-6)

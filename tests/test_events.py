@@ -237,3 +237,38 @@ persistent = false
     assert events[0].split() == ["rescue", "when", "C", "<", "K:", "C", "=", "C", "+",
                                  '"8', 'mg/L"']
     assert "late" in events[1] and "delay 1 h" in events[1] and "not persistent" in events[1]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_trigger_on_its_threshold_at_a_dose_fires_once_and_the_run_ends(tmp_path, method):
+    # t >= 1 day is exactly 0 where the dose at day 1 starts a piece
+    m = model(tmp_path, """
+[[event]]
+name = "e"
+trigger = 't >= "1 day"'
+assign = { x = "x + 1" }
+""")
+    res = run(m, method, until="3 day", every="1 day", regimen="100 mg iv at 1 day")
+    assert [name for _, name in res.events] == ["e"]
+    assert res.events[0][0] == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_trigger_that_turns_true_just_after_the_start_fires_there(tmp_path, method):
+    # C = 10 * 2**-t starts on the threshold: C < 10 is false at t = 0 and true just after,
+    # so the event fires at 0+ (SBML: a change from false to true)
+    m = model(tmp_path, """
+[[event]]
+name = "e"
+trigger = 'C < "10 mg/L"'
+assign = { x = "x + 1" }
+""")
+    res = run(m, method, until="3 day", every="1 day")
+    assert [name for _, name in res.events] == ["e"]
+    assert res.events[0][0] == pytest.approx(0.0, abs=1e-6)
+    # and again after a dose lifts C above 10 and it falls through 10 at 2.5 + log2(1.17678)
+    res = run(m, method, until="3 day", every="1 day", regimen="100 mg iv at 2.5 day")
+    times = [t for t, _ in res.events]
+    assert times[0] == pytest.approx(0.0, abs=1e-6)
+    lifted = 10 * 2 ** -2.5 + 10          # mg/L just after the dose
+    assert times[1] == pytest.approx(2.5 + math.log2(lifted / 10), rel=1e-6)

@@ -236,6 +236,13 @@ def solve_with_events(problem: Problem, piece: Piece, method: str) -> Trajectory
                          (dosing.times_after(t) if dosing is not None else []))
             inside = (grid > t) & (grid <= target)
             u = rates[s] if dosing is None else rates[s] + dosing.extra_rate(t)
+            leaving = _leaving_zero(fns, cm, t, y, u, p, b)
+            if leaving:
+                # a comparison exactly at its threshold where the piece starts changes sign
+                # just after (C < K with C = K, falling): a crossing at t, read now, as
+                # the pieces do not count a start on zero as one
+                handle(t, leaving)
+                put_outputs(t)
             stop = piece(t, target, y, u, p, grid[inside], out, np.flatnonzero(inside))
             totals += stop.counters
             y = np.array(stop.state, dtype=float)
@@ -272,7 +279,8 @@ class _AdaptiveDosing:
         self.starts, self.rates, self.jumps = starts, rates, jumps
         self.infusions = plan.infusion_table
         self.sticky = [False] * len(self.rules)
-        #: (rule, day, bolus jumps, infusions as (length, state, rate), its decision's row)
+        #: (rule, day, bolus jumps, infusions as (length, state, rate), its decision's row,
+        #: the fraction it is given at)
         self.held = None
         self.later_boluses = []    # [day, state, jump] given later (a rescue dose's lag)
         self.later_infusions = []  # [start, end, state, rate]
@@ -292,22 +300,28 @@ class _AdaptiveDosing:
             row = self.held[4]
             self.decisions[row] = replace(self.decisions[row], action="dropped")
             self.held = None
-        fraction, action, by = 1.0, "given", ""
+        reduced, reduced_by, stop, stop_by = 1.0, "", None, None
         for k, rule in enumerate(self.rules):
             if rule.action == "add":
                 continue
             now = self.holds(k, g)
             if rule.action == "reduce":
                 self.sticky[k] = self.sticky[k] or (now and rule.sticky)
-                if (now or self.sticky[k]) and action not in ("skipped", "held") \
-                        and rule.fraction < fraction:
-                    fraction, action, by = rule.fraction, "reduced", rule.text
-            elif now and action not in ("skipped", "held"):
-                fraction, by = 0.0, rule.text
-                action = "skipped" if rule.action == "skip" else "held"
-                if rule.action == "hold":
-                    self.held = (k, a, self.jumps[s].copy(), self.infusions_at(a),
-                                 len(self.decisions))
+                if (now or self.sticky[k]) and rule.fraction < reduced:
+                    reduced, reduced_by = rule.fraction, rule.text
+            elif now and stop is None:  # the first skip or hold that applies wins
+                stop, stop_by = k, rule.text
+        if stop is None:
+            fraction, action, by = reduced, "given" if reduced == 1.0 else "reduced", \
+                reduced_by
+        else:
+            fraction, by = 0.0, stop_by
+            action = "skipped" if self.rules[stop].action == "skip" else "held"
+            if action == "held":  # given later as it would have been now: with its reduction
+                self.held = (stop, a, self.jumps[s] * reduced,
+                             [(length, state, rate * reduced)
+                              for length, state, rate in self.infusions_at(a)],
+                             len(self.decisions), reduced)
         self.decisions.append(DoseDecision(a, action, fraction, by))
         if fraction != 1.0:
             self.jumps[s] *= fraction
@@ -328,7 +342,7 @@ class _AdaptiveDosing:
         if rule.action == "add":
             boluses, infusions = self.rescue(k)
         elif rule.action == "hold" and self.held is not None and self.held[0] == k:
-            _, _, jump, lengths, _ = self.held
+            _, _, jump, lengths, _, share = self.held
             boluses = [(0.0, i, jump[i]) for i in np.flatnonzero(jump)]
             infusions = [(0.0, length, state, rate) for length, state, rate in lengths]
             self.held = None
@@ -344,7 +358,8 @@ class _AdaptiveDosing:
         for start, end, state, rate in infusions:
             self.later_infusions.append([t + start, t + end, int(state), rate])
         self.decisions.append(DoseDecision(t, "added" if rule.action == "add" else
-                                           "given late", 1.0, rule.text))
+                                           "given late",
+                                           1.0 if rule.action == "add" else share, rule.text))
 
     def rescue(self, k: int):
         """Rule ``k``'s added dose as bolus and infusion rows from the time it is given."""
@@ -381,6 +396,19 @@ class _AdaptiveDosing:
             y[row[1]] += row[2]
             self.later_boluses.remove(row)
         return True
+
+
+def _leaving_zero(fns, cm, t, y, u, p, b) -> dict:
+    """Root functions exactly 0 at ``t`` and the sign each takes just after, read a small
+    Euler step ahead (those that stay 0 are left out)."""
+    g = fns.root_values(t, y, p)
+    if not g.size or not np.any(g == 0.0):
+        return {}
+    h = 1e-9 * max(1.0, abs(b - t))
+    ahead = fns.root_values(t + h, y + h * (np.asarray(cm.rhs()(t, y, p), dtype=float) + u),
+                            p)
+    return {int(j): float(np.sign(ahead[j])) for j in np.flatnonzero(g == 0.0)
+            if ahead[j] != 0.0}
 
 
 def crossings(before: np.ndarray, after: np.ndarray) -> dict:
