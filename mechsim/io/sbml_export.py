@@ -106,8 +106,9 @@ class _L3Formula(Fold):
     _FUNCTIONS: ClassVar = {"exp": "exp", "log": "ln", "ln": "ln", "log10": "log10",
                             "sqrt": "sqrt"}
 
-    def __init__(self, name):
+    def __init__(self, name, unit=None):
         self.map_name = name
+        self.unit_id = unit  # the unitDefinition id of a quoted quantity's dimension
 
     def number(self, value, node):
         return _number(value)
@@ -125,7 +126,10 @@ class _L3Formula(Fold):
         return f"{self._FUNCTIONS[function]}({argument})"
 
     def quantity(self, value, node):
-        return _number(to_canonical(value))  # the exported model is in canonical units
+        # the exported model is in canonical units; the number keeps the quantity's unit,
+        # so a reader can check the formula's dimensions (C < "3 mg/L": 0.003 g/L)
+        number = _number(to_canonical(value))
+        return f"{number} {self.unit_id(value)}" if self.unit_id is not None else number
 
     def truth(self, value, node):
         return "true" if value else "false"
@@ -250,7 +254,7 @@ class _Exporter:
                     n.setDefinitionURL("http://www.sbml.org/sbml/symbols/time")
                 else:
                     n.setName(real)
-            elif n.isNumber() and number_units:
+            elif n.isNumber() and number_units and not n.isSetUnits():
                 n.setUnits(number_units)
             for i in range(n.getNumChildren()):
                 fix(n.getChild(i))
@@ -268,7 +272,7 @@ class _Exporter:
                 names[back[real]] = real
             return back[real]
 
-        text = expr.fold(_L3Formula(ph))
+        text = expr.fold(_L3Formula(ph, self.unit))
         if times is not None:
             text = f"({text}) * ({ph(times)})"
         return self.math(text, names, what)
