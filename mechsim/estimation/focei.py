@@ -210,32 +210,44 @@ class PopulationFit:
     success: bool
     message: str
     subject_ids: tuple[str, ...] = field(default=())
+    omega: np.ndarray | None = None        # the estimated covariance of the etas
 
 
 def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
           errors0: Mapping[str, float], *, covariance: bool = True,
-          max_iterations: int = 200) -> PopulationFit:
-    """Estimate theta, a diagonal Omega and the error parameters by FOCEI, starting from
-    ``theta0`` (canonical), ``omega0`` (variances of the etas) and ``errors0``."""
+          max_iterations: int = 200,
+          pairs: Sequence[tuple[int, int]] = ()) -> PopulationFit:
+    """Estimate theta, Omega and the error parameters by FOCEI, starting from ``theta0``
+    (canonical), ``omega0`` (the covariance of the etas) and ``errors0``.  Omega is
+    diagonal except for the correlations of ``pairs`` (indices of random effects), which
+    are estimated too (as atanh of the correlation: any value keeps it within (-1, 1); an
+    Omega that is not positive definite is refused by the objective)."""
     from scipy.optimize import minimize
 
     started = time.perf_counter()
-    k, m = len(pop.names), len(pop.random)
+    k, m, c = len(pop.names), len(pop.random), len(pairs)
     log = np.array(pop.fixed_log, dtype=bool)
     error_names = pop.error_names
+    omega0 = np.atleast_2d(np.asarray(omega0, dtype=float))
 
     def unpack(x):
         theta = np.where(log, np.exp(np.where(log, x[:k], 0.0)), x[:k])
-        omega = np.diag(np.exp(x[k:k + m]))
-        errors = dict(zip(error_names, np.exp(x[k + m:])))
+        variances = np.exp(x[k:k + m])
+        omega = np.diag(variances)
+        for (a, b), z in zip(pairs, x[k + m:k + m + c]):
+            omega[a, b] = omega[b, a] = math.tanh(z) * math.sqrt(variances[a] * variances[b])
+        errors = dict(zip(error_names, np.exp(x[k + m + c:])))
         return theta, omega, errors
 
-    def pack(theta, omega_diag, errors):
+    def pack(theta, omega, errors):
         theta = np.asarray(theta, dtype=float)
+        variances = np.diag(omega)
+        rho = [omega[a, b] / math.sqrt(variances[a] * variances[b]) for a, b in pairs]
         return np.concatenate([np.where(log, np.log(np.where(log, theta, 1.0)), theta),
-                               np.log(omega_diag), np.log([errors[n] for n in error_names])])
+                               np.log(variances), np.arctanh(rho),
+                               np.log([errors[n] for n in error_names])])
 
-    x0 = pack(theta0, np.diag(np.atleast_2d(omega0)), errors0)
+    x0 = pack(theta0, omega0, errors0)
     pop.objective(*unpack(x0))  # the etas of the start
 
     def value(x, keep=False):
@@ -263,26 +275,28 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
         x, success, message = x0, True, "evaluated at the given values (no estimation)"
     best = pop.objective(*unpack(x), keep=True)
     theta, omega, errors = unpack(x)
-    estimates = np.concatenate([theta, np.diag(omega), [errors[n] for n in error_names]])
+    rho = np.tanh(x[k + m:k + m + c])
+    estimates = np.concatenate([theta, np.diag(omega), rho, [errors[n] for n in error_names]])
     se = se_r = np.full(x.size, np.nan)
     if covariance:
         cov_x, cov_r = _covariance(pop, unpack, x)
         # the natural scale: d value / d x is the value for log-scaled entries
-        dvalue = np.concatenate([np.where(log, theta, 1.0), np.diag(omega),
+        dvalue = np.concatenate([np.where(log, theta, 1.0), np.diag(omega), 1.0 - rho ** 2,
                                  [errors[n] for n in error_names]])
         se = dvalue * np.sqrt(np.clip(np.diag(cov_x), 0, None))
         se_r = dvalue * np.sqrt(np.clip(np.diag(cov_r), 0, None))
     n = pop.problem.n_observations
     sd = np.sqrt(np.diag(omega))
     shrinkage = 1.0 - pop.etas.std(axis=0, ddof=0) / sd
-    names = pop.names + tuple(f"omega2({r})" for r in pop.random) + error_names
+    names = pop.names + tuple(f"omega2({r})" for r in pop.random) + \
+        tuple(f"corr({pop.random[a]},{pop.random[b]})" for a, b in pairs) + error_names
     return PopulationFit(names=names, estimates=estimates, standard_errors=se,
                          standard_errors_r=se_r, minus2ll=float(best),
                          ofv=float(best - n * math.log(2 * math.pi)), etas=pop.etas.copy(),
                          random=pop.random, shrinkage=shrinkage, n_observations=n,
                          solves=pop.solves, seconds=time.perf_counter() - started,
                          success=success, message=message,
-                         subject_ids=tuple(s.id for s in pop.subjects))
+                         subject_ids=tuple(s.id for s in pop.subjects), omega=omega)
 
 
 def _covariance(pop: PopulationProblem, unpack, x: np.ndarray):

@@ -56,10 +56,10 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
             raise ValidationError(f"{d.name}: a population fit estimates log-normal "
                                   f"variability only, not {d.kind}", d.where)
         random.append(d.name)
-    if population.covariates or population.effects or population.correlations:
+    if population.covariates or population.effects:
         raise ValidationError("a population fit takes covariates from the dataset: "
-                              "[covariates], [[effects]] and [[correlations]] are for "
-                              "simulation; write covariate effects into the model (see "
+                              "[covariates] and [[effects]] are for simulation; write "
+                              "covariate effects into the model (see "
                               "models/phenobarbital.toml) and estimate them in [fixed]",
                               population.path)
     fixed = [f.name for f in population.fixed] + [n for n in estimate if n not in random
@@ -95,15 +95,21 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
     log = context.param.log[:len(names)]
     problem = PopulationProblem(context.problem, log, random, workers=workers)
     k = len(names)
-    omega0 = np.array([float(d.spread) ** 2 for d in population.variability])
+    spread = np.array([float(d.spread) for d in population.variability])
+    omega0 = np.diag(spread ** 2)
+    pairs = []
+    for a, b, r in population.correlations:  # a block of Omega: the covariances estimated
+        i, j = random.index(a), random.index(b)
+        omega0[i, j] = omega0[j, i] = r * spread[i] * spread[j]
+        pairs.append((min(i, j), max(i, j)))
     errors0 = dict(zip(context.problem.error_names, context.start[k:]))
-    fitted = focei(problem, context.start[:k], np.diag(omega0), errors0,
-                   covariance=covariance, max_iterations=max_iterations)
+    fitted = focei(problem, context.start[:k], omega0, errors0, covariance=covariance,
+                   max_iterations=max_iterations, pairs=pairs)
     return _result(spec, data, population, context, problem, fitted)
 
 
 def _result(spec, data, population, context, problem, fitted) -> PopulationFitResult:
-    k, m = len(problem.names), len(problem.random)
+    k = len(problem.names)
     units = dict(context.units)
     estimates, errors = {}, {}
     for j, name in enumerate(fitted.names):
@@ -113,7 +119,7 @@ def _result(spec, data, population, context, problem, fitted) -> PopulationFitRe
             canonical = canonical_unit(1 * unit)
             estimates[name] = ureg.Quantity(value, canonical).to(unit)
             errors[name] = ureg.Quantity(se, canonical).to(unit)
-        elif j < k + m:
+        elif name.startswith(("omega2(", "corr(")):
             estimates[name] = ureg.Quantity(value, "")
             errors[name] = ureg.Quantity(se, "")
         else:
@@ -150,8 +156,8 @@ def _diagnostics(problem: PopulationProblem, fitted) -> dict:
     covariance ``G Omega G' + diag(R)``."""
     k, m = len(problem.names), len(problem.random)
     theta = fitted.estimates[:k]
-    omega = np.diag(fitted.estimates[k:k + m])
-    errors = dict(zip(problem.error_names, fitted.estimates[k + m:]))
+    omega = fitted.omega
+    errors = dict(zip(problem.error_names, fitted.estimates[-len(problem.error_names):]))
     rows = {key: [] for key in ("id", "time", "output", "dv", "pred", "ipred", "iwres",
                                 "cwres")}
     for i, subject in enumerate(problem.subjects):
@@ -263,6 +269,13 @@ class PopulationFitResult:
                          f'"{format_quantity(median)}", omega = {math.sqrt(omega2)!r}, '
                          f'source = "{source}", note = "omega^2 {omega2:.5g} (SE {se:.3g}); '
                          f'median SE {self.standard_errors[name].magnitude:.4g}" }}')
+        for name in self.names:
+            if name.startswith("corr("):
+                a, b = name[5:-1].split(",")
+                lines += ["", "[[correlations]]", f'between = ["{a}", "{b}"]',
+                          f"value = {float(self.estimates[name].magnitude)!r}",
+                          f'source = "{source}"',
+                          f'note = "SE {self.standard_errors[name].magnitude:.3g}"']
         if self.fixed:
             lines += ["", "[fixed]"]
             for name in self.fixed:

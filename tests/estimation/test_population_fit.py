@@ -312,3 +312,57 @@ def test_a_fitted_population_runs_a_virtual_trial(pheno, tmp_path):
     # falls below 10 mg/L later in the high arm (half-life about 6 days)
     assert high > 0.5 and low == 0.0
     assert result.hazard_ratio("high").value < 0.5
+
+
+def test_a_block_omega_from_the_correlations_of_the_file(pheno, tmp_path):
+    # a correlation of 0 between the two etas leaves NONMEM's objective as it is; the
+    # covariance step then estimates its standard error, and the fitted file keeps it
+    path = nonmem_population(tmp_path)
+    path.write_text(path.read_text() + '\n[[correlations]]\nbetween = ["CL_per_kg", '
+                    '"V_per_kg"]\nvalue = 0.0\n')
+    res = fit_population("phenobarbital", pheno, path, max_iterations=0, covariance=False)
+    assert res.ofv == pytest.approx(NONMEM_OFV, abs=1e-4)
+    assert "corr(CL_per_kg,V_per_kg)" in res.names
+    path.write_text(path.read_text().replace("value = 0.0", "value = 0.5"))
+    moved = fit_population("phenobarbital", pheno, path, max_iterations=0, covariance=False)
+    assert math.isfinite(moved.ofv) and moved.ofv != pytest.approx(res.ofv, abs=0.1)
+    assert np.corrcoef(moved.etas.T)[0, 1] > np.corrcoef(res.etas.T)[0, 1]  # EBEs follow
+    back = load_population(moved.to_population(tmp_path / "fitted.toml"))
+    assert back.correlations == (("CL_per_kg", "V_per_kg", pytest.approx(0.5)),)
+
+
+@pytest.mark.slow
+def test_a_correlation_between_random_effects_is_recovered(tmp_path):
+    from mechsim.dataset import Dataset, Subject
+
+    rng = np.random.default_rng(11)
+    times = np.array([0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0])
+    subjects = []
+    z = rng.multivariate_normal([0, 0], [[0.09, 0.6 * 0.3 * 0.25], [0.6 * 0.3 * 0.25, 0.0625]],
+                                size=60)
+    for i, (e_cl, e_v) in enumerate(z):
+        cl, v = 7.0 * math.exp(e_cl), 12.0 * math.exp(e_v)
+        c = sum(1000 / v * np.exp(-cl / v * (times - d)) * (times >= d) for d in (0.0, 3.0))
+        subjects.append(Subject(
+            id=str(i + 1), regimen=mechsim.Regimen.parse("1000 nmol iv every 3 days x 2"),
+            times=mechsim.Quantity(times, "day"),
+            values=c * (1 + 0.1 * rng.standard_normal(times.size)),
+            outputs=("C",) * times.size, before_dose=np.zeros(times.size, bool),
+            covariates={}, lines=()))
+    data = Dataset(subjects=tuple(subjects), value_units={"C": mechsim.ureg.Unit("nM")},
+                   time_unit=mechsim.ureg.day)
+    path = tmp_path / "pop.toml"
+    path.write_text("""
+[variability]
+CL = { distribution = "lognormal", median = "5 L/day", cv = "40 %" }
+V = { distribution = "lognormal", median = "10 L", cv = "40 %" }
+[[correlations]]
+between = ["CL", "V"]
+value = 0.1
+[error]
+C = { model = "proportional", proportional = "0.2" }
+""")
+    res = mechsim.fit("one_compartment", data, population=path)
+    est = res.estimates["corr(CL,V)"].magnitude
+    se = res.standard_errors["corr(CL,V)"].magnitude
+    assert abs(est - 0.6) < 3 * se and 0 < se < 0.3
