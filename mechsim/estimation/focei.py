@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,18 +81,41 @@ class PopulationProblem:
         self.etas = np.zeros((len(self.subjects), len(self.random)))
         self.workers = workers_or_cpus(workers)
         self._pool = None
+        self._remote_solves = 0
 
     @property
     def solves(self) -> int:
-        return self.problem.solves
+        return self.problem.solves + self._remote_solves
 
-    def _map(self, fn, items):
-        """``fn`` over subjects on threads (the compiled engine releases the GIL)."""
-        if self.workers <= 1:
-            return map(fn, items)
+    def __getstate__(self):  # what a worker process needs: no pool
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        return state
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _inner_all(self, theta, omega_inv, errors) -> list:
+        """Each subject's (eta, O_i, ln det H_i), or None where it failed: here, or split
+        over worker processes that received this problem once, when they started (the
+        inner problems are Python-bound: threads would share one core)."""
+        if self.workers <= 1 or len(self.subjects) < 2 * self.workers:
+            return _inner_chunk(self, range(len(self.subjects)), theta, omega_inv, errors,
+                                self.etas)[0]
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers)
-        return self._pool.map(fn, items)
+            self._pool = ProcessPoolExecutor(self.workers, initializer=_start_worker,
+                                             initargs=(self,))
+        chunks = np.array_split(np.arange(len(self.subjects)), self.workers)
+        futures = [self._pool.submit(_remote_chunk, c, theta, omega_inv, errors,
+                                     self.etas[c]) for c in chunks]
+        found = []
+        for future in futures:
+            part, solves = future.result()
+            found.extend(part)
+            self._remote_solves += solves
+        return found
 
     # ---- one subject -----------------------------------------------------------------------
     def _predict(self, subject, theta: np.ndarray, eta: np.ndarray):
@@ -170,15 +193,7 @@ class PopulationProblem:
             return math.inf if not per_subject else (math.inf, None)
         omega_inv = np.linalg.inv(omega)
         etas = np.empty_like(self.etas)
-
-        def one(i):
-            try:
-                return self.subject_terms(self.subjects[i], theta, omega_inv, errors,
-                                          self.etas[i])
-            except (SolverError, np.linalg.LinAlgError):
-                return None
-
-        found = list(self._map(one, range(len(self.subjects))))
+        found = self._inner_all(theta, omega_inv, errors)
         if any(x is None for x in found):
             return math.inf if not per_subject else (math.inf, None)
         parts = []
@@ -189,6 +204,30 @@ class PopulationProblem:
         if keep:
             self.etas = etas
         return (total, np.array(parts)) if per_subject else total
+
+
+def _inner_chunk(pop: PopulationProblem, indices, theta, omega_inv, errors, etas):
+    """The inner problems of some subjects (``etas``: their starting etas, in order), and
+    the number of model solves they took."""
+    before = pop.problem.solves
+    out = []
+    for i, eta0 in zip(indices, etas):  # etas: one row per index, in order
+        try:
+            out.append(pop.subject_terms(pop.subjects[i], theta, omega_inv, errors, eta0))
+        except (SolverError, np.linalg.LinAlgError):
+            out.append(None)
+    return out, pop.problem.solves - before
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(pop: PopulationProblem) -> None:
+    _WORKER["problem"] = pop
+
+
+def _remote_chunk(indices, theta, omega_inv, errors, etas):
+    return _inner_chunk(_WORKER["problem"], indices, theta, omega_inv, errors, etas)
 
 
 @dataclass(frozen=True)
@@ -285,6 +324,7 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
                                  [errors[n] for n in error_names]])
         se = dvalue * np.sqrt(np.clip(np.diag(cov_x), 0, None))
         se_r = dvalue * np.sqrt(np.clip(np.diag(cov_r), 0, None))
+    pop.close()
     n = pop.problem.n_observations
     sd = np.sqrt(np.diag(omega))
     shrinkage = 1.0 - pop.etas.std(axis=0, ddof=0) / sd

@@ -78,6 +78,15 @@ class FitProblem:
         self.solves = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self):  # a lock does not travel to another process
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def n_observations(self) -> int:
         return int(self.y.size)
