@@ -112,6 +112,8 @@ class Effect:
     reference: pint.Quantity | None = None
     level: str | None = None
     where: str | None = field(default=None, compare=False)
+    #: a population fit estimates ``value`` (the file's value is its start)
+    estimate: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,13 @@ import numpy as np
 from ..errors import SolverError, ValidationError
 from ..runner import workers_or_cpus
 
-__all__ = ["PopulationFit", "PopulationProblem"]
+__all__ = ["CovariateEffect", "PopulationFit", "PopulationProblem"]
 
 #: Inner optimisation: stop when the Gauss-Newton step in eta is below this
 INNER_TOL = 1e-9
 INNER_MAX = 100
+#: Largest change of an eta in one inner step (a factor e**2 on a parameter)
+MAX_STEP = 2.0
 
 
 class PopulationProblem:
@@ -61,7 +63,7 @@ class PopulationProblem:
     """
 
     def __init__(self, problem, fixed_log: Sequence[bool], random: Sequence[str],
-                 workers: int | None = None):
+                 workers: int | None = None, effects: Sequence[CovariateEffect] = ()):
         self.problem = problem
         self.names = problem.estimate
         self.fixed_log = tuple(bool(x) for x in fixed_log)
@@ -82,6 +84,24 @@ class PopulationProblem:
         self.workers = workers_or_cpus(workers)
         self._pool = None
         self._remote_solves = 0
+        self.effects = tuple(effects)
+        self.estimated_effects = tuple(e for e in self.effects if e.value is None)
+        for e in self.effects:
+            if e.parameter not in self.names:
+                raise ValidationError(f"covariate effect {e.name}: {e.parameter} is not "
+                                      "estimated (an effect acts on a typical value of "
+                                      "[variability] or [fixed])")
+
+    def typical(self, theta: np.ndarray, betas: Sequence[float] = ()) -> np.ndarray:
+        """Each subject's typical values (subjects x parameters): ``theta`` times the
+        covariate effects, the estimated ones at ``betas``."""
+        out = np.tile(np.asarray(theta, dtype=float), (len(self.subjects), 1))
+        values = iter(betas)
+        for e in self.effects:
+            beta = next(values) if e.value is None else e.value
+            j = self.names.index(e.parameter)
+            out[:, j] *= e.factor(beta)
+        return out
 
     @property
     def solves(self) -> int:
@@ -108,7 +128,7 @@ class PopulationProblem:
             self._pool = ProcessPoolExecutor(self.workers, initializer=_start_worker,
                                              initargs=(self,))
         chunks = np.array_split(np.arange(len(self.subjects)), self.workers)
-        futures = [self._pool.submit(_remote_chunk, c, theta, omega_inv, errors,
+        futures = [self._pool.submit(_remote_chunk, c, theta[c], omega_inv, errors,
                                      self.etas[c]) for c in chunks]
         found = []
         for future in futures:
@@ -143,9 +163,12 @@ class PopulationProblem:
         eta = np.array(eta0, dtype=float)
 
         def terms(e):
-            f, g = self._predict(subject, theta, e)
+            try:
+                f, g = self._predict(subject, theta, e)
+            except (SolverError, ValidationError):
+                return None  # a step too far (a volume of inf): the line search backs off
             r, drdf = self._variance(subject, f, errors)
-            if not (np.all(np.isfinite(f)) and np.all(r > 0)):
+            if not (np.all(np.isfinite(f)) and np.all(np.isfinite(g)) and np.all(r > 0)):
                 return None
             res = y - f
             o = float(np.sum(np.log(2 * math.pi * r) + res * res / r) + e @ omega_inv @ e)
@@ -164,6 +187,7 @@ class PopulationProblem:
             step = np.linalg.solve(2 * h, grad)  # Gauss-Newton (FOCE Hessian of O_i)
             if np.max(np.abs(step)) < INNER_TOL:
                 break  # converged: the step would not move eta
+            step *= min(1.0, MAX_STEP / np.max(np.abs(step)))  # exp(eta) stays finite
             scale = 1.0
             for _ in range(30):  # halve until the objective falls
                 trial = eta - scale * step
@@ -181,12 +205,16 @@ class PopulationProblem:
         return eta, o, logdet
 
     # ---- the population objective -----------------------------------------------------------
-    def objective(self, theta, omega: np.ndarray, errors: Mapping[str, float], *,
-                  keep: bool = True, per_subject: bool = False):
+    def objective(self, theta, omega: np.ndarray, errors: Mapping[str, float],
+                  betas: Sequence[float] = (), *, keep: bool = True,
+                  per_subject: bool = False):
         """-2 ln L (the FOCEI approximation, constants included) at population values:
         ``theta`` the typical values (canonical), ``omega`` the covariance of the etas,
-        ``errors`` the error parameters by name."""
-        theta = np.asarray(theta, dtype=float)
+        ``errors`` the error parameters by name, ``betas`` the estimated covariate
+        effects."""
+        theta = self.typical(theta, betas)
+        if not np.all(np.isfinite(theta)):
+            return math.inf if not per_subject else (math.inf, None)
         omega = np.atleast_2d(np.asarray(omega, dtype=float))
         sign, logdet_omega = np.linalg.slogdet(omega)
         if sign <= 0:
@@ -211,10 +239,13 @@ def _inner_chunk(pop: PopulationProblem, indices, theta, omega_inv, errors, etas
     the number of model solves they took."""
     before = pop.problem.solves
     out = []
-    for i, eta0 in zip(indices, etas):  # etas: one row per index, in order
+    # theta and etas: one row per index, in order (each subject's typical values)
+    for i, typical, eta0 in zip(indices, theta, etas):
         try:
-            out.append(pop.subject_terms(pop.subjects[i], theta, omega_inv, errors, eta0))
-        except (SolverError, np.linalg.LinAlgError):
+            out.append(pop.subject_terms(pop.subjects[i], typical, omega_inv, errors, eta0))
+        except (SolverError, ValidationError, np.linalg.LinAlgError):
+            # values no run can take (a volume of 0 or inf, a solver that cannot finish):
+            # the objective is infinite there and the optimiser backs off
             out.append(None)
     return out, pop.problem.solves - before
 
@@ -228,6 +259,27 @@ def _start_worker(pop: PopulationProblem) -> None:
 
 def _remote_chunk(indices, theta, omega_inv, errors, etas):
     return _inner_chunk(_WORKER["problem"], indices, theta, omega_inv, errors, etas)
+
+
+@dataclass(frozen=True)
+class CovariateEffect:
+    """A covariate effect on a typical value, per subject: ``power``:
+    ``(covariate / reference) ** beta``; ``multiply``: ``beta`` for the subjects whose
+    categorical covariate is ``level``, 1 for the others.  ``value`` None: beta is
+    estimated from ``start``."""
+
+    name: str
+    parameter: str
+    kind: str
+    covariate: np.ndarray          # per subject: numbers in the reference's unit, or levels
+    value: float | None
+    start: float = 0.0
+    level: str | None = None
+
+    def factor(self, beta: float) -> np.ndarray:
+        if self.kind == "power":
+            return self.covariate ** beta
+        return np.where(self.covariate == self.level, beta, 1.0)
 
 
 @dataclass(frozen=True)
@@ -250,6 +302,7 @@ class PopulationFit:
     message: str
     subject_ids: tuple[str, ...] = field(default=())
     omega: np.ndarray | None = None        # the estimated covariance of the etas
+    typical: np.ndarray | None = None      # each subject's typical values (covariates)
 
 
 def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
@@ -265,28 +318,32 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
 
     started = time.perf_counter()
     k, m, c = len(pop.names), len(pop.random), len(pairs)
+    e = len(pop.estimated_effects)
     log = np.array(pop.fixed_log, dtype=bool)
     error_names = pop.error_names
     omega0 = np.atleast_2d(np.asarray(omega0, dtype=float))
 
+    # x: theta (ln or linear), covariate effects, ln omega^2, atanh rho, ln error params
     def unpack(x):
         theta = np.where(log, np.exp(np.where(log, x[:k], 0.0)), x[:k])
-        variances = np.exp(x[k:k + m])
+        betas = x[k:k + e]
+        o = x[k + e:]
+        variances = np.exp(o[:m])
         omega = np.diag(variances)
-        for (a, b), z in zip(pairs, x[k + m:k + m + c]):
+        for (a, b), z in zip(pairs, o[m:m + c]):
             omega[a, b] = omega[b, a] = math.tanh(z) * math.sqrt(variances[a] * variances[b])
-        errors = dict(zip(error_names, np.exp(x[k + m + c:])))
-        return theta, omega, errors
+        errors = dict(zip(error_names, np.exp(o[m + c:])))
+        return theta, omega, errors, betas
 
-    def pack(theta, omega, errors):
+    def pack(theta, omega, errors, betas):
         theta = np.asarray(theta, dtype=float)
         variances = np.diag(omega)
         rho = [omega[a, b] / math.sqrt(variances[a] * variances[b]) for a, b in pairs]
         return np.concatenate([np.where(log, np.log(np.where(log, theta, 1.0)), theta),
-                               np.log(variances), np.arctanh(rho),
-                               np.log([errors[n] for n in error_names])])
+                               np.asarray(betas, dtype=float), np.log(variances),
+                               np.arctanh(rho), np.log([errors[n] for n in error_names])])
 
-    x0 = pack(theta0, omega0, errors0)
+    x0 = pack(theta0, omega0, errors0, [ef.start for ef in pop.estimated_effects])
     pop.objective(*unpack(x0))  # the etas of the start
 
     def value(x, keep=False):
@@ -313,22 +370,24 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
     else:  # NONMEM's MAXEVAL=0: the objective (and covariance) at the given values
         x, success, message = x0, True, "evaluated at the given values (no estimation)"
     best = pop.objective(*unpack(x), keep=True)
-    theta, omega, errors = unpack(x)
-    rho = np.tanh(x[k + m:k + m + c])
-    estimates = np.concatenate([theta, np.diag(omega), rho, [errors[n] for n in error_names]])
+    theta, omega, errors, betas = unpack(x)
+    rho = np.tanh(x[k + e + m:k + e + m + c])
+    estimates = np.concatenate([theta, betas, np.diag(omega), rho,
+                                [errors[n] for n in error_names]])
     se = se_r = np.full(x.size, np.nan)
     if covariance:
         cov_x, cov_r = _covariance(pop, unpack, x)
         # the natural scale: d value / d x is the value for log-scaled entries
-        dvalue = np.concatenate([np.where(log, theta, 1.0), np.diag(omega), 1.0 - rho ** 2,
-                                 [errors[n] for n in error_names]])
+        dvalue = np.concatenate([np.where(log, theta, 1.0), np.ones(e), np.diag(omega),
+                                 1.0 - rho ** 2, [errors[n] for n in error_names]])
         se = dvalue * np.sqrt(np.clip(np.diag(cov_x), 0, None))
         se_r = dvalue * np.sqrt(np.clip(np.diag(cov_r), 0, None))
     pop.close()
     n = pop.problem.n_observations
     sd = np.sqrt(np.diag(omega))
     shrinkage = 1.0 - pop.etas.std(axis=0, ddof=0) / sd
-    names = pop.names + tuple(f"omega2({r})" for r in pop.random) + \
+    names = pop.names + tuple(ef.name for ef in pop.estimated_effects) + \
+        tuple(f"omega2({r})" for r in pop.random) + \
         tuple(f"corr({pop.random[a]},{pop.random[b]})" for a, b in pairs) + error_names
     return PopulationFit(names=names, estimates=estimates, standard_errors=se,
                          standard_errors_r=se_r, minus2ll=float(best),
@@ -336,7 +395,8 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
                          random=pop.random, shrinkage=shrinkage, n_observations=n,
                          solves=pop.solves, seconds=time.perf_counter() - started,
                          success=success, message=message,
-                         subject_ids=tuple(s.id for s in pop.subjects), omega=omega)
+                         subject_ids=tuple(s.id for s in pop.subjects), omega=omega,
+                         typical=pop.typical(theta, betas))
 
 
 def _covariance(pop: PopulationProblem, unpack, x: np.ndarray):

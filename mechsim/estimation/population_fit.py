@@ -18,6 +18,7 @@ trial, a VPC) or used as the start of another fit.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,12 +57,10 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
             raise ValidationError(f"{d.name}: a population fit estimates log-normal "
                                   f"variability only, not {d.kind}", d.where)
         random.append(d.name)
-    if population.covariates or population.effects:
+    if population.covariates:
         raise ValidationError("a population fit takes covariates from the dataset: "
-                              "[covariates] and [[effects]] are for simulation; write "
-                              "covariate effects into the model (see "
-                              "models/phenobarbital.toml) and estimate them in [fixed]",
-                              population.path)
+                              "[covariates] is for simulation (covariate effects go in "
+                              "[[effects]] or in the model)", population.path)
     fixed = [f.name for f in population.fixed] + [n for n in estimate if n not in random
                                                   and n not in {f.name for f in
                                                                 population.fixed}]
@@ -90,10 +89,13 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
     end = ureg.Quantity(max(data.last_time_days(), 1e-3), ureg.day)
     spec = RunSpec.build(model, until=end, params=params, overrides=overrides, rtol=rtol,
                          atol=atol, method=method)
-    population.check(spec.model)
+    # the effects' covariates are the dataset's columns, checked with the data (_effects)
+    dataclasses.replace(population, effects=()).check(spec.model)
     context = _Context(spec, data, names, errors, {}, start, scale, workers, None, 0, 0)
     log = context.param.log[:len(names)]
-    problem = PopulationProblem(context.problem, log, random, workers=workers)
+    effects = _effects(population, data, context.problem)
+    problem = PopulationProblem(context.problem, log, random, workers=workers,
+                                effects=effects)
     k = len(names)
     spread = np.array([float(d.spread) for d in population.variability])
     omega0 = np.diag(spread ** 2)
@@ -108,6 +110,41 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
     return _result(spec, data, population, context, problem, fitted)
 
 
+def _effects(population, data, problem) -> list:
+    """The population's covariate effects with each subject's covariate value."""
+    from .focei import CovariateEffect
+
+    out = []
+    for e in population.effects:
+        if e.kind == "set":
+            raise ValidationError(f"effect of {e.covariate} on {e.parameter}: a 'set' effect "
+                                  "cannot be part of a fit (use multiply)", e.where)
+        if e.covariate not in data.covariate_names:
+            raise ValidationError(f"effect of {e.covariate} on {e.parameter}: the dataset "
+                                  f"has no column {e.covariate} (covariates: "
+                                  f"{', '.join(data.covariate_names) or 'none'})", e.where)
+        raw = [data.subjects[s.index].covariates.get(e.covariate) for s in problem.subjects]
+        if e.kind == "power":
+            values = []
+            for v in raw:
+                q = v if isinstance(v, pint.Quantity) else ureg.Quantity(float(v))
+                if q.dimensionality != e.reference.dimensionality:
+                    raise ValidationError(f"effect of {e.covariate} on {e.parameter}: the "
+                                          f"column's values ({format_quantity(q)}) and the "
+                                          f"reference ({format_quantity(e.reference)}) "
+                                          "differ in dimension", e.where)
+                values.append(float((q / e.reference).to("").magnitude))
+            covariate = np.array(values)
+            name = f"{e.covariate}_power_{e.parameter}"
+        else:
+            covariate = np.array([str(v) for v in raw])
+            name = f"{e.covariate}_{e.level}_on_{e.parameter}"
+        value = float(e.value)
+        out.append(CovariateEffect(name, e.parameter, e.kind, covariate,
+                                   None if e.estimate else value, value, e.level))
+    return out
+
+
 def _result(spec, data, population, context, problem, fitted) -> PopulationFitResult:
     k = len(problem.names)
     units = dict(context.units)
@@ -119,7 +156,8 @@ def _result(spec, data, population, context, problem, fitted) -> PopulationFitRe
             canonical = canonical_unit(1 * unit)
             estimates[name] = ureg.Quantity(value, canonical).to(unit)
             errors[name] = ureg.Quantity(se, canonical).to(unit)
-        elif name.startswith(("omega2(", "corr(")):
+        elif name.startswith(("omega2(", "corr(")) or \
+                name in {e.name for e in problem.estimated_effects}:
             estimates[name] = ureg.Quantity(value, "")
             errors[name] = ureg.Quantity(se, "")
         else:
@@ -138,7 +176,25 @@ def _result(spec, data, population, context, problem, fitted) -> PopulationFitRe
         value_units={o: data.value_units[o] for o in data.outputs},
         relative_r=_relative(fitted),
         linear=tuple(n for n, is_log in zip(problem.names, problem.fixed_log) if not is_log),
+        effects=_effect_entries(population, problem, estimates, errors),
         **diagnostics)
+
+
+def _effect_entries(population, problem, estimates, errors) -> tuple:
+    """The population's [[effects]] with the estimated values put in."""
+    out = []
+    for e, ce in zip(population.effects, problem.effects):
+        value = estimates[ce.name].magnitude if ce.value is None else ce.value
+        entry = [("covariate", f'"{e.covariate}"'), ("parameter", f'"{e.parameter}"')]
+        if e.kind == "power":
+            entry += [("power", repr(float(value))),
+                      ("reference", f'"{format_quantity(e.reference)}"')]
+        else:
+            entry += [("level", f'"{e.level}"'), ("multiply", repr(float(value)))]
+        if ce.value is None:
+            entry.append(("note", f'"estimated (SE {errors[ce.name].magnitude:.3g})"'))
+        out.append(tuple(entry))
+    return tuple(out)
 
 
 def _relative(fitted) -> dict[str, float]:
@@ -154,16 +210,15 @@ def _diagnostics(problem: PopulationProblem, fitted) -> dict:
     CWRES (Hooker et al., Pharm Res 2007;24:2187): the residual from the FOCE linearisation
     around the EBE, ``E = f(eta) - G eta``, decorrelated by the Cholesky factor of its
     covariance ``G Omega G' + diag(R)``."""
-    k, m = len(problem.names), len(problem.random)
-    theta = fitted.estimates[:k]
+    m = len(problem.random)
     omega = fitted.omega
     errors = dict(zip(problem.error_names, fitted.estimates[-len(problem.error_names):]))
     rows = {key: [] for key in ("id", "time", "output", "dv", "pred", "ipred", "iwres",
                                 "cwres")}
     for i, subject in enumerate(problem.subjects):
         eta = fitted.etas[i]
-        pred, _ = problem._predict(subject, theta, np.zeros(m))
-        ipred, g = problem._predict(subject, theta, eta)
+        pred, _ = problem._predict(subject, fitted.typical[i], np.zeros(m))
+        ipred, g = problem._predict(subject, fitted.typical[i], eta)
         r, _ = problem._variance(subject, ipred, errors)
         y = subject.values
         linear = ipred - g @ eta
@@ -217,6 +272,8 @@ class PopulationFitResult:
     relative_r: Mapping[str, float]
     table: Mapping[str, object]
     linear: tuple[str, ...] = ()   # typical values estimated on their own scale
+    #: the covariate effects as [[effects]] entries (key, TOML value) with their values
+    effects: tuple = ()
     method: str = "FOCEI"
 
     def __str__(self) -> str:
@@ -276,6 +333,8 @@ class PopulationFitResult:
                           f"value = {float(self.estimates[name].magnitude)!r}",
                           f'source = "{source}"',
                           f'note = "SE {self.standard_errors[name].magnitude:.3g}"']
+        for effect in self.effects:
+            lines += ["", "[[effects]]"] + [f"{key} = {value}" for key, value in effect]
         if self.fixed:
             lines += ["", "[fixed]"]
             for name in self.fixed:

@@ -288,7 +288,7 @@ def _effect(src: TomlSource, i: int, entry: dict) -> Effect:
     where = src.where(("effects",))
     what = f"effect {i + 1}"
     allowed = {"covariate", "parameter", "power", "reference", "level", "multiply", "set",
-               "source", "note"}
+               "estimate", "source", "note"}
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise ParseError(f"{what}: unknown key {unknown[0]!r} (allowed: "
@@ -302,6 +302,10 @@ def _effect(src: TomlSource, i: int, entry: dict) -> Effect:
         raise ParseError(f"{what}: give exactly one of power, multiply or set", where)
     kind = kinds[0]
     cov, par = entry["covariate"], entry["parameter"]
+    estimate = entry.get("estimate", False)
+    if not isinstance(estimate, bool) or (estimate and kind == "set"):
+        raise ParseError(f"{what}: estimate must be true or false (and a set effect has "
+                         "nothing to estimate)", where)
     if kind == "power":
         if "level" in entry or "reference" not in entry:
             raise ParseError(f"{what}: a power effect needs reference (and no level)", where)
@@ -309,7 +313,7 @@ def _effect(src: TomlSource, i: int, entry: dict) -> Effect:
         reference = parse_quantity(entry["reference"], what=f"{what} reference", where=where)
         if not reference.magnitude > 0:
             raise ParseError(f"{what}: reference must be positive", where)
-        return Effect(cov, par, kind, exponent, reference, None, where)
+        return Effect(cov, par, kind, exponent, reference, None, where, estimate)
     if "reference" in entry or not isinstance(entry.get("level"), str):
         raise ParseError(f"{what}: a {kind} effect needs level (a category name)", where)
     if kind == "multiply":
@@ -318,7 +322,7 @@ def _effect(src: TomlSource, i: int, entry: dict) -> Effect:
             raise ParseError(f"{what}: multiply must not be negative", where)
     else:
         value = parse_quantity(entry["set"], what=f"{what} set", where=where)
-    return Effect(cov, par, kind, value, None, entry["level"], where)
+    return Effect(cov, par, kind, value, None, entry["level"], where, estimate)
 
 
 def _number(value, what: str, key: str, where: str) -> float:

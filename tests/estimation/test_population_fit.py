@@ -366,3 +366,90 @@ C = { model = "proportional", proportional = "0.2" }
     est = res.estimates["corr(CL,V)"].magnitude
     se = res.standard_errors["corr(CL,V)"].magnitude
     assert abs(est - 0.6) < 3 * se and 0 < se < 0.3
+
+
+def weight_and_sex_data(n_subjects, seed, drawn=None):
+    """One-compartment data whose CL follows (WT/70 kg)**0.75 and whose V is 0.8 times
+    as large in level F of the covariate SEX, with log-normal variability (0.2, 0.15);
+    ``drawn`` (a list) receives each subject's (WT, SEX, CL, V)."""
+    from mechsim.dataset import Dataset, Subject
+
+    rng = np.random.default_rng(seed)
+    times = np.array([0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0])
+    subjects = []
+    for i in range(n_subjects):
+        wt, sex = rng.uniform(30, 120), ("F" if i % 2 else "M")
+        cl = 7.0 * (wt / 70) ** 0.75 * math.exp(0.2 * rng.standard_normal())
+        v = 12.0 * (0.8 if sex == "F" else 1.0) * math.exp(0.15 * rng.standard_normal())
+        if drawn is not None:
+            drawn.append((wt, sex, cl, v))
+        c = sum(1000 / v * np.exp(-cl / v * (times - d)) * (times >= d) for d in (0.0, 3.0))
+        subjects.append(Subject(
+            id=str(i + 1), regimen=mechsim.Regimen.parse("1000 nmol iv every 3 days x 2"),
+            times=mechsim.Quantity(times, "day"),
+            values=c * (1 + 0.1 * rng.standard_normal(times.size)),
+            outputs=("C",) * times.size, before_dose=np.zeros(times.size, bool),
+            covariates={"WT": mechsim.Quantity(wt, "kg"), "SEX": sex}, lines=()))
+    return Dataset(subjects=tuple(subjects), value_units={"C": mechsim.ureg.Unit("nM")},
+                   time_unit=mechsim.ureg.day, covariate_names=("WT", "SEX"))
+
+
+EFFECTS_POPULATION = """
+[variability]
+CL = {{ distribution = "lognormal", median = "6 L/day", cv = "30 %" }}
+V = {{ distribution = "lognormal", median = "11 L", cv = "30 %" }}
+[[effects]]
+covariate = "WT"
+parameter = "CL"
+power = {power}
+reference = "70 kg"
+estimate = {estimate}
+[[effects]]
+covariate = "SEX"
+level = "F"
+parameter = "V"
+multiply = {multiply}
+estimate = {estimate}
+[error]
+C = {{ model = "proportional", proportional = "0.15" }}
+"""
+
+
+def test_covariate_effects_from_the_file_act_on_each_subject(tmp_path):
+    data = weight_and_sex_data(12, 3)
+    path = tmp_path / "pop.toml"
+    plain = tmp_path / "plain.toml"
+    path.write_text(EFFECTS_POPULATION.format(power=0.0, multiply=1.0, estimate="false"))
+    plain.write_text(EFFECTS_POPULATION.format(power=0.0, multiply=1.0, estimate="false")
+                     .split("[[effects]]")[0] + '[error]\nC = { model = "proportional", '
+                     'proportional = "0.15" }\n')
+    # effects of size 0 and 1 change nothing
+    a = fit_population("one_compartment", data, path, max_iterations=0, covariance=False)
+    b = fit_population("one_compartment", data, plain, max_iterations=0, covariance=False)
+    assert a.ofv == pytest.approx(b.ofv, abs=1e-8)
+    # the true effects fit these data better than none
+    path.write_text(EFFECTS_POPULATION.format(power=0.75, multiply=0.8, estimate="false"))
+    c = fit_population("one_compartment", data, path, max_iterations=0, covariance=False)
+    assert c.ofv < a.ofv - 5
+    back = load_population(c.to_population(tmp_path / "fitted.toml"))
+    assert [(e.covariate, e.kind, e.value) for e in back.effects] == [
+        ("WT", "power", 0.75), ("SEX", "multiply", 0.8)]
+
+
+@pytest.mark.slow
+def test_covariate_effects_are_estimated(tmp_path):
+    # 40 subjects, 8 samples each: every subject's CL and V are well determined, so the
+    # estimated effects must match those of the values actually drawn (the regression
+    # slope of ln CL on ln(WT/70) and the ratio of geometric mean V, F over M), whatever
+    # the sample did to the population values (0.75 and 0.8)
+    drawn = []
+    data = weight_and_sex_data(40, 5, drawn)
+    wt, sex, cl, v = (np.array(column) for column in zip(*drawn))
+    slope = np.polyfit(np.log(wt / 70), np.log(cl), 1)[0]
+    ratio = math.exp(np.mean(np.log(v[sex == "F"])) - np.mean(np.log(v[sex == "M"])))
+    path = tmp_path / "pop.toml"
+    path.write_text(EFFECTS_POPULATION.format(power=0.3, multiply=1.0, estimate="true"))
+    res = mechsim.fit("one_compartment", data, population=path)
+    for name, realised in (("WT_power_CL", slope), ("SEX_F_on_V", ratio)):
+        est, se = res.estimates[name].magnitude, res.standard_errors[name].magnitude
+        assert abs(est - realised) < 0.05 and se < 0.1, (name, est, realised, se)
