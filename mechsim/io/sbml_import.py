@@ -359,10 +359,10 @@ class _Importer:
         given = ureg.Quantity(value * float(q.magnitude), q.units)
         return f'"{format_quantity(given)}"'
 
-    @staticmethod
-    def sbml_unit(q: pint.Quantity) -> pint.Quantity | None:
-        """The unit of an SBML value for the id map (None when undeclared)."""
-        return None if is_undeclared(q) else q
+    def sbml_unit(self, q: pint.Quantity) -> pint.Quantity | None:
+        """The unit of an SBML value for the id map (None when undeclared, and when the
+        model's numbers are used as written: values are then the numbers as written)."""
+        return None if is_undeclared(q) or self.as_written else q
 
     def kind_quantity(self, kind, exponent, scale, multiplier, what) -> pint.Quantity:
         name = self.L.UnitKind_toString(kind)
@@ -1251,10 +1251,12 @@ class _Importer:
                 initial = ureg.Quantity(n)
                 if rid in self.ias:
                     text = self.formula(self.ias[rid].getMath(), f"initialAssignment to {rid}")
-                    self.deferred[name] = ("species", text, ureg.dimensionless)
+                    self.deferred[name] = ("species", text, ureg.undeclared if
+                                           self.as_written else ureg.dimensionless)
                     initial = ureg.Quantity(0.0)
-                self.rr_species_late.append(Species(name, ureg.dimensionless, initial, None,
-                                                    self.where))
+                unit = ureg.undeclared if self.as_written else ureg.dimensionless
+                initial = ureg.Quantity(initial.magnitude, unit)
+                self.rr_species_late.append(Species(name, unit, initial, None, self.where))
                 if rule is not None:
                     rate = self.formula(rule.getMath(), f"rateRule for {rid}")
                     self.extra_reactions.append(Reaction(

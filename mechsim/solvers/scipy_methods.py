@@ -175,8 +175,11 @@ class _ScipyMethod(Solver):
             for scale in (4e-16, 1e-14, 1e-12, 1e-10, 1e-8):
                 after = at + scale * max(1.0, abs(at))
                 y_after = state(after)
-                crossed = crossings(g_start, roots(after, y_after, p))
-                if crossed:
+                g_after = np.asarray(roots(after, y_after, p), dtype=float)
+                crossed = crossings(g_start, g_after)
+                # a function that is exactly 0 there has not taken its new sign yet: the
+                # trigger would read false again right after the event
+                if crossed and all(g_after[j] != 0.0 for j in crossed):
                     return stop(after, y_after, crossed)
             return stop(at, state(at), {})
         return piece
