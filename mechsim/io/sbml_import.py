@@ -46,7 +46,16 @@ from ..units import (
     ureg,
 )
 from .common import value_or_expr
-from .sbml_common import DAY, MAX_SBML_BYTES, NAMESPACE, VOLUME, libsbml, nice_unit, one_line
+from .sbml_common import (
+    DAY,
+    MAX_SBML_BYTES,
+    NAMESPACE,
+    STRICT_UNITS,
+    VOLUME,
+    libsbml,
+    nice_unit,
+    one_line,
+)
 from .sbml_ids import SBMLImport, SBMLSymbol, in_sbml_unit
 from .sbml_math import MathText
 from .toml_source import check_size
@@ -57,7 +66,7 @@ __all__ = ["SBMLImport", "SBMLSymbol", "import_sbml", "import_sbml_text", "parse
 
 # =========================================================================== import
 def import_sbml(path: str | Path, *, routes: Mapping | None = None,
-                drugs: Mapping | None = None, strict_units: bool = False) -> SBMLImport:
+                drugs: Mapping | None = None, strict_units: bool | None = None) -> SBMLImport:
     """Read an SBML file (any level) into an :class:`SBMLImport`: the validated Model, and
     each SBML id's mechsim name and SBML unit (``.symbols``).
 
@@ -66,7 +75,8 @@ def import_sbml(path: str | Path, *, routes: Mapping | None = None,
     drug names to molecular weights (``{"mab": "150 kg/mol"}``).  Files written by mechsim
     carry their routes and drugs in an annotation; arguments given here replace them.
     Values whose units SBML leaves undeclared are imported as numbers as written, with one
-    UnitWarning listing them; ``strict_units=True`` refuses such a model instead.
+    UnitWarning listing them; ``strict_units=True`` refuses such a model instead (default:
+    False, or what the command line's ``--strict-units`` says).
     Errors are one-line :class:`~mechsim.errors.ParseError` (or ``UnitError`` /
     ``ValidationError`` from the model's checks) naming the file.
     """
@@ -82,8 +92,11 @@ def import_sbml(path: str | Path, *, routes: Mapping | None = None,
 
 
 def import_sbml_text(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
-                     drugs: Mapping | None = None, strict_units: bool = False) -> SBMLImport:
+                     drugs: Mapping | None = None, strict_units: bool | None = None
+                     ) -> SBMLImport:
     """Like :func:`import_sbml`, from SBML text; ``where`` names the source in errors."""
+    if strict_units is None:
+        strict_units = STRICT_UNITS.get()
     if not isinstance(text, str):
         raise ParseError(f"SBML text must be a string, got {type(text).__name__}", where)
     _refuse_document_type(text, where)
@@ -95,13 +108,13 @@ def import_sbml_text(text: str, *, where: str = "<sbml>", routes: Mapping | None
 
 
 def read_sbml(path: str | Path, *, routes: Mapping | None = None,
-              drugs: Mapping | None = None, strict_units: bool = False) -> Model:
+              drugs: Mapping | None = None, strict_units: bool | None = None) -> Model:
     """Read an SBML file into a validated Model (:func:`import_sbml` without the id map)."""
     return import_sbml(path, routes=routes, drugs=drugs, strict_units=strict_units).model
 
 
 def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
-               drugs: Mapping | None = None, strict_units: bool = False) -> Model:
+               drugs: Mapping | None = None, strict_units: bool | None = None) -> Model:
     """Like :func:`read_sbml`, from SBML text; ``where`` names the source in errors."""
     return import_sbml_text(text, where=where, routes=routes, drugs=drugs,
                             strict_units=strict_units).model
