@@ -190,6 +190,7 @@ def test_events_with_equal_priorities_are_refused():
         import_sbml_text(libsbml.writeSBMLToString(doc), where="t.xml")
 
 
+@pytest.mark.filterwarnings("always::mechsim.errors.UnitWarning")
 def test_command_line_strict_units(tmp_path, capsys):
     from mechsim.cli import main
 
