@@ -62,7 +62,7 @@ def read_case(folder: Path) -> Case:
     text = (folder / f"{folder.name}-model.m").read_text(errors="replace")
 
     def tags(key):
-        found = re.search(rf"{key}:\s*(.*)", text)
+        found = re.search(rf"{key}:[ \t]*(.*)", text)
         return tuple(t.strip() for t in found.group(1).split(",") if t.strip()) if found \
             else ()
 

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"mechsim {__version__}")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument("--strict-units", action="store_true",
+                        help="SBML model files: refuse values whose units are not declared "
+                             "(default: use their numbers as written, with a warning)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     simulation.add_commands(sub)
     estimation.add_commands(sub)
@@ -51,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         # a warning is one line, like an error, not Python's two (file, line, source)
         warnings.showwarning = _one_line_warning
-        return _run(args)
+        if not args.strict_units:
+            return _run(args)
+        from ..io.sbml_common import STRICT_UNITS  # pint: only when asked
+
+        token = STRICT_UNITS.set(True)
+        try:
+            return _run(args)
+        finally:
+            STRICT_UNITS.reset(token)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -9,16 +9,21 @@ from importlib import import_module
 # public name -> module of this package that defines it
 _EXPORTS = {
     "ParameterSet": "params_file",
+    "SBMLImport": "sbml_import",
+    "SBMLSymbol": "sbml_import",
     "builtin_dir": "builtin",
     "builtin_names": "builtin",
+    "import_sbml": "sbml_import",
     "load_model": "model_file",
     "load_params": "params_file",
     "prepare_model": "prepare",
     "read_model": "model_file",
     "read_params": "params_file",
+    "read_sbml": "sbml_import",
 }
-__all__ = ["ParameterSet", "builtin_dir", "builtin_names", "load_model", "load_params",
-           "prepare_model", "read_model", "read_params"]
+__all__ = ["ParameterSet", "SBMLImport", "SBMLSymbol", "builtin_dir", "builtin_names",
+           "import_sbml", "load_model", "load_params", "prepare_model", "read_model",
+           "read_params", "read_sbml"]
 
 
 def __getattr__(name: str):

@@ -3,6 +3,8 @@ mechsim's canonical units as SBML unit kinds."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import pint
 
 from ..errors import MissingDependency
@@ -34,6 +36,10 @@ ORDER = ("[substance]", "[mass]", "[current]", "[temperature]", "[luminosity]", 
          "[time]")
 DAY = ureg.day.dimensionality
 VOLUME = ureg.L.dimensionality
+
+#: The default of ``strict_units`` for SBML imports that do not say (the command line's
+#: ``--strict-units`` sets it for one command)
+STRICT_UNITS: ContextVar[bool] = ContextVar("mechsim_sbml_strict_units", default=False)
 
 #: Kept for code that caught it by name: the same class as every missing extra.
 SBMLSupportMissing = MissingDependency

@@ -13,7 +13,6 @@ is refused first.  See ``docs/sbml.md``.
 
 from __future__ import annotations
 
-import dataclasses
 import keyword
 import math
 import re
@@ -28,7 +27,6 @@ from ..expr import FUNCTIONS, N_ARY, PIECEWISE, TIME, Expr
 from ..model import (
     Compartment,
     Drug,
-    Event,
     Model,
     Parameter,
     Reaction,
@@ -37,17 +35,26 @@ from ..model import (
     Species,
 )
 from ..units import (
-    canonical_unit,
     dimension_text,
-    format_quantity,
     is_undeclared,
     parse_unit,
     to_canonical,
     ureg,
 )
 from .common import value_or_expr
-from .sbml_common import DAY, MAX_SBML_BYTES, NAMESPACE, VOLUME, libsbml, nice_unit, one_line
+from .sbml_common import (
+    DAY,
+    MAX_SBML_BYTES,
+    NAMESPACE,
+    STRICT_UNITS,
+    VOLUME,
+    libsbml,
+    one_line,
+)
 from .sbml_ids import SBMLImport, SBMLSymbol, in_sbml_unit
+from .sbml_import_events import EventsMixin
+from .sbml_import_initial import InitialValuesMixin
+from .sbml_import_units import UnitsMixin
 from .sbml_math import MathText
 from .toml_source import check_size
 
@@ -57,7 +64,7 @@ __all__ = ["SBMLImport", "SBMLSymbol", "import_sbml", "import_sbml_text", "parse
 
 # =========================================================================== import
 def import_sbml(path: str | Path, *, routes: Mapping | None = None,
-                drugs: Mapping | None = None, strict_units: bool = False) -> SBMLImport:
+                drugs: Mapping | None = None, strict_units: bool | None = None) -> SBMLImport:
     """Read an SBML file (any level) into an :class:`SBMLImport`: the validated Model, and
     each SBML id's mechsim name and SBML unit (``.symbols``).
 
@@ -66,7 +73,8 @@ def import_sbml(path: str | Path, *, routes: Mapping | None = None,
     drug names to molecular weights (``{"mab": "150 kg/mol"}``).  Files written by mechsim
     carry their routes and drugs in an annotation; arguments given here replace them.
     Values whose units SBML leaves undeclared are imported as numbers as written, with one
-    UnitWarning listing them; ``strict_units=True`` refuses such a model instead.
+    UnitWarning listing them; ``strict_units=True`` refuses such a model instead (default:
+    False, or what the command line's ``--strict-units`` says).
     Errors are one-line :class:`~mechsim.errors.ParseError` (or ``UnitError`` /
     ``ValidationError`` from the model's checks) naming the file.
     """
@@ -82,8 +90,11 @@ def import_sbml(path: str | Path, *, routes: Mapping | None = None,
 
 
 def import_sbml_text(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
-                     drugs: Mapping | None = None, strict_units: bool = False) -> SBMLImport:
+                     drugs: Mapping | None = None, strict_units: bool | None = None
+                     ) -> SBMLImport:
     """Like :func:`import_sbml`, from SBML text; ``where`` names the source in errors."""
+    if strict_units is None:
+        strict_units = STRICT_UNITS.get()
     if not isinstance(text, str):
         raise ParseError(f"SBML text must be a string, got {type(text).__name__}", where)
     _refuse_document_type(text, where)
@@ -95,13 +106,13 @@ def import_sbml_text(text: str, *, where: str = "<sbml>", routes: Mapping | None
 
 
 def read_sbml(path: str | Path, *, routes: Mapping | None = None,
-              drugs: Mapping | None = None, strict_units: bool = False) -> Model:
+              drugs: Mapping | None = None, strict_units: bool | None = None) -> Model:
     """Read an SBML file into a validated Model (:func:`import_sbml` without the id map)."""
     return import_sbml(path, routes=routes, drugs=drugs, strict_units=strict_units).model
 
 
 def parse_sbml(text: str, *, where: str = "<sbml>", routes: Mapping | None = None,
-               drugs: Mapping | None = None, strict_units: bool = False) -> Model:
+               drugs: Mapping | None = None, strict_units: bool | None = None) -> Model:
     """Like :func:`read_sbml`, from SBML text; ``where`` names the source in errors."""
     return import_sbml_text(text, where=where, routes=routes, drugs=drugs,
                             strict_units=strict_units).model
@@ -167,7 +178,7 @@ def _model_from_document(doc, where: str, routes, drugs, line_shift: int = 0,
         return _Importer(doc, where, routes, drugs, strict_units, reason).model()
 
 
-class _Importer:
+class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
     def __init__(self, doc, where: str, routes, drugs, strict_units: bool = False,
                  as_written: str | None = None, numbers: bool = False):
         self.L = libsbml()
@@ -187,8 +198,6 @@ class _Importer:
 
     def error(self, message: str) -> ParseError:
         return ParseError(message, self.where)
-
-    # ---- document-level checks and conversions ----------------------------------------------
 
     # ---- document-level checks and conversions ----------------------------------------------
     def prepare(self) -> None:
@@ -264,147 +273,6 @@ class _Importer:
         return {node.getAttrName(k): node.getAttrValue(k)
                 for k in range(node.getAttributesLength())}
 
-    # ---- units -------------------------------------------------------------------------------
-
-    # ---- units -------------------------------------------------------------------------------
-    def plan_units(self) -> None:
-        """Find the values whose units SBML leaves undeclared (after its defaults: species
-        take the model's substanceUnits, compartments its volume, area or length units);
-        with any, the model's numbers are used as written (see :func:`read_sbml`)."""
-        sm = self.sm
-        missing = []
-        model_sub = sm.getSubstanceUnits() if sm.isSetSubstanceUnits() else ""
-        if not sm.isSetTimeUnits() and not self.from_mechsim:
-            missing.append("model timeUnits")
-        for i in range(sm.getNumCompartments()):
-            c = sm.getCompartment(i)
-            if not c.isSetUnits() and not self.default_size_units(c):
-                dims = c.getSpatialDimensionsAsDouble() if c.isSetSpatialDimensions() else 3.0
-                if dims != 0:
-                    missing.append(f"compartment '{c.getId()}'")
-        for i in range(sm.getNumSpecies()):
-            s = sm.getSpecies(i)
-            if not (s.isSetSubstanceUnits() or model_sub):
-                missing.append(f"species '{s.getId()}'")
-        for i in range(sm.getNumParameters()):
-            p = sm.getParameter(i)
-            rule = self.rules_by_var.get(p.getId())
-            if not p.isSetUnits() and not (rule is not None and rule.isAssignment()) and \
-                    p.getId() not in self.ias:
-                missing.append(f"parameter '{p.getId()}'")
-        for i in range(sm.getNumReactions()):
-            kl = sm.getReaction(i).getKineticLaw()
-            for k in range(kl.getNumLocalParameters() if kl is not None else 0):
-                lp = kl.getLocalParameter(k)
-                if not lp.isSetUnits():
-                    missing.append(f"local parameter '{lp.getId()}' of reaction "
-                                   f"'{sm.getReaction(i).getId()}'")
-        if self.force_as_written:
-            missing.append(self.force_as_written)
-        if missing and self.strict_units:
-            raise self.error(f"{missing[0]} has no units; with strict_units=True every "
-                             "parameter, species and compartment needs units "
-                             "(units=\"dimensionless\" for pure numbers)")
-        self.as_written = bool(missing)
-        self.undeclared = missing
-
-    def default_size_units(self, c) -> str:
-        sm = self.sm
-        dims = c.getSpatialDimensionsAsDouble() if c.isSetSpatialDimensions() else 3.0
-        attr = {3: "VolumeUnits", 2: "AreaUnits", 1: "LengthUnits"}.get(dims)
-        if attr is None or not getattr(sm, f"isSet{attr}")():
-            return ""
-        return getattr(sm, f"get{attr}")()
-
-    def unit_quantity(self, uid: str, what: str) -> pint.Quantity:
-        """An SBML unit reference as a pint Quantity (scale factor times unit).  When the
-        model's numbers are used as written, a unit that would change them (mole, second)
-        is undeclared too; only units whose numbers equal mechsim's canonical ones stay."""
-        if not uid:
-            if self.as_written:
-                return ureg.Quantity(1.0, "undeclared")
-            raise self.error(f"{what} has no units; mechsim checks the dimension of every "
-                             "expression, so every parameter, species and compartment needs "
-                             "units (units=\"dimensionless\" for pure numbers)")
-        q = self.declared_quantity(uid, what)
-        if self.force_as_written and not is_undeclared(q):  # nothing is checked
-            self.rescaled.add(f"{what} ('{uid}')")
-            return ureg.Quantity(1.0, "undeclared")
-        if self.as_written and not is_undeclared(q) and \
-                not math.isclose(float(q.to(canonical_unit(q)).magnitude), 1.0,
-                                 rel_tol=1e-12):
-            self.rescaled.add(f"{what} ('{uid}')")
-            return ureg.Quantity(1.0, "undeclared")
-        return q
-
-    def declared_quantity(self, uid: str, what: str) -> pint.Quantity:
-        L = self.L
-        ud = self.sm.getUnitDefinition(uid)
-        if ud is None:
-            kind = L.UnitKind_forName(uid)
-            if kind == L.UNIT_KIND_INVALID:
-                raise self.error(f"{what}: unknown units '{uid}'")
-            return self.kind_quantity(kind, 1.0, 0, 1.0, what)
-        q = ureg.Quantity(1.0)
-        for k in range(ud.getNumUnits()):
-            u = ud.getUnit(k)
-            q = q * self.kind_quantity(u.getKind(), u.getExponentAsDouble(), u.getScale(),
-                                       u.getMultiplier(), what)
-        return q
-
-    def unit_number(self, value: float, uid: str, what: str) -> str:
-        """A number with ``sbml:units`` as a quoted quantity, which the unit parser reads
-        and the expression uses in canonical units (``"5 second"``)."""
-        q = self.declared_quantity(uid, f"{what}: number with units")
-        given = ureg.Quantity(value * float(q.magnitude), q.units)
-        return f'"{format_quantity(given)}"'
-
-    @staticmethod
-    def sbml_unit(q: pint.Quantity) -> pint.Quantity | None:
-        """The unit of an SBML value for the id map (None when undeclared)."""
-        return None if is_undeclared(q) else q
-
-    def kind_quantity(self, kind, exponent, scale, multiplier, what) -> pint.Quantity:
-        name = self.L.UnitKind_toString(kind)
-        factor = multiplier * 10.0 ** scale
-        if name in ("dimensionless", "item"):
-            base = ureg.Quantity(factor)
-        elif name == "avogadro":
-            base = ureg.Quantity(factor * 6.02214076e23)
-        else:
-            try:
-                base = ureg.Quantity(factor, name)
-            except pint.UndefinedUnitError:
-                raise self.error(f"{what}: SBML unit kind '{name}' is not supported") from None
-        return base ** exponent
-
-    @staticmethod
-    def nice_unit(q: pint.Quantity) -> pint.Unit:
-        return nice_unit(q)
-
-    def display_unit(self, q: pint.Quantity, info: dict, what: str) -> pint.Unit:
-        """The annotated mechsim unit if it has the dimension of ``q``, else a canonical one."""
-        text = info.get("unit")
-        if text is not None:
-            unit = ureg.dimensionless if text == "1" else parse_unit(text, what=what,
-                                                                     where=self.where)
-            if (1 * unit).dimensionality == q.dimensionality:
-                return unit
-        return self.nice_unit(q)
-
-    def quantity(self, value: float, q: pint.Quantity, unit: pint.Unit) -> pint.Quantity:
-        """``value`` in the SBML unit ``q``, expressed in ``unit``."""
-        if math.isnan(value):
-            return ureg.Quantity(math.nan, unit)
-        if value == 0:
-            return ureg.Quantity(0.0, unit)
-        out = float(ureg.Quantity(value * q.magnitude, q.units).to(unit).magnitude)
-        if out != value:  # converted: drop the conversion noise (148, not 147.99999999999997)
-            out = float(f"{out:.15g}")
-        return ureg.Quantity(out, unit)
-
-    # ---- names -----------------------------------------------------------------------------
-
     # ---- names -----------------------------------------------------------------------------
     def build_names(self) -> None:
         """SBML id -> mechsim name for everything a formula may refer to."""
@@ -444,8 +312,6 @@ class _Importer:
             name += "_"
         self.taken.add(name)
         return name
-
-    # ---- formulas ---------------------------------------------------------------------------
 
     # ---- formulas ---------------------------------------------------------------------------
     def formula(self, node, what: str, local: Mapping[str, str] | None = None) -> str:
@@ -518,8 +384,6 @@ class _Importer:
         return Expr(text, f"{self.where}: {what}")
 
     # ---- the model -------------------------------------------------------------------------
-
-    # ---- the model -------------------------------------------------------------------------
     def reject_unsupported(self) -> None:
         sm = self.sm
         changed = self.in_reactions()
@@ -578,6 +442,7 @@ class _Importer:
                                if cid in self.rules_by_var or cid in self.event_targets}
         time_unit = self.time_unit()
         if self.as_written and time_unit != ureg.day:
+            self.rescaled.add(f"model timeUnits ('{sm.getTimeUnits()}')")
             time_unit = ureg.day
         if self.as_written:  # SBML time is a number as written too
             self.time_name = self.fresh("time")
@@ -626,12 +491,16 @@ class _Importer:
         self.refuse_equal_priorities(model)
         undeclared = tuple(self.undeclared) + tuple(sorted(self.rescaled))
         if undeclared:
-            shown = ", ".join(undeclared[:12]) + (f" and {len(undeclared) - 12} more"
-                                                  if len(undeclared) > 12 else "")
-            warnings.warn(f"{self.where}: units not declared for {shown}; these values are "
-                          "used as written and unit checks are skipped for expressions that "
-                          "involve them (strict_units=True refuses such models)",
-                          UnitWarning, stacklevel=4)
+            def listed(items):
+                return ", ".join(items[:10]) + (f" and {len(items) - 10} more"
+                                                if len(items) > 10 else "")
+            also = f"; declared but used as written too: {listed(sorted(self.rescaled))}" \
+                if self.rescaled else ""
+            warnings.warn(f"{self.where}: units not declared for {listed(self.undeclared)}"
+                          f"{also}; the model's numbers are used as written and unit checks "
+                          "are skipped for expressions that involve these values "
+                          "(strict_units=True refuses such models)", UnitWarning,
+                          stacklevel=4)
         return SBMLImport(model, self.symbols, undeclared, self.where)
 
     def names_used(self, reactions, events, species) -> set[str]:
@@ -1251,10 +1120,12 @@ class _Importer:
                 initial = ureg.Quantity(n)
                 if rid in self.ias:
                     text = self.formula(self.ias[rid].getMath(), f"initialAssignment to {rid}")
-                    self.deferred[name] = ("species", text, ureg.dimensionless)
+                    self.deferred[name] = ("species", text, ureg.undeclared if
+                                           self.as_written else ureg.dimensionless)
                     initial = ureg.Quantity(0.0)
-                self.rr_species_late.append(Species(name, ureg.dimensionless, initial, None,
-                                                    self.where))
+                unit = ureg.undeclared if self.as_written else ureg.dimensionless
+                initial = ureg.Quantity(initial.magnitude, unit)
+                self.rr_species_late.append(Species(name, unit, initial, None, self.where))
                 if rule is not None:
                     rate = self.formula(rule.getMath(), f"rateRule for {rid}")
                     self.extra_reactions.append(Reaction(
@@ -1267,225 +1138,6 @@ class _Importer:
                 self.parameters.append(Parameter(name, ureg.Quantity(0.0), where=self.where))
             else:
                 self.parameters.append(Parameter(name, ureg.Quantity(n), where=self.where))
-
-    def read_events(self) -> list[Event]:
-        sm = self.sm
-        out = []
-        names: set[str] = set()
-        self.refuse_random_order()
-        for i in range(sm.getNumEvents()):
-            ev = sm.getEvent(i)
-            eid = ev.getId() if ev.isSetId() else f"event_{i + 1}"
-            what = f"event '{eid}'"
-            name = re.sub(r"\W", "_", eid)
-            while name in names:
-                name += "_"
-            names.add(name)
-            trig = ev.getTrigger()
-            if trig is None or not trig.isSetMath():
-                continue  # SBML L3V2: an event without a trigger never fires
-            trigger = Expr(self.condition(trig.getMath(), f"trigger of {eid}"),
-                           f"{self.where}: {what} trigger", condition=True)
-            delay = None
-            if ev.isSetDelay() and ev.getDelay().isSetMath():
-                delay = self.expr(self.formula(ev.getDelay().getMath(), f"delay of {eid}"),
-                                  f"{what} delay")
-                if self.as_written:  # a number as written, in the model's time
-                    delay = self.expr(f'({delay.text})*"1 day/undeclared"', f"{what} delay")
-            priority = None
-            if ev.isSetPriority() and ev.getPriority().isSetMath():
-                priority = self.expr(self.formula(ev.getPriority().getMath(),
-                                                  f"priority of {eid}"), f"{what} priority")
-            assignments = []
-            for k in range(ev.getNumEventAssignments()):
-                ea = ev.getEventAssignment(k)
-                target = ea.getVariable()
-                if not ea.isSetMath():
-                    continue
-                text = self.formula(ea.getMath(), f"eventAssignment to {target} in {eid}")
-                assignments.append(self.event_assignment(target, text, what))
-            assignments = self.size_change_rescaling(ev, assignments)
-            out.append(Event(name, trigger, tuple(assignments), delay, priority,
-                             trig.getPersistent() if trig.isSetPersistent() else True,
-                             trig.getInitialValue() if trig.isSetInitialValue() else True,
-                             ev.getUseValuesFromTriggerTime()
-                             if ev.isSetUseValuesFromTriggerTime() else True, self.where))
-        return out
-
-    def refuse_random_order(self) -> None:
-        """SBML executes simultaneous events of equal priority in a random order; mechsim's
-        order is fixed (the file's), so a model whose events share a priority is refused
-        rather than given one of its possible answers."""
-        sm = self.sm
-        seen: dict[str, str] = {}
-        for i in range(sm.getNumEvents()):
-            ev = sm.getEvent(i)
-            if not (ev.isSetPriority() and ev.getPriority().isSetMath()):
-                continue
-            key = self.math.formula(ev.getPriority().getMath())
-            if key in seen:
-                raise self.error(f"events '{seen[key]}' and '{ev.getId()}' have the same "
-                                 f"priority ({key}); SBML executes such events in a random "
-                                 "order when they fall due together, mechsim in a fixed one")
-            seen[key] = ev.getId()
-
-    def refuse_equal_priorities(self, model: Model) -> None:
-        """Like :meth:`refuse_random_order`, for priorities written differently that are
-        equal (a parameter and a number): fixed priorities are compared by value."""
-        events = [e for e in model.events if e.priority is not None]
-        if len(events) < 2:
-            return
-        fixed = self.fixed_names()
-        self.pending_species = {}
-        values = self.initial_environment(list(model.species))
-        seen: dict[float, str] = {}
-        for e in events:
-            if not e.priority.names <= fixed:
-                continue
-            v = self.safe_value(e.priority, values)
-            if v in seen:
-                raise self.error(f"events '{seen[v]}' and '{e.name}' have the same priority "
-                                 f"({v:g}); SBML executes such events in a random order when "
-                                 "they fall due together, mechsim in a fixed one")
-            seen[v] = e.name
-
-    def size_change_rescaling(self, ev, assignments) -> list[tuple[str, Expr]]:
-        """An event that changes a compartment's size keeps the amounts of the species in
-        it (SBML), and a concentration it assigns is one in the old size.  Species whose
-        state is a concentration (a rate rule on it) are therefore rescaled by old size /
-        new size (their assigned value too), computed with the event's other values."""
-        sm = self.sm
-        out = list(assignments)
-        for k in range(ev.getNumEventAssignments()):
-            ea = ev.getEventAssignment(k)
-            cid = ea.getVariable()
-            if cid not in self.compartment_ids or not ea.isSetMath():
-                continue
-            size = self.names[cid]
-            new = next(v for t, v in assignments if t == size)
-            for i in range(sm.getNumSpecies()):
-                s = sm.getSpecies(i)
-                rule = self.rules_by_var.get(s.getId())
-                name = self.names[s.getId()]
-                if s.getCompartment() != cid or s.getHasOnlySubstanceUnits() or \
-                        rule is None or not rule.isRate():
-                    continue
-                where = f"event '{ev.getId()}': {name} in a changed size"
-                given = [n for n, (t, _) in enumerate(out) if t == name]
-                if given:
-                    value = out[given[0]][1]
-                    out[given[0]] = (name, self.expr(f"({value.text})*{size}/({new.text})",
-                                                     where))
-                else:
-                    out.append((name, self.expr(f"{name}*{size}/({new.text})", where)))
-        return out
-
-    def event_assignment(self, target: str, text: str, what: str) -> tuple[str, Expr]:
-        sm = self.sm
-        if target in self.compartment_ids:
-            return self.names[target], self.expr(text, f"{what} assignment to {target}")
-        if target in self.species_refs:
-            self.needed_refs.add(target)
-            return self.names[target], self.expr(text, f"{what} assignment to {target}")
-        s = sm.getSpecies(target)
-        if s is not None and target in self.amount_states:
-            cid = s.getCompartment()
-            self.needed_compartments.add(cid)
-            return self.amount_states[target], self.expr(f"({text})*{self.names[cid]}",
-                                                         f"{what} assignment to {target}")
-        if target not in self.names:
-            raise self.error(f"{what}: assigns unknown id '{target}'")
-        return self.names[target], self.expr(text, f"{what} assignment to {target}")
-
-    def finish_initial_values(self, species: list[Species]) -> list[Species]:
-        """Initial values SBML computes at t = 0 from anything (initial assignments that
-        use species, rules or time): computed here, as numbers, in dependency order."""
-        species = species + self.rr_species_late
-        fixed = self.fixed_names()
-        for s in species:  # initial values that are not fixed for a run
-            if isinstance(s.initial, Expr) and not s.initial.names <= fixed:
-                self.deferred[s.name] = ("species", s.initial.text, s.unit)
-        for r in list(self.rules):  # initial assignments to parameters of varying values
-            if r.name in self.ia_rules and not r.expr.names <= fixed:
-                self.rules.remove(r)
-                unit = ureg.undeclared if self.as_written or r.unit is None else r.unit
-                self.deferred[r.name] = ("parameter", r.expr.text, unit)
-                self.parameters.append(Parameter(r.name, ureg.Quantity(0.0, unit),
-                                                 where=self.where))
-        for c in self.comp_volume.values():
-            if c and isinstance(c[0], Expr) and not c[0].names <= fixed:
-                raise self.error(f"a compartment size is computed from values that change "
-                                 f"during a run ({c[0].text!r}); not supported")
-        if not self.deferred:
-            return species
-        values = self.initial_environment(species)
-        pending = dict(self.deferred)
-        while pending:
-            progress = False
-            for name, (_, text, _) in list(pending.items()):
-                try:
-                    values[name] = Expr(text).evaluate(values)
-                except KeyError:
-                    continue
-                except (ArithmeticError, ValueError) as exc:
-                    raise self.error(f"initial value of {name}: {text!r} cannot be computed "
-                                     f"at t = 0 ({exc})") from None
-                del pending[name]
-                progress = True
-                self.settle_rules(values)
-            if not progress:
-                raise self.error(f"initial values of {', '.join(sorted(pending))} depend on "
-                                 "each other in a cycle or on unknown values")
-
-        def quantity(name, unit):
-            v = values[name]
-            if not math.isfinite(v):
-                raise self.error(f"initial value of {name} is {v} at t = 0")
-            return ureg.Quantity(v, canonical_unit(ureg.Quantity(1.0, unit))).to(unit)
-
-        out = []
-        for sp in species:
-            out.append(dataclasses.replace(sp, initial=quantity(sp.name, sp.unit))
-                       if sp.name in self.deferred else sp)
-        self.parameters = [dataclasses.replace(p, value=quantity(p.name, p.value.units))
-                           if p.name in self.deferred else p for p in self.parameters]
-        return out
-
-    def initial_environment(self, species: list[Species]) -> dict[str, float]:
-        """Canonical values at t = 0 of everything known without the deferred ones."""
-        values: dict[str, float] = {TIME: 0.0}
-        for p in self.parameters:
-            if p.name not in self.deferred:
-                values[p.name] = to_canonical(p.value)
-        for s in species:
-            if s.name not in self.deferred and not isinstance(s.initial, Expr):
-                values[s.name] = to_canonical(s.initial)
-        self.pending_species = {s.name: s.initial for s in species
-                                if s.name not in self.deferred and isinstance(s.initial, Expr)}
-        self.settle_rules(values)
-        return values
-
-    def settle_rules(self, values: dict[str, float]) -> None:
-        """Evaluate every rule (and expression initial value) whose names are known."""
-        progress = True
-        while progress:
-            progress = False
-            for r in self.rules:
-                if r.name not in values and r.expr.names <= values.keys():
-                    values[r.name] = self.safe_value(r.expr, values)
-                    progress = True
-            for name, initial in list(self.pending_species.items()):
-                if initial.names <= values.keys():
-                    values[name] = self.safe_value(initial, values)
-                    del self.pending_species[name]
-                    progress = True
-
-    @staticmethod
-    def safe_value(expr: Expr, values) -> float:
-        try:
-            return float(expr.evaluate(values))
-        except (ArithmeticError, ValueError):
-            return math.nan
 
     def strip_compartment(self, node):
         """``comp * rate`` -> (rate, comp): a per-volume rate in that compartment."""

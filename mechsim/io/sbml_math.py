@@ -94,21 +94,28 @@ class MathText:
         """The text of a value (a number)."""
         if node is None:
             raise self.error(f"{what} has no math")
-        piece = self.piece(node, what)
-        if piece.condition:
-            raise self.error(f"{what}: a condition ({self.formula(node)!r}) is used as a "
-                             "number; mechsim keeps conditions and numbers apart")
-        return piece.text
+        return self.as_number(self.piece(node, what)).text
 
     def condition(self, node, what: str) -> str:
         """The text of a condition (an event's trigger)."""
         if node is None:
             raise self.error(f"{what} has no math")
-        piece = self.piece(node, what)
-        if not piece.condition:
-            raise self.error(f"{what}: {self.formula(node)!r} is a number where a condition "
-                             "is needed (numbers as true/false are not supported)")
-        return piece.text
+        return self.as_condition(self.piece(node, what)).text
+
+    @staticmethod
+    def as_number(p: Piece) -> Piece:
+        """SBML L3V2 reads true as 1 and false as 0 where a number is needed."""
+        if not p.condition:
+            return p
+        return Piece(f"piecewise(1, {p.text}, 0)", ATOM)
+
+    @staticmethod
+    def as_condition(p: Piece) -> Piece:
+        """... and a number as true unless it is 0 where a condition is needed."""
+        if p.condition:
+            return p
+        text = f"({p.text})" if p.prec < SUM else p.text
+        return Piece(f"{text} != 0", COMPARE, True)
 
     def formula(self, node) -> str:
         return one_line(self.L.formulaToL3String(node))
@@ -121,17 +128,11 @@ class MathText:
         kind = self.types.get(t)
 
         def val(k, below: int) -> str:
-            p = self.piece(k, what)
-            if p.condition:
-                raise self.error(f"{what}: a condition ({self.formula(k)!r}) is used as a "
-                                 f"number in {self.formula(n)!r}; not supported")
+            p = self.as_number(self.piece(k, what))
             return f"({p.text})" if p.prec < below else p.text
 
         def cond(k, below: int) -> str:
-            p = self.piece(k, what)
-            if not p.condition:
-                raise self.error(f"{what}: {self.formula(k)!r} is a number where a condition "
-                                 f"is needed in {self.formula(n)!r}; not supported")
+            p = self.as_condition(self.piece(k, what))
             return f"({p.text})" if p.prec < below else p.text
 
         if n.isNumber():
@@ -216,6 +217,8 @@ class MathText:
                 return self.piece(kids[0], what)
             word, prec = ("and", AND) if t == L.AST_LOGICAL_AND else ("or", OR)
             return Piece(f" {word} ".join(cond(k, prec + 1) for k in kids), prec, True)
+        if t == getattr(L, "AST_LOGICAL_IMPLIES", None) and len(kids) == 2:
+            return Piece(f"not {cond(kids[0], NOT)} or {cond(kids[1], AND)}", OR, True)
         if t == L.AST_LOGICAL_XOR:
             if not kids:
                 return Piece("False", ATOM, True)

@@ -126,10 +126,14 @@ class _ScipyMethod(Solver):
             # A root function that is exactly 0 where the piece starts (x < K with x = K at
             # t = 0) would be "found" again at the start by solve_ivp, over and over: it
             # counts from the side it moves to, read a small Euler step ahead
+            # (one that stays exactly 0, a state at rest on its threshold, is not watched
+            # in this piece: it would stop the piece at every step)
+            watched = list(range(n_roots))
             if np.any(g_start == 0.0):
                 h = 1e-9 * max(1.0, abs(b - a))
                 ahead = np.array(roots(a + h, (y + h * f(a, y))[:n], p), dtype=float)
                 side = np.where(ahead < 0.0, -1.0, 1.0)
+                watched = [k for k in watched if g_start[k] != 0.0 or ahead[k] != 0.0]
                 g_start = np.where(g_start == 0.0, side * 1e-300, g_start)
 
             def watch(k):
@@ -144,7 +148,7 @@ class _ScipyMethod(Solver):
                 warnings.simplefilter("ignore")
                 sol = solve_ivp(f, (a, b), y, method=self.name, t_eval=times,
                                 jac=None if self.name == "LSODA" else j,
-                                events=[watch(k) for k in range(n_roots)] or None,
+                                events=[watch(k) for k in watched] or None,
                                 dense_output=True, rtol=problem.rtol,
                                 atol=problem.atol if n else 1.0)
             counts = (len(sol.t), sol.nfev, sol.njev)
@@ -175,8 +179,11 @@ class _ScipyMethod(Solver):
             for scale in (4e-16, 1e-14, 1e-12, 1e-10, 1e-8):
                 after = at + scale * max(1.0, abs(at))
                 y_after = state(after)
-                crossed = crossings(g_start, roots(after, y_after, p))
-                if crossed:
+                g_after = np.asarray(roots(after, y_after, p), dtype=float)
+                crossed = crossings(g_start, g_after)
+                # a function that is exactly 0 there has not taken its new sign yet: the
+                # trigger would read false again right after the event
+                if crossed and all(g_after[j] != 0.0 for j in crossed):
                     return stop(after, y_after, crossed)
             return stop(at, state(at), {})
         return piece

@@ -188,3 +188,16 @@ def test_events_with_equal_priorities_are_refused():
         doc.getModel().getEvent(e).createPriority().setMath(libsbml.parseL3Formula("1"))
     with pytest.raises(ParseError, match="same priority"):
         import_sbml_text(libsbml.writeSBMLToString(doc), where="t.xml")
+
+
+@pytest.mark.filterwarnings("always::mechsim.errors.UnitWarning")
+def test_command_line_strict_units(tmp_path, capsys):
+    from mechsim.cli import main
+
+    path = tmp_path / "nounits.xml"
+    path.write_text(build(species=[("S", "C", 2.0, True, {})], parameters=[("k", 0.3, True)],
+                          reactions=[("r", [("S", 1, None)], [], "k*S")]))
+    assert main(["show", str(path)]) == 0
+    assert "units not declared" in capsys.readouterr().err
+    assert main(["--strict-units", "show", str(path)]) == 2
+    assert "has no units; with strict_units=True" in capsys.readouterr().err
