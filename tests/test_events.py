@@ -75,13 +75,17 @@ def test_a_threshold_event_fires_where_the_closed_form_crosses(tmp_path, method)
     assert [name for _, name in res.events] == ["rescue", "rescue"]
 
 
-def test_event_times_do_not_depend_on_the_output_grid(tmp_path):
+@pytest.mark.parametrize("method", METHODS)
+def test_event_times_do_not_depend_on_the_output_grid(tmp_path, method):
     m = model(tmp_path, RESCUE)
-    coarse, fine = run(m, every="1 day"), run(m, every="0.01 day")
+    coarse, fine = run(m, method, every="1 day"), run(m, method, every="0.01 day")
     assert coarse.events == fine.events  # bit for bit: the steps do not see the outputs
     t_fine = fine.time.to("day").magnitude
-    np.testing.assert_array_equal(fine["C"].magnitude[np.isin(t_fine, [1, 2, 3, 4, 5])],
-                                  coarse["C"].magnitude[1:])
+    # the values too, except LSODA's interpolation at an output time, which may differ
+    # in the last bit (scipy evaluates it from a different step's polynomial)
+    np.testing.assert_allclose(fine["C"].magnitude[np.isin(t_fine, [1, 2, 3, 4, 5])],
+                               coarse["C"].magnitude[1:],
+                               rtol=1e-15 if method == "LSODA" else 0, atol=0)
 
 
 @pytest.mark.parametrize("from_trigger_time, expected", [(True, 10.0), (False, 8 + 2 * 2 ** -0.5)])
