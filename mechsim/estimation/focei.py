@@ -309,6 +309,18 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
           errors0: Mapping[str, float], *, covariance: bool = True,
           max_iterations: int = 200,
           pairs: Sequence[tuple[int, int]] = ()) -> PopulationFit:
+    """See :func:`_focei`; the worker processes end with the fit, however it ends."""
+    try:
+        return _focei(pop, theta0, omega0, errors0, covariance=covariance,
+                      max_iterations=max_iterations, pairs=pairs)
+    finally:
+        pop.close()
+
+
+def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
+           errors0: Mapping[str, float], *, covariance: bool = True,
+           max_iterations: int = 200,
+           pairs: Sequence[tuple[int, int]] = ()) -> PopulationFit:
     """Estimate theta, Omega and the error parameters by FOCEI, starting from ``theta0``
     (canonical), ``omega0`` (the covariance of the etas) and ``errors0``.  Omega is
     diagonal except for the correlations of ``pairs`` (indices of random effects), which
@@ -382,7 +394,6 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
                                  1.0 - rho ** 2, [errors[n] for n in error_names]])
         se = dvalue * np.sqrt(np.clip(np.diag(cov_x), 0, None))
         se_r = dvalue * np.sqrt(np.clip(np.diag(cov_r), 0, None))
-    pop.close()
     n = pop.problem.n_observations
     sd = np.sqrt(np.diag(omega))
     shrinkage = 1.0 - pop.etas.std(axis=0, ddof=0) / sd
