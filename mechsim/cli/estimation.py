@@ -6,7 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ValidationError
-from .common import add_command, check_suffix, model_options, names_list, parse_sets, wrote
+from .common import (
+    add_command,
+    check_suffix,
+    model_options,
+    names_list,
+    parse_sets,
+    scale_options,
+    wrote,
+)
 
 
 def _mapping(text: str | None, what: str):
@@ -78,9 +86,13 @@ def cmd_fit(args) -> int:
     if not estimate:
         raise ValidationError("--estimate needs at least one parameter name (or give "
                               "--population FILE for a population fit)")
-    result = fit(model, data, estimate=estimate, error=args.error,
-                 start=parse_sets(args.start), bounds=_bounds(args.bounds),
-                 individual=args.individual, multistart=args.multistart, seed=args.seed)
+    from .common import executor_for
+
+    with executor_for(args.scheduler) as executor:
+        result = fit(model, data, estimate=estimate, error=args.error,
+                     start=parse_sets(args.start), bounds=_bounds(args.bounds),
+                     individual=args.individual, multistart=args.multistart, seed=args.seed,
+                     workers=args.workers, executor=executor)
     print(result)
     with atomic_folder(out) as tmp:
         if args.individual:
@@ -105,7 +117,11 @@ def _population_fit(args, out, model, data, estimate) -> int:
         raise ValidationError("--population takes its starts and scales from the population "
                               "file: --individual, --multistart, --start and --bounds are for "
                               "fits without one")
-    result = fit(model, data, population=args.population, estimate=estimate or ())
+    from .common import executor_for
+
+    with executor_for(args.scheduler) as executor:
+        result = fit(model, data, population=args.population, estimate=estimate or (),
+                     workers=args.workers, executor=executor)
     print(result)
     with atomic_folder(out) as tmp:
         result.to_population(tmp / "fitted_population.toml")
@@ -198,6 +214,7 @@ def add_commands(sub) -> None:
     p.add_argument("--multistart", type=int, default=0, metavar="N",
                    help="extra starts from a space-filling design (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the multistart design")
+    scale_options(p)
     model_options(p)
     p.add_argument("--out", required=True, help="output folder (must not exist)")
 

@@ -332,7 +332,7 @@ def fit(model, data, *, estimate: Sequence[str] = (), params=None,
         return fit_population(model, data, population, estimate=tuple(estimate),
                               params=params, overrides=overrides,
                               error=None if error == "proportional" else error, rtol=rtol,
-                              atol=atol, method=method, workers=workers)
+                              atol=atol, method=method, workers=workers, executor=executor)
     estimate = _names(estimate)
     end = ureg.Quantity(max(data.last_time_days(), 1e-3), ureg.day)
     spec = RunSpec.build(model, until=end, params=params, overrides=overrides, rtol=rtol,

@@ -63,7 +63,8 @@ class PopulationProblem:
     """
 
     def __init__(self, problem, fixed_log: Sequence[bool], random: Sequence[str],
-                 workers: int | None = None, effects: Sequence[CovariateEffect] = ()):
+                 workers: int | None = None, effects: Sequence[CovariateEffect] = (),
+                 executor=None):
         self.problem = problem
         self.names = problem.estimate
         self.fixed_log = tuple(bool(x) for x in fixed_log)
@@ -84,6 +85,8 @@ class PopulationProblem:
         self.workers = workers_or_cpus(workers)
         self._pool = None
         self._remote_solves = 0
+        self.executor = executor
+        self._shipped = None  # this problem, sent to the executor's workers once
         self.effects = tuple(effects)
         self.estimated_effects = tuple(e for e in self.effects if e.value is None)
         for e in self.effects:
@@ -107,9 +110,9 @@ class PopulationProblem:
     def solves(self) -> int:
         return self.problem.solves + self._remote_solves
 
-    def __getstate__(self):  # what a worker process needs: no pool
+    def __getstate__(self):  # what a worker process needs: no pool, no executor
         state = dict(self.__dict__)
-        state["_pool"] = None
+        state.update(_pool=None, executor=None, _shipped=None)
         return state
 
     def close(self) -> None:
@@ -121,15 +124,27 @@ class PopulationProblem:
         """Each subject's (eta, O_i, ln det H_i), or None where it failed: here, or split
         over worker processes that received this problem once, when they started (the
         inner problems are Python-bound: threads would share one core)."""
-        if self.workers <= 1 or len(self.subjects) < 2 * self.workers:
+        if self.executor is not None:
+            # any pool with submit(fn, *args), a Dask client among them; a Dask client
+            # holds the problem on its workers (scatter), others get it with each chunk
+            if self._shipped is None:
+                scatter = getattr(self.executor, "scatter", None)
+                self._shipped = scatter(self, broadcast=True) if scatter else self
+            chunks = np.array_split(np.arange(len(self.subjects)),
+                                    min(len(self.subjects), 2 * self.workers))
+            futures = [self.executor.submit(_inner_chunk, self._shipped, c, theta[c],
+                                            omega_inv, errors, self.etas[c])
+                       for c in chunks]
+        elif self.workers <= 1 or len(self.subjects) < 2 * self.workers:
             return _inner_chunk(self, range(len(self.subjects)), theta, omega_inv, errors,
                                 self.etas)[0]
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, initializer=_start_worker,
-                                             initargs=(self,))
-        chunks = np.array_split(np.arange(len(self.subjects)), self.workers)
-        futures = [self._pool.submit(_remote_chunk, c, theta[c], omega_inv, errors,
-                                     self.etas[c]) for c in chunks]
+        else:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, initializer=_start_worker,
+                                                 initargs=(self,))
+            chunks = np.array_split(np.arange(len(self.subjects)), self.workers)
+            futures = [self._pool.submit(_remote_chunk, c, theta[c], omega_inv, errors,
+                                         self.etas[c]) for c in chunks]
         found = []
         for future in futures:
             part, solves = future.result()

@@ -38,12 +38,15 @@ __all__ = ["PopulationFitResult", "fit_population"]
 def fit_population(model, data, population, *, estimate: Sequence[str] = (), params=None,
                    overrides: Mapping | None = None, error=None, rtol: float = 1e-8,
                    atol=None, method: str = "auto", workers: int | None = None,
-                   covariance: bool = True, max_iterations: int = 200) -> PopulationFitResult:
+                   executor=None, covariance: bool = True,
+                   max_iterations: int = 200) -> PopulationFitResult:
     """FOCEI estimates of the population in ``population`` (a file, a built-in name or a
     :class:`~mechsim.population.Population`) from ``data``; ``estimate`` adds typical
     values to estimate without a random effect (as ``[fixed]`` entries would).
     ``max_iterations=0`` evaluates the objective, the empirical Bayes estimates and the
-    covariance at the file's values without estimating (NONMEM's MAXEVAL=0)."""
+    covariance at the file's values without estimating (NONMEM's MAXEVAL=0).  The
+    subjects' inner problems run on ``workers`` processes of this machine, or on
+    ``executor`` (any pool with ``submit``, or a Dask ``distributed.Client``)."""
     from ..io.population_file import load_population
     from ..population import Population
     from ..runspec import RunSpec
@@ -95,7 +98,7 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
     log = context.param.log[:len(names)]
     effects = _effects(population, data, context.problem)
     problem = PopulationProblem(context.problem, log, random, workers=workers,
-                                effects=effects)
+                                effects=effects, executor=executor)
     k = len(names)
     spread = np.array([float(d.spread) for d in population.variability])
     omega0 = np.diag(spread ** 2)

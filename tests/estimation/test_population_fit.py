@@ -453,3 +453,22 @@ def test_covariate_effects_are_estimated(tmp_path):
     for name, realised in (("WT_power_CL", slope), ("SEX_F_on_V", ratio)):
         est, se = res.estimates[name].magnitude, res.standard_errors[name].magnitude
         assert abs(est - realised) < 0.05 and se < 0.1, (name, est, realised, se)
+
+
+def test_the_same_fit_on_one_process_on_workers_and_on_a_dask_cluster(pheno, tmp_path):
+    # the objective, the EBEs and the solve count do not depend on where subjects run
+    distributed = pytest.importorskip("distributed")
+    path = nonmem_population(tmp_path)
+    here = fit_population("phenobarbital", pheno, path, max_iterations=0, covariance=False,
+                          workers=1)
+    pool = fit_population("phenobarbital", pheno, path, max_iterations=0, covariance=False,
+                          workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        dask = fit_population("phenobarbital", pheno, path, max_iterations=0,
+                              covariance=False, executor=client)
+    for other in (pool, dask):
+        assert other.ofv == here.ofv
+        np.testing.assert_array_equal(other.etas, here.etas)
+        assert other.solves == here.solves
