@@ -24,7 +24,7 @@ with ``g_j = d f_ij / d eta`` and ``dR_j = d R_ij / d eta`` from the sensitivity
 The objective is the sum over subjects; NONMEM's objective function value (OFV) is the same
 without the constant ``n ln 2 pi`` (n observations), and both are reported.  The outer
 optimisation over (ln theta or theta, ln omega**2, ln error parameters) is L-BFGS-B on
-central differences of the objective, the inner problems warm-started from the previous
+forward differences of the objective, the inner problems warm-started from the previous
 estimates and solved by Gauss-Newton steps with the same Hessian (converged to a tight
 tolerance so that the differences are smooth).  The covariance step: R = half the Hessian
 of the objective by central differences, S = the sum over subjects of the products of their
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import SolverError, ValidationError
+from ..errors import MechsimError, SolverError, ValidationError
 from ..runner import workers_or_cpus
 
 __all__ = ["CovariateEffect", "PopulationFit", "PopulationProblem"]
@@ -249,6 +249,23 @@ class PopulationProblem:
         return (total, np.array(parts)) if per_subject else total
 
 
+def _first_failure(pop: PopulationProblem, theta, omega, errors, betas) -> str:
+    """Why the objective is infinite at these values: the first subject that fails."""
+    try:
+        omega_inv = np.linalg.inv(omega)
+    except np.linalg.LinAlgError:
+        return "Omega is singular"
+    typical = pop.typical(theta, betas)
+    for i, subject in enumerate(pop.subjects):
+        try:
+            found = pop.subject_terms(subject, typical[i], omega_inv, errors, pop.etas[i])
+        except MechsimError as exc:
+            return f"subject {subject.id}: {exc.message}"
+        if found is None:
+            return f"subject {subject.id}: no finite prediction"
+    return "Omega is not positive definite"
+
+
 def _inner_chunk(pop: PopulationProblem, indices, theta, omega_inv, errors, etas):
     """The inner problems of some subjects (``etas``: their starting etas, in order), and
     the number of model solves they took."""
@@ -295,6 +312,11 @@ class CovariateEffect:
         if self.kind == "power":
             return self.covariate ** beta
         return np.where(self.covariate == self.level, beta, 1.0)
+
+    @property
+    def log(self) -> bool:
+        """A factor is estimated as its logarithm (it stays positive)."""
+        return self.kind == "multiply"
 
 
 @dataclass(frozen=True)
@@ -346,6 +368,7 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
     started = time.perf_counter()
     k, m, c = len(pop.names), len(pop.random), len(pairs)
     e = len(pop.estimated_effects)
+    effect_log = np.array([ef.log for ef in pop.estimated_effects], dtype=bool)
     log = np.array(pop.fixed_log, dtype=bool)
     error_names = pop.error_names
     omega0 = np.atleast_2d(np.asarray(omega0, dtype=float))
@@ -353,7 +376,8 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
     # x: theta (ln or linear), covariate effects, ln omega^2, atanh rho, ln error params
     def unpack(x):
         theta = np.where(log, np.exp(np.where(log, x[:k], 0.0)), x[:k])
-        betas = x[k:k + e]
+        betas = np.where(effect_log, np.exp(np.where(effect_log, x[k:k + e], 0.0)),
+                         x[k:k + e])
         o = x[k + e:]
         variances = np.exp(o[:m])
         omega = np.diag(variances)
@@ -366,12 +390,16 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
         theta = np.asarray(theta, dtype=float)
         variances = np.diag(omega)
         rho = [omega[a, b] / math.sqrt(variances[a] * variances[b]) for a, b in pairs]
+        betas = np.asarray(betas, dtype=float)
         return np.concatenate([np.where(log, np.log(np.where(log, theta, 1.0)), theta),
-                               np.asarray(betas, dtype=float), np.log(variances),
+                               np.where(effect_log, np.log(np.where(effect_log, betas, 1.0)),
+                                        betas), np.log(variances),
                                np.arctanh(rho), np.log([errors[n] for n in error_names])])
 
     x0 = pack(theta0, omega0, errors0, [ef.start for ef in pop.estimated_effects])
-    pop.objective(*unpack(x0))  # the etas of the start
+    if not math.isfinite(pop.objective(*unpack(x0))):  # the etas of the start
+        raise ValidationError(f"the objective cannot be evaluated at the starting values: "
+                              f"{_first_failure(pop, *unpack(x0))}")
 
     def value(x, keep=False):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -405,7 +433,8 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
     if covariance:
         cov_x, cov_r = _covariance(pop, unpack, x)
         # the natural scale: d value / d x is the value for log-scaled entries
-        dvalue = np.concatenate([np.where(log, theta, 1.0), np.ones(e), np.diag(omega),
+        dvalue = np.concatenate([np.where(log, theta, 1.0),
+                                 np.where(effect_log, betas, 1.0), np.diag(omega),
                                  1.0 - rho ** 2, [errors[n] for n in error_names]])
         se = dvalue * np.sqrt(np.clip(np.diag(cov_x), 0, None))
         se_r = dvalue * np.sqrt(np.clip(np.diag(cov_r), 0, None))
@@ -462,5 +491,16 @@ def _covariance(pop: PopulationProblem, unpack, x: np.ndarray):
     gradients = (np.array(plus) - np.array(minus)) / (2 * h[:, None])  # (d, subjects)
     r = hessian / 2.0
     s = gradients @ gradients.T / 4.0
-    r_inv = np.linalg.inv(r)
+    try:
+        r_inv = np.linalg.inv(r)
+    except np.linalg.LinAlgError:
+        import warnings
+
+        from ..errors import NumericalWarning
+
+        warnings.warn("the covariance step failed: the Hessian of the objective is singular "
+                      "(a parameter the data cannot determine?); no standard errors",
+                      NumericalWarning, stacklevel=3)
+        nan = np.full((d, d), np.nan)
+        return nan, nan
     return r_inv @ s @ r_inv, r_inv

@@ -70,6 +70,14 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
     names = tuple(random + fixed)
     if not names:
         raise ValidationError("the population names nothing to estimate", population.path)
+    observed = sum(1 for s in data.subjects if len(s.outputs))
+    if observed < 2:
+        raise ValidationError(f"a population fit needs observations of at least two "
+                              f"subjects; the dataset has {observed}")
+    twice = [n for n in estimate if n in random or n in {f.name for f in population.fixed}]
+    if twice:
+        raise ValidationError(f"{twice[0]} is estimated by the population file already "
+                              "(give it once: in the file, or with estimate)")
     if population.errors:
         errors = {o: kind for o, kind, _ in population.errors}
         missing = [o for o in data.outputs if o not in errors]
@@ -127,9 +135,13 @@ def _effects(population, data, problem) -> list:
                                   f"has no column {e.covariate} (covariates: "
                                   f"{', '.join(data.covariate_names) or 'none'})", e.where)
         raw = [data.subjects[s.index].covariates.get(e.covariate) for s in problem.subjects]
+        what = f"effect of {e.covariate} on {e.parameter}"
         if e.kind == "power":
             values = []
             for v in raw:
+                if v is None or isinstance(v, str):
+                    raise ValidationError(f"{what}: a power effect needs numbers, and column "
+                                          f"{e.covariate} holds {v!r}", e.where)
                 q = v if isinstance(v, pint.Quantity) else ureg.Quantity(float(v))
                 if q.dimensionality != e.reference.dimensionality:
                     raise ValidationError(f"effect of {e.covariate} on {e.parameter}: the "
@@ -140,12 +152,29 @@ def _effects(population, data, problem) -> list:
             covariate = np.array(values)
             name = f"{e.covariate}_power_{e.parameter}"
         else:
-            covariate = np.array([str(v) for v in raw])
+            covariate = np.array([_level(v) for v in raw])
+            if _level(e.level) not in set(covariate):
+                raise ValidationError(f"{what}: no subject has level {e.level!r} (levels: "
+                                      f"{', '.join(sorted(set(covariate)))})", e.where)
             name = f"{e.covariate}_{e.level}_on_{e.parameter}"
+            if e.estimate and not float(e.value) > 0:
+                raise ValidationError(f"{what}: an estimated factor starts above 0 (it is "
+                                      "estimated on the log scale)", e.where)
         value = float(e.value)
         out.append(CovariateEffect(name, e.parameter, e.kind, covariate,
-                                   None if e.estimate else value, value, e.level))
+                                   None if e.estimate else value, value,
+                                   None if e.level is None else _level(e.level)))
     return out
+
+
+def _level(value) -> str:
+    """A category as text: a number by its value (7 and 7.0 are one level)."""
+    magnitude = getattr(value, "magnitude", value)
+    try:
+        number = float(magnitude)
+    except (TypeError, ValueError):
+        return str(value)
+    return repr(number) if math.isfinite(number) else str(value)
 
 
 def _result(spec, data, population, context, problem, fitted) -> PopulationFitResult:

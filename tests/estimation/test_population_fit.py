@@ -149,14 +149,21 @@ def test_diagnostics_per_observation(pheno, tmp_path):
                          max_iterations=0, covariance=False)
     t = res.table
     assert len(t["id"]) == len(t["cwres"]) == 155
-    # IWRES from IPRED and the proportional error, computed here
-    b = res.estimates["C.proportional"].magnitude
-    np.testing.assert_allclose(t["iwres"], (t["dv"] - t["ipred"]) / (b * t["ipred"]))
+    # IPRED and PRED of infant 1, by a plain simulation with its own parameter values
+    # (the EBEs applied to NONMEM's typical values; infant 1: 1.4 kg, Apgar 7)
+    subject = pheno.subjects[0]
+    hours = subject.times.to("h").magnitude
+    for key, eta in (("ipred", res.etas[0]), ("pred", (0.0, 0.0))):
+        sim = mechsim.simulate(
+            "phenobarbital", subject.regimen, until=f"{hours.max() + 1} h",
+            times=mechsim.Quantity(hours, "h"), rtol=1e-10,
+            overrides={"CL_per_kg": f"{0.00469555 * math.exp(eta[0])} L/h/kg",
+                       "V_per_kg": f"{0.984258 * math.exp(eta[1])} L/kg", "WGT": "1.4 kg",
+                       "APGR": "7", "V_apgar_low": "0.15892"})
+        np.testing.assert_allclose(t[key][np.array(t["id"]) == subject.id],
+                                   sim["C"].to("mg/L").magnitude, rtol=1e-6)
     # CWRES of a good model: mean near 0, sd near 1
     assert abs(np.mean(t["cwres"])) < 0.3 and 0.7 < np.std(t["cwres"]) < 1.3
-    # shrinkage from the EBEs: 1 - sd(eta) / omega
-    omega = math.sqrt(res.estimates["omega2(CL_per_kg)"].magnitude)
-    assert res.shrinkage[0] == pytest.approx(1 - np.std(res.etas[:, 0]) / omega)
     files = res.write_tables(tmp_path)
     assert [f.name for f in files] == ["estimates.csv", "etas.csv", "predictions.csv"]
     assert files[1].read_text().splitlines()[0] == "ID,ETA(CL_per_kg),ETA(V_per_kg)"
@@ -472,3 +479,38 @@ def test_the_same_fit_on_one_process_on_workers_and_on_a_dask_cluster(pheno, tmp
         assert other.ofv == here.ofv
         np.testing.assert_array_equal(other.etas, here.etas)
         assert other.solves == here.solves
+
+
+def test_population_inputs_a_fit_cannot_take_are_refused_first(pheno, tmp_path):
+    from dataclasses import replace
+
+    path = nonmem_population(tmp_path)
+    one = replace(pheno, subjects=pheno.subjects[:1])
+    with pytest.raises(ValidationError, match="at least two subjects"):
+        fit_population("phenobarbital", one, path, max_iterations=0)
+    with pytest.raises(ValidationError, match="estimated by the population file already"):
+        fit_population("phenobarbital", pheno, path, estimate=["CL_per_kg"])
+    # a level written as text matches a numeric column by value; an unknown level is refused
+    text = path.read_text()
+    path.write_text(text + '\n[[effects]]\ncovariate = "APGR"\nlevel = "7"\n'
+                    'parameter = "CL_per_kg"\nmultiply = 2.0\n')
+    with_level = fit_population("phenobarbital", pheno, path, max_iterations=0,
+                                covariance=False)
+    assert with_level.ofv > NONMEM_OFV + 1  # doubling CL of the Apgar-7 infants fits worse
+    path.write_text(text + '\n[[effects]]\ncovariate = "APGR"\nlevel = "11"\n'
+                    'parameter = "CL_per_kg"\nmultiply = 2.0\n')
+    with pytest.raises(ValidationError, match="no subject has level '11'"):
+        fit_population("phenobarbital", pheno, path, max_iterations=0)
+    # a start no run can take (V = 0 for the infants with a low Apgar score)
+    path.write_text(text.replace('value = "0.15892"', 'value = "-1"'))
+    with pytest.raises(ValidationError, match="starting values: subject"):
+        fit_population("phenobarbital", pheno, path)
+
+
+def test_a_power_effect_on_a_text_column_is_refused(tmp_path):
+    data = weight_and_sex_data(6, 1)
+    path = tmp_path / "pop.toml"
+    path.write_text(EFFECTS_POPULATION.format(power=0.75, multiply=0.8, estimate="false")
+                    .replace('covariate = "WT"', 'covariate = "SEX"'))
+    with pytest.raises(ValidationError, match="power effect needs numbers"):
+        fit_population("one_compartment", data, path, max_iterations=0)
