@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import MechsimError, SolverError, ValidationError
 from ..runner import workers_or_cpus
+from .problem import Parameterisation
 
 __all__ = ["CovariateEffect", "PopulationFit", "PopulationProblem"]
 
@@ -161,15 +162,12 @@ class PopulationProblem:
         return f, df[:, self.eta_index]
 
     def _variance(self, subject, f: np.ndarray, errors: Mapping[str, float]):
-        """R and dR/df of each observation of a subject."""
+        """R and dR/df of each observation of a subject (each output's error model)."""
         r = np.empty_like(f)
         dr = np.empty_like(f)
         for k, model in enumerate(self.errors):
             cols = subject.which == k
-            a = errors.get(f"{model.output}.additive", 0.0)
-            b = errors.get(f"{model.output}.proportional", 0.0)
-            r[cols] = a * a + (b * f[cols]) ** 2
-            dr[cols] = 2.0 * b * b * f[cols]
+            r[cols], dr[cols], _ = model.variance(f[cols], errors)
         return r, dr
 
     def subject_terms(self, subject, theta, omega_inv, errors, eta0):
@@ -368,16 +366,17 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
     started = time.perf_counter()
     k, m, c = len(pop.names), len(pop.random), len(pairs)
     e = len(pop.estimated_effects)
-    effect_log = np.array([ef.log for ef in pop.estimated_effects], dtype=bool)
-    log = np.array(pop.fixed_log, dtype=bool)
+    # typical values and estimated effects: each as its logarithm or as it is
+    scale = Parameterisation(pop.names + tuple(ef.name for ef in pop.estimated_effects),
+                             pop.fixed_log + tuple(ef.log for ef in pop.estimated_effects),
+                             k + e)
     error_names = pop.error_names
     omega0 = np.atleast_2d(np.asarray(omega0, dtype=float))
 
     # x: theta (ln or linear), covariate effects, ln omega^2, atanh rho, ln error params
     def unpack(x):
-        theta = np.where(log, np.exp(np.where(log, x[:k], 0.0)), x[:k])
-        betas = np.where(effect_log, np.exp(np.where(effect_log, x[k:k + e], 0.0)),
-                         x[k:k + e])
+        values = scale.to_values(x[:k + e])
+        theta, betas = values[:k], values[k:]
         o = x[k + e:]
         variances = np.exp(o[:m])
         omega = np.diag(variances)
@@ -387,13 +386,10 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
         return theta, omega, errors, betas
 
     def pack(theta, omega, errors, betas):
-        theta = np.asarray(theta, dtype=float)
         variances = np.diag(omega)
         rho = [omega[a, b] / math.sqrt(variances[a] * variances[b]) for a, b in pairs]
-        betas = np.asarray(betas, dtype=float)
-        return np.concatenate([np.where(log, np.log(np.where(log, theta, 1.0)), theta),
-                               np.where(effect_log, np.log(np.where(effect_log, betas, 1.0)),
-                                        betas), np.log(variances),
+        return np.concatenate([scale.to_x(np.concatenate([theta, betas])),
+                               np.log(variances),
                                np.arctanh(rho), np.log([errors[n] for n in error_names])])
 
     x0 = pack(theta0, omega0, errors0, [ef.start for ef in pop.estimated_effects])
@@ -433,8 +429,8 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
     if covariance:
         cov_x, cov_r = _covariance(pop, unpack, x)
         # the natural scale: d value / d x is the value for log-scaled entries
-        dvalue = np.concatenate([np.where(log, theta, 1.0),
-                                 np.where(effect_log, betas, 1.0), np.diag(omega),
+        dvalue = np.concatenate([np.where(scale.log, np.concatenate([theta, betas]), 1.0),
+                                 np.diag(omega),
                                  1.0 - rho ** 2, [errors[n] for n in error_names]])
         se = dvalue * np.sqrt(np.clip(np.diag(cov_x), 0, None))
         se_r = dvalue * np.sqrt(np.clip(np.diag(cov_r), 0, None))

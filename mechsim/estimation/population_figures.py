@@ -40,7 +40,8 @@ def write_population_diagnostics(result, dataset, model, folder, population_file
     fig.suptitle(f"{result.model}: observations against predictions ({result.method})",
                  fontsize=10)
     fig.tight_layout()
-    written.append(_save(save_figure, fig, folder / "goodness_of_fit.png"))
+    save_figure(fig, folder / "goodness_of_fit.png")  # closes the figure
+    written.append(folder / "goodness_of_fit.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
     for ax, x, label in ((axes[0], t["time"] * 24.0, "time [h]"),
@@ -54,7 +55,8 @@ def write_population_diagnostics(result, dataset, model, folder, population_file
         ax.grid(alpha=0.3)
     fig.suptitle("conditional weighted residuals (FOCE linearisation)", fontsize=10)
     fig.tight_layout()
-    written.append(_save(save_figure, fig, folder / "cwres.png"))
+    save_figure(fig, folder / "cwres.png")  # closes the figure
+    written.append(folder / "cwres.png")
 
     m = len(result.random)
     fig, axes = plt.subplots(1, m, figsize=(4.2 * m, 3.6), squeeze=False)
@@ -69,7 +71,8 @@ def write_population_diagnostics(result, dataset, model, folder, population_file
         ax.set_title(f"shrinkage {result.shrinkage[k]:.0%}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    written.append(_save(save_figure, fig, folder / "etas.png"))
+    save_figure(fig, folder / "etas.png")  # closes the figure
+    written.append(folder / "etas.png")
 
     covariates = [c for c in dataset.covariate_names]
     if covariates:
@@ -86,14 +89,16 @@ def write_population_diagnostics(result, dataset, model, folder, population_file
                 ax.set_ylabel(f"ETA({name})")
                 ax.grid(alpha=0.3)
         fig.tight_layout()
-        written.append(_save(save_figure, fig, folder / "eta_covariates.png"))
+        save_figure(fig, folder / "eta_covariates.png")  # closes the figure
+        written.append(folder / "eta_covariates.png")
 
     check = vpc(model, dataset, population=str(population_file), n=vpc_replicates,
                 seed=seed)
     ax = check.plot()
     ax.set_title(f"visual predictive check, fitted variability ({vpc_replicates} "
                  "replicates)", fontsize=10)
-    written.append(_save(save_figure, ax.figure, folder / "vpc.png"))
+    save_figure(ax.figure, folder / "vpc.png")  # closes the figure
+    written.append(folder / "vpc.png")
     return written
 
 
@@ -103,11 +108,3 @@ def _number(value) -> float:
         return float(magnitude)
     except (TypeError, ValueError):
         return np.nan
-
-
-def _save(save_figure, fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    save_figure(fig, path)
-    plt.close(fig)
-    return path

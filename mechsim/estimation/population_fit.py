@@ -29,7 +29,7 @@ import numpy as np
 import pint
 
 from ..errors import ValidationError
-from ..units import canonical_unit, format_quantity, format_unit, ureg
+from ..units import format_quantity, format_unit, ureg
 from .focei import PopulationProblem, focei
 
 __all__ = ["PopulationFitResult", "fit_population"]
@@ -178,23 +178,14 @@ def _level(value) -> str:
 
 
 def _result(spec, data, population, context, problem, fitted) -> PopulationFitResult:
-    k = len(problem.names)
-    units = dict(context.units)
     estimates, errors = {}, {}
-    for j, name in enumerate(fitted.names):
-        value, se = fitted.estimates[j], fitted.standard_errors[j]
-        if j < k:
-            unit = units[name]
-            canonical = canonical_unit(1 * unit)
-            estimates[name] = ureg.Quantity(value, canonical).to(unit)
-            errors[name] = ureg.Quantity(se, canonical).to(unit)
-        elif name.startswith(("omega2(", "corr(")) or \
-                name in {e.name for e in problem.estimated_effects}:
+    for name, value, se in zip(fitted.names, fitted.estimates, fitted.standard_errors):
+        if name in context.units:  # typical values and error parameters, in their units
+            estimates[name] = context._quantity(name, value)
+            errors[name] = context._quantity(name, se)
+        else:  # variances, correlations and covariate effects: numbers
             estimates[name] = ureg.Quantity(value, "")
             errors[name] = ureg.Quantity(se, "")
-        else:
-            estimates[name] = ureg.Quantity(value, units[name])
-            errors[name] = ureg.Quantity(se, units[name])
     diagnostics = _diagnostics(problem, fitted)
     return PopulationFitResult(
         model=spec.model.name, dataset=data.path, dataset_sha256=data.sha256,

@@ -320,19 +320,21 @@ class _AdaptiveDosing:
             if action == "held":  # given later as it would have been now: with its reduction
                 self.held = (stop, a, self.jumps[s] * reduced,
                              [(length, state, rate * reduced)
-                              for length, state, rate in self.infusions_at(a)],
+                              for length, state, rate in self.infusions_at(a)[1]],
                              len(self.decisions), reduced)
         self.decisions.append(DoseDecision(a, action, fraction, by))
         if fraction != 1.0:
             self.jumps[s] *= fraction
-            for start, end, state, rate in self.infusions:
-                if start == a:
-                    covered = (self.starts >= start) & (self.starts < end)
-                    self.rates[covered, int(state)] -= (1.0 - fraction) * rate
+            rows, _ = self.infusions_at(a)
+            for start, end, state, rate in rows:
+                covered = (self.starts >= start) & (self.starts < end)
+                self.rates[covered, int(state)] -= (1.0 - fraction) * rate
 
-    def infusions_at(self, a: float) -> list:
-        return [(end - start, int(state), rate) for start, end, state, rate in self.infusions
-                if start == a]
+    def infusions_at(self, a: float) -> tuple[np.ndarray, list]:
+        """The plan's infusions that start at ``a``: their rows, and (length, state, rate)
+        of each."""
+        rows = self.infusions[self.infusions[:, 0] == a]
+        return rows, [(end - start, int(state), rate) for start, end, state, rate in rows]
 
     def act(self, k: int, t: float, y, pre_t, pre_y) -> None:
         """Rule ``k``'s event executed at ``t``: an added dose, or a held dose given."""
