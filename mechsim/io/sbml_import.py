@@ -202,6 +202,7 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
     # ---- document-level checks and conversions ----------------------------------------------
     def prepare(self) -> None:
         L, doc = self.L, self.doc
+        self.flatten_submodels()
         ns = doc.getNamespaces()
         for i in range(ns.getNumNamespaces()):
             uri = ns.getURI(i)
@@ -223,6 +224,28 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
             if bad:
                 raise self.error(f"cannot convert the model to SBML Level 3 Version 2: "
                                  f"{one_line(bad[0].getMessage())}")
+
+    def flatten_submodels(self) -> None:
+        """A model built from submodels (the 'comp' package) becomes one flat core model,
+        by libsbml's flattening converter: the mathematics is the flat model's."""
+        L, doc = self.L, self.doc
+        comp = doc.getPlugin("comp")
+        if comp is None or not doc.isPackageEnabled("comp"):
+            return
+        if comp.getNumExternalModelDefinitions():
+            ext = comp.getExternalModelDefinition(0)
+            raise self.error(f"externalModelDefinition '{ext.getId()}' refers to another "
+                             f"file ({ext.getSource()}); mechsim reads one file: put the "
+                             "submodel's definition in this file")
+        props = L.ConversionProperties()
+        props.addOption("flatten comp", True)
+        props.addOption("leave_ports", False)
+        if doc.convert(props) != L.LIBSBML_OPERATION_SUCCESS:
+            bad = [doc.getError(i) for i in range(doc.getNumErrors())
+                   if doc.getError(i).getSeverity() >= L.LIBSBML_SEV_ERROR]
+            why = one_line(bad[0].getMessage()) if bad else "libsbml gave no reason"
+            raise self.error(f"the model's submodels (SBML 'comp' package) could not be "
+                             f"flattened into one model: {why}")
 
     def expand_functions(self) -> None:
         """Inline functionDefinitions (libsbml's converter) so formulas use built-ins only."""
@@ -378,7 +401,16 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
             self.local = saved
         self.rules.append(Rule(name, self.expr(text, f"rate of reaction {rid}"), None,
                                self.where))
+        self.symbols[rid] = SBMLSymbol(rid, "reaction", name, self.reaction_rate_unit())
         return name
+
+    def reaction_rate_unit(self) -> pint.Quantity | None:
+        """A reaction rate's SBML unit (extent per time), when the model declares both."""
+        sm = self.sm
+        if self.as_written or not (sm.isSetExtentUnits() and sm.isSetTimeUnits()):
+            return None
+        return self.sbml_unit(self.declared_quantity(sm.getExtentUnits(), "extentUnits") /
+                              self.declared_quantity(sm.getTimeUnits(), "timeUnits"))
 
     def expr(self, text: str, what: str) -> Expr:
         return Expr(text, f"{self.where}: {what}")
@@ -452,6 +484,9 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
         species = self.read_species()
         reactions = self.read_reactions()
         events = self.read_events()
+        if not self.from_mechsim:  # a reaction's id means its rate: give each one a value
+            for rid in sorted(self.reaction_ids - set(self.reaction_rules)):
+                self.reaction_rate_rule(rid, f"reaction '{rid}'")
         compartments = self.compartment_symbols(compartments)
         self.species_ref_values()
         if self.as_written and self.time_name in self.names_used(reactions, events, species):

@@ -13,6 +13,7 @@ from mechsim.errors import ParseError, UnitError, UnitWarning, ValidationError
 from mechsim.io import builtin_names
 from mechsim.io.sbml import (
     export_sbml,
+    import_sbml_text,
     parse_sbml,
     read_sbml,
     sbml_warnings,
@@ -543,10 +544,11 @@ def test_unsupported_constructs_are_named(change, error, message):
 def test_required_sbml_packages_are_refused():
     doc = libsbml.readSBMLFromString(FOREIGN)
     doc.setLevelAndVersion(3, 2, False)
-    doc.enablePackage(libsbml.CompExtension.getXmlnsL3V1V1(), "comp", True)
-    doc.setPackageRequired("comp", True)
-    with pytest.raises(ParseError, match="comp.xml: the model uses the SBML package 'comp'"):
-        parse_sbml(libsbml.writeSBMLToString(doc), where="comp.xml")
+    doc.enablePackage(libsbml.DistribExtension.getXmlnsL3V1V1(), "distrib", True)
+    doc.setPackageRequired("distrib", True)
+    with pytest.raises(ParseError,
+                       match="distrib.xml: the model uses the SBML package 'distrib'"):
+        parse_sbml(libsbml.writeSBMLToString(doc), where="distrib.xml")
 
 
 def test_formerly_refused_constructs_now_import():
@@ -694,3 +696,18 @@ def test_model_events_survive_the_round_trip():
     b = mechsim.simulate(back, "100 mg iv", until="5 day", every="0.25 day", **TIGHT)
     assert [round(t, 9) for t, _ in a.events] == [round(t, 9) for t, _ in b.events]
     assert max_rel_error(a["C"].to("nM").magnitude, b["C"].to("nM").magnitude) < 1e-6
+
+
+def test_a_reaction_id_gives_the_reaction_rate_in_extent_per_time():
+    """SBML formulas may use a reaction's id as its rate, and tools compare rates by id:
+    every reaction of an imported model has a value, in the model's extent/time units."""
+    imported = import_sbml_text(FOREIGN, where="foreign.xml")
+    assert imported.symbols["r2"].kind == "reaction"
+    t = np.linspace(0, 600, 7)
+    res = mechsim.simulate(imported.model, None, until="600 s", times=mechsim.Quantity(t, "s"),
+                           **TIGHT)
+    s2_mM = imported.values(res, "S2")
+    # r2 = k2 * S2 * cell = 0.01/s * S2 [mM] * 2 L, in mmol/s (extentUnits mmol, second)
+    np.testing.assert_allclose(imported.values(res, "r2"), 0.01 * s2_mM * 2.0, rtol=1e-9)
+    f = imported.values(res, "F")  # mmol/mL; r5 = ext * F / tau, ext = 2 * Vref = 500 mL
+    np.testing.assert_allclose(imported.values(res, "r5"), 500.0 * f / 120.0, rtol=1e-9)

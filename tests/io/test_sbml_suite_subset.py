@@ -45,5 +45,6 @@ def test_the_subset_spans_the_tags():
     for tag in ("EventWithDelay", "EventNoDelay", "NonConstantCompartment", "RateRule",
                 "AssignmentRule", "InitialAssignment", "ConversionFactors",
                 "AssignedConstantStoichiometry", "UncommonMathML", "CSymbolRateOf",
-                "HasOnlySubstanceUnits", "0D-Compartment", "AlgebraicRule", "FastReaction"):
+                "HasOnlySubstanceUnits", "0D-Compartment", "AlgebraicRule", "FastReaction",
+                "comp:Submodel", "comp:ReplacedBy", "comp:Deletion"):
         assert tag in tags, tag
