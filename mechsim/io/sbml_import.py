@@ -5,7 +5,8 @@ The Model is built the way the TOML reader builds one: every formula goes throug
 :class:`~mechsim.expr.Expr` (never ``eval``) and the Model checks every dimension.  Where
 SBML leaves units undeclared, the model's numbers are used as written and those values are
 of undeclared unit (one UnitWarning lists them; ``strict_units=True`` refuses instead).
-What stays out of scope (algebraic rules, fast reactions, delay, SBML packages) raises
+What stays out of scope (nonlinear algebraic rules, fast reactions, delay, SBML packages
+other than comp) raises
 :class:`~mechsim.errors.ParseError` naming the SBML element and id.  Files are read and
 size-checked here and given to libsbml as text; a DOCTYPE (which could declare entities)
 is refused first.  See ``docs/sbml.md``.
@@ -42,6 +43,7 @@ from ..units import (
     ureg,
 )
 from .common import value_or_expr
+from .sbml_algebraic import solve_algebraic_rules
 from .sbml_common import (
     DAY,
     MAX_SBML_BYTES,
@@ -193,6 +195,7 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
         self.sm = doc.getModel()
         self.reject_unsupported()
         self.expand_functions()
+        solve_algebraic_rules(self.L, self.sm, self.in_reactions(), self.error)
         self.info = self.read_model_annotation()
         self.from_mechsim = self.mechsim_node(self.sm, "model") is not None
 
@@ -257,8 +260,11 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
         if doc.convert(props) != L.LIBSBML_OPERATION_SUCCESS or \
                 doc.getModel().getNumFunctionDefinitions():
             fd = doc.getModel().getFunctionDefinition(0)
+            bad = [doc.getError(i) for i in range(doc.getNumErrors())
+                   if doc.getError(i).getSeverity() >= L.LIBSBML_SEV_ERROR]
+            why = f": {one_line(bad[0].getShortMessage())}" if bad else ""
             raise self.error(f"functionDefinition '{fd.getId()}' could not be inlined into "
-                             "the formulas that use it")
+                             f"the formulas that use it{why}")
         self.sm = doc.getModel()
 
     def read_model_annotation(self) -> dict:
@@ -421,8 +427,6 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
         changed = self.in_reactions()
         for i in range(sm.getNumRules()):
             rule = sm.getRule(i)
-            if rule.isAlgebraic():
-                raise self.error("algebraicRule: algebraic rules are not supported")
             if rule.getVariable() in changed:
                 kind = "rateRule" if rule.isRate() else "assignmentRule"
                 raise self.error(f"{kind} for species '{rule.getVariable()}': a rule on a "

@@ -4,6 +4,7 @@ Needs the ``sbml`` extra (python-libsbml, libroadrunner), which the test extra i
 """
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -525,7 +526,7 @@ def _ia_from_species(m):
 
 @pytest.mark.parametrize(("change", "error", "message"), [
     (lambda m: m.createAlgebraicRule().setMath(libsbml.parseL3Formula("S1 - S2")), ParseError,
-     "algebraicRule: algebraic rules are not supported"),
+     "could not be inlined into the formulas that use it: The model is overdetermined"),
     (_rule_on_s1, ParseError, "rateRule for species 'S1': a rule on a species that reactions"),
     (_law("delay(S2, 1) * cell * k2"), ParseError, "kinetic law of r2: delay(...) is not"),
     (_law("k2 * P * cell"), UnitError, "reaction 'r2': kinetic law 'cell * (r2_k2*P)' has "
@@ -711,3 +712,24 @@ def test_a_reaction_id_gives_the_reaction_rate_in_extent_per_time():
     np.testing.assert_allclose(imported.values(res, "r2"), 0.01 * s2_mM * 2.0, rtol=1e-9)
     f = imported.values(res, "F")  # mmol/mL; r5 = ext * F / tau, ext = 2 * Vref = 500 mL
     np.testing.assert_allclose(imported.values(res, "r5"), 500.0 * f / 120.0, rtol=1e-9)
+
+
+def test_an_algebraic_rule_keeps_declared_units():
+    """0 = 2*half - total (half in mmol) becomes half = total / 2, checked in units: the
+    model still imports with every unit declared."""
+    def add_half(m):
+        p = m.createParameter()
+        p.setId("half")
+        p.setUnits("mmol")
+        p.setConstant(False)
+        m.createAlgebraicRule().setMath(libsbml.parseL3Formula("2*half - total"))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnitWarning)
+        imported = import_sbml_text(_variant(add_half), where="foreign.xml")
+    assert imported.undeclared == () and imported.symbols["half"].unit is not None
+    t = np.linspace(0, 600, 7)
+    res = mechsim.simulate(imported.model, None, until="600 s", times=mechsim.Quantity(t, "s"),
+                           **TIGHT)
+    np.testing.assert_allclose(imported.values(res, "half"),
+                               imported.values(res, "total") / 2, rtol=1e-12)

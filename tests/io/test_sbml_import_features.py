@@ -60,6 +60,9 @@ def build(species=(), parameters=(), compartments=(("C", 1.0, True),), reactions
                     ref.setId(ref_id)
         r.createKineticLaw().setMath(libsbml.parseL3Formula(law))
     for kind, variable, formula in rules:
+        if kind == "algebraic":  # 0 = formula; it has no variable
+            m.createAlgebraicRule().setMath(libsbml.parseL3Formula(formula))
+            continue
         rule = m.createRateRule() if kind == "rate" else m.createAssignmentRule()
         rule.setVariable(variable)
         rule.setMath(libsbml.parseL3Formula(formula))
@@ -162,6 +165,45 @@ def test_initial_assignment_from_a_species_is_computed_at_t0():
     imp, res, _ = run(text, 1.0, 3)
     np.testing.assert_allclose(imp.values(res, "p"), 9.0)
     assert imp.values(res, "S")[-1] == pytest.approx(4 * math.exp(-1), rel=1e-8)
+
+
+def test_an_algebraic_rule_determines_the_value_nothing_else_does():
+    """0 = S1 + S2 - k1 with S1 made by a reaction: S2 = k1 - S1, so dS1/dt = k2 (k1 - S1)
+    and S1 = k1 - (k1 - S1(0)) exp(-k2 t) (amounts, C = 1)."""
+    text = build(species=[("S1", "C", 0.5, False, {}), ("S2", "C", 0.9, False, {})],
+                 parameters=[("k1", 2.0, True), ("k2", 0.7, True)],
+                 reactions=[("r", [], [("S1", 1, None)], "C*k2*S2")],
+                 rules=[("algebraic", None, "S1 + S2 - k1")])
+    imp, res, times = run(text, 3.0)
+    s1 = 2.0 - (2.0 - 0.5) * np.exp(-0.7 * times)  # S2's own 0.9 yields to the rule
+    np.testing.assert_allclose(imp.values(res, "S1"), s1, rtol=1e-8)
+    np.testing.assert_allclose(imp.values(res, "S2"), 2.0 - s1, rtol=1e-8)
+
+
+def test_coupled_linear_algebraic_rules_are_solved_together():
+    # 0 = a - 2 b + t,  0 = (a + b) / 3 - 4:  a = (24 - t) / 3 * ... solved by hand below
+    text = build(parameters=[("a", 0, False), ("b", 0, False)],
+                 rules=[("algebraic", None, "a - 2*b + time"),
+                        ("algebraic", None, "(a + b)/3 - 4")])
+    imp, res, times = run(text, 3.0, 4)
+    b = (12 + times) / 3  # from a = 2b - t and a + b = 12
+    np.testing.assert_allclose(imp.values(res, "b"), b, rtol=1e-12)
+    np.testing.assert_allclose(imp.values(res, "a"), 2 * b - times, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    ([("algebraic", None, "p*p - 2")], "not linear in 'p'"),
+    ([("algebraic", None, "k - 2")], "no value is left for it to determine"),
+    ([("algebraic", None, "p - 1"), ("algebraic", None, "2*p - 2")],
+     "no value is left for it to determine"),
+    ([("algebraic", None, "p - p + 1")], "'p' cancels out"),
+])
+def test_algebraic_rules_that_are_not_linear_or_overdetermine_are_refused(rules, message):
+    text = build(parameters=[("p", 1.0, False), ("k", 2.0, True)], rules=rules)
+    with pytest.raises(ParseError) as info:
+        import_sbml_text(text, where="t.xml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith("t.xml: algebraicRule 0 = ")
 
 
 @pytest.mark.parametrize(("change", "message"), [
