@@ -100,7 +100,9 @@ class Derived:
 class Effect:
     """A covariate effect on a model parameter.
 
-    ``kind`` "power": parameter * (covariate / reference) ** exponent; "multiply" / "set":
+    ``kind`` "power": parameter * (covariate / reference) ** exponent; "linear":
+    parameter * (1 + value * (covariate - reference)), ``value`` per unit of the covariate;
+    "multiply" / "set":
     for patients whose categorical ``covariate`` is ``level``, multiply by ``value`` or set
     the parameter to ``value``.
     """
@@ -192,9 +194,9 @@ class Population:
             _dimension(known, e.parameter, e.where,
                        e.value if e.kind == "set" else None)
             cov = next(c for c in self.covariates if c.name == e.covariate)
-            if e.kind == "power":
+            if e.kind in ("power", "linear"):
                 if isinstance(cov, Categorical):
-                    raise ValidationError(f"effect on {e.parameter}: a power model needs a "
+                    raise ValidationError(f"effect on {e.parameter}: a {e.kind} model needs a "
                                           f"numeric covariate; {cov.name} is categorical",
                                           e.where)
                 if e.reference.dimensionality != _center_dims(cov, known):
@@ -284,6 +286,16 @@ class Population:
             if e.kind == "power":
                 ratio = values[e.covariate] / _canonical(e.reference)
                 params[e.parameter] = current * ratio ** float(e.value)
+            elif e.kind == "linear":
+                factor = 1.0 + _canonical(e.value) * (values[e.covariate] -
+                                                      _canonical(e.reference))
+                if np.any(factor <= 0):
+                    raise ValidationError(
+                        f"effect of {e.covariate} on {e.parameter}: the linear factor "
+                        f"1 + {format_quantity(e.value)} * ({e.covariate} - "
+                        f"{format_quantity(e.reference)}) is not positive for "
+                        f"{int(np.sum(factor <= 0))} of {n} patients", e.where)
+                params[e.parameter] = current * factor
             else:
                 hit = labels[e.covariate] == e.level
                 new = (current * float(e.value) if e.kind == "multiply"

@@ -226,7 +226,8 @@ class PopulationProblem:
         ``errors`` the error parameters by name, ``betas`` the estimated covariate
         effects."""
         theta = self.typical(theta, betas)
-        if not np.all(np.isfinite(theta)):
+        logged = np.asarray(self.fixed_log, dtype=bool)
+        if not np.all(np.isfinite(theta)) or np.any(theta[:, logged] <= 0):
             return math.inf if not per_subject else (math.inf, None)
         omega = np.atleast_2d(np.asarray(omega, dtype=float))
         sign, logdet_omega = np.linalg.slogdet(omega)
@@ -294,9 +295,11 @@ def _remote_chunk(indices, theta, omega_inv, errors, etas):
 @dataclass(frozen=True)
 class CovariateEffect:
     """A covariate effect on a typical value, per subject: ``power``:
-    ``(covariate / reference) ** beta``; ``multiply``: ``beta`` for the subjects whose
-    categorical covariate is ``level``, 1 for the others.  ``value`` None: beta is
-    estimated from ``start``."""
+    ``(covariate / reference) ** beta`` (``covariate`` holds the ratios); ``linear``:
+    ``1 + beta * (covariate - reference)`` (``covariate`` holds the differences divided
+    by ``spread``, and beta is the slope, in ``unit``, times ``spread``); ``multiply``:
+    ``beta`` for the subjects whose categorical covariate is ``level``, 1 for the others.
+    ``value`` None: beta is estimated from ``start``."""
 
     name: str
     parameter: str
@@ -305,10 +308,14 @@ class CovariateEffect:
     value: float | None
     start: float = 0.0
     level: str | None = None
+    unit: str = ""  # of beta
+    spread: float = 1.0  # beta here is the reported beta times this (linear effects)
 
     def factor(self, beta: float) -> np.ndarray:
         if self.kind == "power":
             return self.covariate ** beta
+        if self.kind == "linear":  # not positive for some subject: the objective is inf
+            return 1.0 + beta * self.covariate
         return np.where(self.covariate == self.level, beta, 1.0)
 
     @property

@@ -136,11 +136,16 @@ def _effects(population, data, problem) -> list:
                                   f"{', '.join(data.covariate_names) or 'none'})", e.where)
         raw = [data.subjects[s.index].covariates.get(e.covariate) for s in problem.subjects]
         what = f"effect of {e.covariate} on {e.parameter}"
-        if e.kind == "power":
+        unit, spread = "", 1.0
+        if e.kind in ("power", "linear"):
+            # a linear slope is per unit of the reference: (WT - 70 kg) in kg
+            per = ureg.Quantity(1.0, e.reference.units)
+            if e.kind == "linear" and not per.dimensionless:
+                unit = f"1/({e.reference.units:~})"
             values = []
             for v in raw:
                 if v is None or isinstance(v, str):
-                    raise ValidationError(f"{what}: a power effect needs numbers, and column "
+                    raise ValidationError(f"{what}: a {e.kind} effect needs numbers, and column "
                                           f"{e.covariate} holds {v!r}", e.where)
                 q = v if isinstance(v, pint.Quantity) else ureg.Quantity(float(v))
                 if q.dimensionality != e.reference.dimensionality:
@@ -148,9 +153,15 @@ def _effects(population, data, problem) -> list:
                                           f"column's values ({format_quantity(q)}) and the "
                                           f"reference ({format_quantity(e.reference)}) "
                                           "differ in dimension", e.where)
-                values.append(float((q / e.reference).to("").magnitude))
+                values.append(float((q / e.reference).to("").magnitude) if e.kind == "power"
+                              else float(((q - e.reference) / per).to("").magnitude))
             covariate = np.array(values)
-            name = f"{e.covariate}_power_{e.parameter}"
+            name = f"{e.covariate}_{e.kind}_{e.parameter}"
+            if e.kind == "linear" and np.any(covariate != 0):
+                # the optimiser sees the effect at the farthest subject (beta * max |x|):
+                # a slope per kg is a small number, and its first step would be far too
+                # long on the slope's own scale
+                spread = float(np.max(np.abs(covariate)))
         else:
             covariate = np.array([_level(v) for v in raw])
             if _level(e.level) not in set(covariate):
@@ -160,10 +171,14 @@ def _effects(population, data, problem) -> list:
             if e.estimate and not float(e.value) > 0:
                 raise ValidationError(f"{what}: an estimated factor starts above 0 (it is "
                                       "estimated on the log scale)", e.where)
-        value = float(e.value)
+        value = float((e.value * per).to("").magnitude) * spread if e.kind == "linear" \
+            else float(e.value)
+        if spread != 1.0:
+            covariate = covariate / spread
         out.append(CovariateEffect(name, e.parameter, e.kind, covariate,
                                    None if e.estimate else value, value,
-                                   None if e.level is None else _level(e.level)))
+                                   None if e.level is None else _level(e.level), unit,
+                                   spread))
     return out
 
 
@@ -179,10 +194,15 @@ def _level(value) -> str:
 
 def _result(spec, data, population, context, problem, fitted) -> PopulationFitResult:
     estimates, errors = {}, {}
+    slopes = {e.name: (e.unit, e.spread) for e in problem.effects if e.kind == "linear"}
     for name, value, se in zip(fitted.names, fitted.estimates, fitted.standard_errors):
         if name in context.units:  # typical values and error parameters, in their units
             estimates[name] = context._quantity(name, value)
             errors[name] = context._quantity(name, se)
+        elif name in slopes:  # linear covariate effects: per unit of the covariate
+            unit, spread = slopes[name]
+            estimates[name] = ureg.Quantity(value / spread, unit)
+            errors[name] = ureg.Quantity(se / spread, unit)
         else:  # variances, correlations and covariate effects: numbers
             estimates[name] = ureg.Quantity(value, "")
             errors[name] = ureg.Quantity(se, "")
@@ -207,10 +227,14 @@ def _effect_entries(population, problem, estimates, errors) -> tuple:
     """The population's [[effects]] with the estimated values put in."""
     out = []
     for e, ce in zip(population.effects, problem.effects):
-        value = estimates[ce.name].magnitude if ce.value is None else ce.value
+        value = estimates[ce.name].magnitude if ce.value is None else ce.value / ce.spread
         entry = [("covariate", f'"{e.covariate}"'), ("parameter", f'"{e.parameter}"')]
         if e.kind == "power":
             entry += [("power", repr(float(value))),
+                      ("reference", f'"{format_quantity(e.reference)}"')]
+        elif e.kind == "linear":
+            slope = f"{float(value)!r} {ce.unit}".strip()
+            entry += [("linear", f'"{slope}"'),
                       ("reference", f'"{format_quantity(e.reference)}"')]
         else:
             entry += [("level", f'"{e.level}"'), ("multiply", repr(float(value)))]

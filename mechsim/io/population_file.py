@@ -48,7 +48,7 @@ from ..population import (
     Fixed,
     Population,
 )
-from ..units import format_quantity, parse_quantity
+from ..units import format_quantity, parse_quantity, ureg
 from .common import resolve
 from .toml_source import TomlSource
 
@@ -287,8 +287,8 @@ def _categorical(src: TomlSource, name: str, entry: dict) -> Categorical:
 def _effect(src: TomlSource, i: int, entry: dict) -> Effect:
     where = src.where(("effects",))
     what = f"effect {i + 1}"
-    allowed = {"covariate", "parameter", "power", "reference", "level", "multiply", "set",
-               "estimate", "source", "note"}
+    allowed = {"covariate", "parameter", "power", "linear", "reference", "level", "multiply",
+               "set", "estimate", "source", "note"}
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise ParseError(f"{what}: unknown key {unknown[0]!r} (allowed: "
@@ -297,9 +297,9 @@ def _effect(src: TomlSource, i: int, entry: dict) -> Effect:
     for key in ("covariate", "parameter"):
         if not isinstance(entry.get(key), str):
             raise ParseError(f"{what}: {key} (a name) is required", where)
-    kinds = [k for k in ("power", "multiply", "set") if k in entry]
+    kinds = [k for k in ("power", "linear", "multiply", "set") if k in entry]
     if len(kinds) != 1:
-        raise ParseError(f"{what}: give exactly one of power, multiply or set", where)
+        raise ParseError(f"{what}: give exactly one of power, linear, multiply or set", where)
     kind = kinds[0]
     cov, par = entry["covariate"], entry["parameter"]
     estimate = entry.get("estimate", False)
@@ -314,6 +314,20 @@ def _effect(src: TomlSource, i: int, entry: dict) -> Effect:
         if not reference.magnitude > 0:
             raise ParseError(f"{what}: reference must be positive", where)
         return Effect(cov, par, kind, exponent, reference, None, where, estimate)
+    if kind == "linear":
+        if "level" in entry or "reference" not in entry:
+            raise ParseError(f"{what}: a linear effect needs reference (and no level)", where)
+        reference = parse_quantity(entry["reference"], what=f"{what} reference", where=where)
+        raw = entry["linear"]
+        slope = ureg.Quantity(_number(raw, what, "linear", where)) \
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool) else \
+            parse_quantity(raw, what=f"{what} linear", where=where)
+        if (slope * reference).dimensionality != ureg.Quantity(1).dimensionality:
+            raise ParseError(f"{what}: linear (the change per unit of the covariate) must "
+                             f"have the dimension of 1/reference, 1/"
+                             f"{format_quantity(reference)}; got {format_quantity(slope)}",
+                             where)
+        return Effect(cov, par, kind, slope, reference, None, where, estimate)
     if "reference" in entry or not isinstance(entry.get("level"), str):
         raise ParseError(f"{what}: a {kind} effect needs level (a category name)", where)
     if kind == "multiply":

@@ -443,6 +443,77 @@ def test_covariate_effects_from_the_file_act_on_each_subject(tmp_path):
         ("WT", "power", 0.75), ("SEX", "multiply", 0.8)]
 
 
+LINEAR_POPULATION = """
+[variability]
+CL = {{ distribution = "lognormal", median = "6 L/day", cv = "30 %" }}
+V = {{ distribution = "lognormal", median = "11 L", cv = "30 %" }}
+[[effects]]
+covariate = "WT"
+parameter = "CL"
+linear = "{slope}"
+reference = "70 kg"
+estimate = {estimate}
+[error]
+C = {{ model = "proportional", proportional = "0.15" }}
+"""
+
+
+def test_a_linear_covariate_effect_scales_each_subjects_typical_value(tmp_path):
+    """CL_i = CL * (1 + slope * (WT_i - 70 kg)): the population predictions (eta = 0) are
+    the closed-form one-compartment curves with each subject's CL; a slope given per gram
+    is the same effect."""
+    data = weight_and_sex_data(6, 4)
+    path = tmp_path / "pop.toml"
+    path.write_text(LINEAR_POPULATION.format(slope="0.012 1/kg", estimate="false"))
+    res = fit_population("one_compartment", data, path, max_iterations=0, covariance=False)
+    times = np.array([0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0])
+    for subject in data.subjects:
+        cl = 6.0 * (1 + 0.012 * (subject.covariates["WT"].to("kg").magnitude - 70))
+        c = sum(1000 / 11 * np.exp(-cl / 11 * (times - d)) * (times >= d) for d in (0, 3))
+        rows = np.array(res.table["id"]) == subject.id
+        np.testing.assert_allclose(res.table["pred"][rows], c, rtol=1e-6)
+    path.write_text(LINEAR_POPULATION.format(slope="1.2e-5 1/g", estimate="false"))
+    same = fit_population("one_compartment", data, path, max_iterations=0, covariance=False)
+    assert same.ofv == pytest.approx(res.ofv, rel=1e-12)
+    back = load_population(res.to_population(tmp_path / "fitted.toml"))
+    assert back.effects[0].kind == "linear"
+    assert back.effects[0].value.to("1/kg").magnitude == pytest.approx(0.012)
+
+
+@pytest.mark.parametrize(("slope", "message"), [
+    ("0.01 1/L", "linear (the change per unit of the covariate) must have the dimension of "
+                 "1/reference"),
+    ("0.05 1/kg", "the linear factor 1 + 0.05 1/kg * (WT - 70 kg) is not positive"),
+])
+def test_a_linear_effect_with_a_wrong_unit_or_a_negative_factor_is_refused(tmp_path, slope,
+                                                                           message):
+    path = tmp_path / "pop.toml"
+    path.write_text('[covariates]\nWT = { distribution = "uniform", lower = "30 kg", '
+                    'upper = "120 kg" }\n[[effects]]\ncovariate = "WT"\nparameter = "CL"\n'
+                    f'linear = "{slope}"\nreference = "70 kg"\n')
+    with pytest.raises(mechsim.errors.MechsimError) as info:
+        load_population(path).sample(mechsim.load_model("one_compartment"), 200, seed=1)
+    assert message in str(info.value) and "pop.toml" in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_linear_covariate_effect_is_estimated(tmp_path):
+    # the data's CL follows (WT/70)**0.75; over 30-120 kg its least-squares line through
+    # ln CL has slope about 0.75/70 per kg near 70 kg: the estimate must be near the slope
+    # of the realised values (regression of CL/typical on WT - 70)
+    drawn = []
+    data = weight_and_sex_data(40, 5, drawn)
+    wt, _, cl, _ = (np.array(column) for column in zip(*drawn))
+    path = tmp_path / "pop.toml"
+    path.write_text(LINEAR_POPULATION.format(slope="0 1/kg", estimate="true"))
+    res = mechsim.fit("one_compartment", data, population=path)
+    est = res.estimates["WT_linear_CL"].to("1/kg").magnitude
+    typical = res.estimates["CL"].to("L/day").magnitude
+    realised = np.polyfit(wt - 70, cl / typical, 1)[0]
+    assert abs(est - realised) < 0.003, (est, realised)
+    assert res.standard_errors["WT_linear_CL"].to("1/kg").magnitude < 0.003
+
+
 @pytest.mark.slow
 def test_covariate_effects_are_estimated(tmp_path):
     # 40 subjects, 8 samples each: every subject's CL and V are well determined, so the
