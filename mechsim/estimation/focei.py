@@ -153,13 +153,19 @@ class PopulationProblem:
             self._remote_solves += solves
         return found
 
-    # ---- one subject -----------------------------------------------------------------------
-    def _predict(self, subject, theta: np.ndarray, eta: np.ndarray):
-        """Predictions and d f / d eta of one subject with random effects ``eta``."""
-        p = theta.copy()
-        p[self.eta_index] = theta[self.eta_index] * np.exp(eta)
-        f, df = self.problem.predict(subject, p, self.fixed_log)
-        return f, df[:, self.eta_index]
+    # ---- the inner problems ------------------------------------------------------------------
+    def predict_many(self, subjects, theta, etas, *, return_exceptions: bool = False):
+        """Predictions and d f / d eta of subjects (``theta``: their typical values, one
+        row each) with random effects ``etas`` (see :meth:`FitProblem.predict_many`)."""
+        rows = []
+        for typical, eta in zip(theta, etas):
+            p = typical.copy()
+            p[self.eta_index] = typical[self.eta_index] * np.exp(eta)
+            rows.append(p)
+        found = self.problem.predict_many(subjects, rows, self.fixed_log,
+                                          return_exceptions=return_exceptions)
+        return [x if isinstance(x, MechsimError) else (x[0], x[1][:, self.eta_index])
+                for x in found]
 
     def _variance(self, subject, f: np.ndarray, errors: Mapping[str, float]):
         """R and dR/df of each observation of a subject (each output's error model)."""
@@ -170,52 +176,55 @@ class PopulationProblem:
             r[cols], dr[cols], _ = model.variance(f[cols], errors)
         return r, dr
 
-    def subject_terms(self, subject, theta, omega_inv, errors, eta0):
-        """(eta_i, O_i(eta_i), ln det H_i) for one subject."""
-        y = subject.values
-        eta = np.array(eta0, dtype=float)
+    def _terms(self, subject, eta, predicted, omega_inv, errors):
+        """(O_i, its gradient, the FOCE Hessian H_i) at ``eta`` from the prediction there
+        (f, d f / d eta), or None where there is none to use (a step too far: a volume of
+        inf, a variance not positive): the line search backs off."""
+        if isinstance(predicted, MechsimError):
+            return None
+        f, g = predicted
+        r, drdf = self._variance(subject, f, errors)
+        if not (np.all(np.isfinite(f)) and np.all(np.isfinite(g)) and np.all(r > 0)):
+            return None
+        res = subject.values - f
+        o = float(np.sum(np.log(2 * math.pi * r) + res * res / r) + eta @ omega_inv @ eta)
+        dr = drdf[:, None] * g
+        grad = (2 * omega_inv @ eta + dr.T @ (1 / r - res * res / r ** 2)
+                - 2 * g.T @ (res / r))
+        h = omega_inv + (g.T / r) @ g + 0.5 * (dr.T / r ** 2) @ dr
+        return o, grad, h
 
-        def terms(e):
-            try:
-                f, g = self._predict(subject, theta, e)
-            except (SolverError, ValidationError):
-                return None  # a step too far (a volume of inf): the line search backs off
-            r, drdf = self._variance(subject, f, errors)
-            if not (np.all(np.isfinite(f)) and np.all(np.isfinite(g)) and np.all(r > 0)):
-                return None
-            res = y - f
-            o = float(np.sum(np.log(2 * math.pi * r) + res * res / r) + e @ omega_inv @ e)
-            dr = drdf[:, None] * g
-            grad = (2 * omega_inv @ e + dr.T @ (1 / r - res * res / r ** 2)
-                    - 2 * g.T @ (res / r))
-            h = omega_inv + (g.T / r) @ g + 0.5 * (dr.T / r ** 2) @ dr
-            return o, grad, h
+    def inner_problems(self, indices, theta, omega_inv, errors, etas) -> list:
+        """Each subject's (eta_i, O_i(eta_i), ln det H_i), or the error that ended its inner
+        problem (SolverError, ValidationError, LinAlgError).  ``theta`` and ``etas``: one
+        row per index (typical values, starting etas).
 
-        current = terms(eta)
-        if current is None:
-            raise SolverError(f"subject {subject.id}: the prediction is not finite or the "
-                              "residual variance not positive at the starting eta")
-        for _ in range(INNER_MAX):
-            o, grad, h = current
-            step = np.linalg.solve(2 * h, grad)  # Gauss-Newton (FOCE Hessian of O_i)
-            if np.max(np.abs(step)) < INNER_TOL:
-                break  # converged: the step would not move eta
-            step *= min(1.0, MAX_STEP / np.max(np.abs(step)))  # exp(eta) stays finite
-            scale = 1.0
-            for _ in range(30):  # halve until the objective falls
-                trial = eta - scale * step
-                candidate = terms(trial)
-                if candidate is not None and candidate[0] <= o + 1e-12 * abs(o):
-                    break
-                scale *= 0.5
-            else:
-                break
-            eta, current = trial, candidate
-            if np.max(np.abs(scale * step)) < INNER_TOL:
-                break
-        o, _, h = current
-        _, logdet = np.linalg.slogdet(h)
-        return eta, o, logdet
+        The subjects' inner problems run in lockstep: every evaluation they need at one
+        moment is one :meth:`FitProblem.predict_many` (one compiled call for them all
+        instead of one per subject, each of which costs more in crossing into compiled code
+        than a small run).  Each subject still takes exactly the steps it would alone."""
+        subjects = [self.subjects[i] for i in indices]
+        found: list = [None] * len(subjects)
+        waiting = {}  # position -> (its inner problem, the eta it needs the terms of)
+        for k, (subject, eta0) in enumerate(zip(subjects, etas)):
+            steps = _inner_steps(subject, eta0)
+            waiting[k] = (steps, next(steps))
+        while waiting:
+            order = list(waiting)
+            predicted = self.predict_many([subjects[k] for k in order],
+                                          [theta[k] for k in order],
+                                          [waiting[k][1] for k in order],
+                                          return_exceptions=True)
+            for k, prediction in zip(order, predicted):
+                steps, eta = waiting.pop(k)
+                try:
+                    waiting[k] = (steps, steps.send(
+                        self._terms(subjects[k], eta, prediction, omega_inv, errors)))
+                except StopIteration as done:
+                    found[k] = done.value
+                except (SolverError, ValidationError, np.linalg.LinAlgError) as exc:
+                    found[k] = exc
+        return found
 
     # ---- the population objective -----------------------------------------------------------
     def objective(self, theta, omega: np.ndarray, errors: Mapping[str, float],
@@ -248,20 +257,52 @@ class PopulationProblem:
         return (total, np.array(parts)) if per_subject else total
 
 
+def _inner_steps(subject, eta0):
+    """One subject's inner problem, a coroutine: it yields each eta whose terms
+    (O_i, gradient, H_i) it needs and is sent them (None: no usable prediction there); it
+    returns (eta_i, O_i(eta_i), ln det H_i).  Gauss-Newton with the FOCE Hessian, steps of
+    at most MAX_STEP, halved until the objective falls."""
+    eta = np.array(eta0, dtype=float)
+    current = yield eta
+    if current is None:
+        raise SolverError(f"subject {subject.id}: the prediction is not finite or the "
+                          "residual variance not positive at the starting eta")
+    for _ in range(INNER_MAX):
+        o, grad, h = current
+        step = np.linalg.solve(2 * h, grad)  # Gauss-Newton (FOCE Hessian of O_i)
+        if np.max(np.abs(step)) < INNER_TOL:
+            break  # converged: the step would not move eta
+        step *= min(1.0, MAX_STEP / np.max(np.abs(step)))  # exp(eta) stays finite
+        scale = 1.0
+        for _ in range(30):  # halve until the objective falls
+            trial = eta - scale * step
+            candidate = yield trial
+            if candidate is not None and candidate[0] <= o + 1e-12 * abs(o):
+                break
+            scale *= 0.5
+        else:
+            break
+        eta, current = trial, candidate
+        if np.max(np.abs(scale * step)) < INNER_TOL:
+            break
+    o, _, h = current
+    _, logdet = np.linalg.slogdet(h)
+    return eta, o, logdet
+
+
 def _first_failure(pop: PopulationProblem, theta, omega, errors, betas) -> str:
     """Why the objective is infinite at these values: the first subject that fails."""
     try:
         omega_inv = np.linalg.inv(omega)
     except np.linalg.LinAlgError:
         return "Omega is singular"
-    typical = pop.typical(theta, betas)
-    for i, subject in enumerate(pop.subjects):
-        try:
-            found = pop.subject_terms(subject, typical[i], omega_inv, errors, pop.etas[i])
-        except MechsimError as exc:
-            return f"subject {subject.id}: {exc.message}"
-        if found is None:
-            return f"subject {subject.id}: no finite prediction"
+    found = pop.inner_problems(range(len(pop.subjects)), pop.typical(theta, betas),
+                               omega_inv, errors, pop.etas)
+    for subject, outcome in zip(pop.subjects, found):
+        if isinstance(outcome, MechsimError):
+            return f"subject {subject.id}: {outcome.message}"
+        if isinstance(outcome, Exception):
+            return f"subject {subject.id}: {outcome}"
     return "Omega is not positive definite"
 
 
@@ -269,15 +310,10 @@ def _inner_chunk(pop: PopulationProblem, indices, theta, omega_inv, errors, etas
     """The inner problems of some subjects (``etas``: their starting etas, in order), and
     the number of model solves they took."""
     before = pop.problem.solves
-    out = []
-    # theta and etas: one row per index, in order (each subject's typical values)
-    for i, typical, eta0 in zip(indices, theta, etas):
-        try:
-            out.append(pop.subject_terms(pop.subjects[i], typical, omega_inv, errors, eta0))
-        except (SolverError, ValidationError, np.linalg.LinAlgError):
-            # values no run can take (a volume of 0 or inf, a solver that cannot finish):
-            # the objective is infinite there and the optimiser backs off
-            out.append(None)
+    found = pop.inner_problems(indices, theta, omega_inv, errors, etas)
+    # an error: values no run can take (a volume of 0 or inf, a solver that cannot finish):
+    # the objective is infinite there and the optimiser backs off
+    out = [None if isinstance(x, Exception) else x for x in found]
     return out, pop.problem.solves - before
 
 

@@ -262,10 +262,10 @@ def _diagnostics(problem: PopulationProblem, fitted) -> dict:
     errors = dict(zip(problem.error_names, fitted.estimates[-len(problem.error_names):]))
     rows = {key: [] for key in ("id", "time", "output", "dv", "pred", "ipred", "iwres",
                                 "cwres")}
-    for i, subject in enumerate(problem.subjects):
-        eta = fitted.etas[i]
-        pred, _ = problem._predict(subject, fitted.typical[i], np.zeros(m))
-        ipred, g = problem._predict(subject, fitted.typical[i], eta)
+    subjects = problem.subjects
+    at_zero = problem.predict_many(subjects, fitted.typical, np.zeros((len(subjects), m)))
+    at_ebe = problem.predict_many(subjects, fitted.typical, fitted.etas)
+    for subject, eta, (pred, _), (ipred, g) in zip(subjects, fitted.etas, at_zero, at_ebe):
         r, _ = problem._variance(subject, ipred, errors)
         y = subject.values
         linear = ipred - g @ eta

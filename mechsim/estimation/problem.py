@@ -111,24 +111,94 @@ class FitProblem:
     def predict(self, subject, theta: np.ndarray, log: Sequence[bool]):
         """Predictions (in DV units) of one subject's observations, and their derivatives
         by the optimiser's variables (d f / d ln p for log-scaled parameters)."""
+        p, scales, problem = self._problem(subject, theta, log)
+        trajectory = solvers.solve(problem, self.spec.method)
+        self._count(1)
+        z = trajectory.states[:, subject.columns]
+        _put_pre_dose(z, subject, trajectory.pre_dose_days, trajectory.pre_dose_states)
+        return self._outputs(subject, p, scales, z)
+
+    def predict_many(self, subjects, thetas, log: Sequence[bool], *,
+                     return_exceptions: bool = False) -> list:
+        """:meth:`predict` of each subject at its row of ``thetas``, in order.  With the
+        compiled engine and a model without events the runs are one compiled call (each
+        call from Python costs far more than a small run: the model's functions cross into
+        numba on every call), on the union of the subjects' output grids; each run ends at
+        its own subject's end, so it computes what :meth:`predict` would.
+        ``return_exceptions``: a subject whose prediction fails gets its SolverError or
+        ValidationError in its place instead of the error being raised."""
+        def one(subject, theta):
+            try:
+                return self.predict(subject, theta, log)
+            except (SolverError, ValidationError) as exc:
+                if not return_exceptions:
+                    raise
+                return exc
+
+        # spec.method is resolved already ("auto" became NDF or LSODA); models with events
+        # take the event driver, one run at a time, as NDF.solve does
+        if self.spec.method != "NDF" or self.sens.augmented.events or len(subjects) < 2:
+            return [one(s, t) for s, t in zip(subjects, thetas)]
+        found: list = [None] * len(subjects)
+        batch = []  # (index, p, scales, problem) of the subjects solved together
+        for i, (subject, theta) in enumerate(zip(subjects, thetas)):
+            try:
+                batch.append((i, *self._problem(subject, theta, log)))
+            except (SolverError, ValidationError):
+                found[i] = one(subject, theta)  # raises it again, or keeps it
+        grid, runs = self._solve_together([b[3] for b in batch])
+        for (i, p, scales, _), run in zip(batch, runs):
+            subject = subjects[i]
+            if run is None:  # not finished: predict repeats it, then the fallback methods
+                found[i] = one(subject, thetas[i])
+                continue
+            states, (days, pre) = run
+            z = states[:, np.searchsorted(grid, subject.days)]
+            _put_pre_dose(z, subject, days, pre)
+            found[i] = self._outputs(subject, p, scales, z)
+        return found
+
+    def _problem(self, subject, theta: np.ndarray, log: Sequence[bool]):
+        """(model parameters, scales, the solver Problem) of one subject's run of the
+        sensitivity system at ``theta``."""
         sens = self.sens
         p = subject.p.copy()
         p[list(sens.columns)] = theta
         scales = np.where(log, theta, 1.0)
-        n, k = sens.n, sens.k
         plan = sens.plan(subject.events, p, scales, subject.until)
-        aug_p = sens.parameters(p, scales)
-        problem = Problem.build(sens.augmented, aug_p, plan, subject.grid, self.spec.rtol,
-                                np.tile(self.spec.atol, k + 1))
-        trajectory = solvers.solve(problem, self.spec.method)
+        problem = Problem.build(sens.augmented, sens.parameters(p, scales), plan,
+                                subject.grid, self.spec.rtol,
+                                np.tile(self.spec.atol, sens.k + 1))
+        return p, scales, problem
+
+    def _solve_together(self, problems):
+        """(the union of the problems' grids, per problem (states on it, (pre-dose days,
+        pre-dose states or None)) or None where the compiled run did not finish)."""
+        from ..solvers.ndf import solve_chunk
+        from ..solvers.ndf_kernel import OK
+
+        if not problems:
+            return None, []
+        grid = np.unique(np.concatenate([q.grid for q in problems]))
+        cm = self.sens.augmented
+        out = np.empty((len(problems), len(cm.state_names), grid.size))
+        status, pre, _ = solve_chunk(cm, np.array([q.parameters for q in problems]),
+                                     [q.plan for q in problems], grid, self.spec.rtol,
+                                     problems[0].atol, out,
+                                     until=np.array([q.until for q in problems]))
+        self._count(int(np.count_nonzero(status == OK)))  # the others: counted when redone
+        return grid, [(out[i], pre[i]) if status[i] == OK else None
+                      for i in range(len(problems))]
+
+    def _count(self, solves: int) -> None:
         with self._lock:
-            self.solves += 1
-        z = trajectory.states[:, subject.columns]
-        if subject.before.any():  # observed at a dose time, before the dose row
-            for m in np.flatnonzero(subject.before):
-                at = np.flatnonzero(trajectory.pre_dose_days == subject.days[m])
-                if at.size:
-                    z[:, m] = trajectory.pre_dose_states[at[0]]
+            self.solves += solves
+
+    def _outputs(self, subject, p: np.ndarray, scales: np.ndarray, z: np.ndarray):
+        """Predictions and their derivatives (see :meth:`predict`) from the states of the
+        sensitivity system at the subject's observations ``z`` (states, observations)."""
+        sens = self.sens
+        n, k = sens.n, sens.k
         y, s = z[:n], z[n:].reshape(k, n, -1)
         f = np.empty(subject.days.size)
         df = np.empty((subject.days.size, k))
@@ -166,6 +236,18 @@ class FitProblem:
                                                                errors)
         gradient = np.concatenate([grad, [grad_error[n] for n in self.error_names]])
         return total, gradient, f, s2
+
+
+def _put_pre_dose(z: np.ndarray, subject, days: np.ndarray, states) -> None:
+    """Observations at a dose time recorded before the dose (the dataset's row order):
+    the state just before it, into ``z`` (states, observations).  ``states`` None: the
+    run says they equal the outputs at those times, which ``z`` holds already."""
+    if states is None or not subject.before.any():
+        return
+    for m in np.flatnonzero(subject.before):
+        at = np.flatnonzero(days == subject.days[m])
+        if at.size:
+            z[:, m] = states[at[0]]
 
 
 def _predict_chunk(problem: FitProblem, subjects, theta, log):

@@ -19,9 +19,12 @@ BLOCK = 128
 
 
 def solve_chunk(cm, parameters: np.ndarray, plans, grid: np.ndarray, rtol: float,
-                atol: np.ndarray, out: np.ndarray):
+                atol: np.ndarray, out: np.ndarray, until: np.ndarray | None = None):
     """Many runs of one model in compiled calls of :data:`BLOCK` runs, written straight
-    into ``out`` (runs, states, times).  Returns (status per run, (pre-dose days, pre-dose
+    into ``out`` (runs, states, times).  ``until``: where each run ends (default: all at
+    ``grid[-1]``); a run ends exactly as a run of its own on a grid ending there would (its
+    last step lands on its end), and the later columns of its output hold its final state.
+    Returns (status per run, (pre-dose days, pre-dose
     states or None when they are the outputs at those days) per run, counters (runs, 3)).
     A run whose status is not ``ndf_kernel.OK`` has unspecified values in ``out``: the
     caller redoes it with
@@ -36,22 +39,25 @@ def solve_chunk(cm, parameters: np.ndarray, plans, grid: np.ndarray, rtol: float
     counters = np.zeros((n_runs, 3), dtype=np.int64)
     pre_dose: list = []
     params = np.array([ndf_kernel.extended_parameters(cm, row) for row in parameters])
+    ends = np.full(n_runs, float(grid[-1])) if until is None else \
+        np.asarray(until, dtype=float)
     for lo in range(0, n_runs, BLOCK):
         hi = min(lo + BLOCK, n_runs)
         status[lo:hi], block_pre, counters[lo:hi] = _solve_block(
-            cm, params[lo:hi], plans[lo:hi], grid, rtol, atol, out[lo:hi])
+            cm, params[lo:hi], plans[lo:hi], grid, rtol, atol, out[lo:hi], ends[lo:hi])
         pre_dose.extend(block_pre)
     return status, pre_dose, counters
 
 
-def _solve_block(cm, params, plans, grid, rtol, atol, out):
+def _solve_block(cm, params, plans, grid, rtol, atol, out, until):
     n = len(cm.state_names)
-    until = float(grid[-1])
-    segments: dict[int, tuple] = {}
-    for plan in plans:
-        if id(plan) not in segments:
-            segments[id(plan)] = plan.segments(until, n)
-    per_run = [segments[id(plan)] for plan in plans]
+    # a plan's segments depend on where the run ends: runs share them when both agree
+    keys = [(id(plan), end) for plan, end in zip(plans, until.tolist())]
+    segments: dict[tuple, tuple] = {}
+    for plan, key in zip(plans, keys):
+        if key not in segments:
+            segments[key] = plan.segments(key[1], n)
+    per_run = [segments[key] for key in keys]
     offsets = np.zeros(len(plans) + 1, dtype=np.int64)
     np.cumsum([len(seg[0]) for seg in per_run], out=offsets[1:])
     starts, ends, rates, jumps = (np.concatenate([seg[k] for seg in per_run])
@@ -73,11 +79,11 @@ def _solve_block(cm, params, plans, grid, rtol, atol, out):
     dose_times = {key: seg[0][seg[4]] for key, seg in segments.items()}
     on_grid = {key: _grid_columns(grid, times) for key, times in dose_times.items()}
     pre_dose = []
-    for i, (plan, seg) in enumerate(zip(plans, per_run)):
+    for i, (key, seg) in enumerate(zip(keys, per_run)):
         states = pre[offsets[i]:offsets[i + 1]][seg[4]]
-        columns = on_grid[id(plan)]
+        columns = on_grid[key]
         same = columns is not None and np.array_equal(states, out[i][:, columns].T)
-        pre_dose.append((dose_times[id(plan)], None if same else states))
+        pre_dose.append((dose_times[key], None if same else states))
     return status, pre_dose, stats[:, :3].astype(np.int64)
 
 
