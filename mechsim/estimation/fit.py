@@ -314,7 +314,9 @@ def fit(model, data, *, estimate: Sequence[str] = (), params=None,
         start where no bounds are given); the best optimum is kept and the result says how
         many starts reached it.
     rtol, atol, method
-        Solver settings (tolerances cover the sensitivities too).
+        Solver settings (tolerances cover the sensitivities too).  ``method="FOCEI"``, the
+        estimation method of population fits (the only one), is accepted with
+        ``population`` and leaves the solver to choose itself ("auto").
     """
     from ..dataset import Dataset
 
@@ -322,6 +324,12 @@ def fit(model, data, *, estimate: Sequence[str] = (), params=None,
     if not isinstance(data, Dataset):
         raise ValidationError(f"data must be a Dataset (mechsim.read_dataset), got "
                               f"{type(data).__name__}")
+    if isinstance(method, str) and method.upper() == "FOCEI":
+        if population is None:
+            raise ValidationError("method 'FOCEI' estimates a population: give population="
+                                  "FILE (without one, method is the ODE solver: auto, NDF, "
+                                  "LSODA, BDF or Radau)")
+        method = "auto"
     if population is not None:
         from .population_fit import fit_population
 

@@ -585,3 +585,16 @@ def test_a_power_effect_on_a_text_column_is_refused(tmp_path):
                     .replace('covariate = "WT"', 'covariate = "SEX"'))
     with pytest.raises(ValidationError, match="power effect needs numbers"):
         fit_population("one_compartment", data, path, max_iterations=0)
+
+
+def test_method_focei_names_the_estimation_method(tmp_path):
+    """fit(..., population=FILE, method="FOCEI") is the population fit with the solver
+    chosen as by default; without a population FOCEI is refused with the reason."""
+    data = weight_and_sex_data(6, 4)
+    path = tmp_path / "pop.toml"
+    path.write_text(LINEAR_POPULATION.format(slope="0.012 1/kg", estimate="false"))
+    named = mechsim.fit("one_compartment", data, population=path, method="FOCEI")
+    default = mechsim.fit("one_compartment", data, population=path)
+    assert named.method == "FOCEI" and named.ofv == default.ofv
+    with pytest.raises(ValidationError, match="method 'FOCEI' estimates a population"):
+        mechsim.fit("one_compartment", data, estimate=["CL"], method="FOCEI")
