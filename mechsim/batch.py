@@ -488,7 +488,9 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, o
     counts, redone, kept = np.zeros((len(plans), 3), dtype=np.int64), [], []
     logged: list = []
     todo = range(len(plans))
-    if settings.method == "NDF" and not settings.compiled.events:
+    # the kernel needs a state: a model without one goes run by run (NDF.solve passes it on)
+    if settings.method == "NDF" and not settings.compiled.events and \
+            settings.compiled.state_names:
         from .solvers.ndf import solve_chunk
         from .solvers.ndf_kernel import OK
 
@@ -507,8 +509,9 @@ def _solve_chunk(settings: SolverSettings, matrix, plans, grid, partial=False, o
         if trajectory.method != settings.method:
             redone.append((k, trajectory.method))
         states[k] = trajectory.states
-        pre[k] = (np.asarray(trajectory.pre_dose_days, dtype=float),
-                  np.asarray(trajectory.pre_dose_states, dtype=float).reshape(-1, n))
+        days = np.asarray(trajectory.pre_dose_days, dtype=float)
+        pre[k] = (days, np.asarray(trajectory.pre_dose_states, dtype=float).reshape(
+            days.size, n))
         counts[k] = trajectory.counters
         if trajectory.events or trajectory.doses:
             logged.append((k, trajectory.events, trajectory.doses))

@@ -277,6 +277,15 @@ def compile_for(model: Model, regimen=None) -> CompiledModel:
     return dataclasses.replace(compiled, dose_rules=rules)
 
 
+def _defined(value: sympy.Expr, source: Expr) -> sympy.Expr:
+    """``value``, unless it is undefined whatever the values (``1/(k - k)``: sympy cancels
+    the difference and the quotient is complex infinity), which no solver could use."""
+    if value.has(sympy.zoo, sympy.nan):
+        raise ValidationError(f"expression {source.text!r} divides by zero whatever the "
+                              "values of its names", source.where)
+    return value
+
+
 class _Compiler:
     def __init__(self, model: Model):
         self.m = model
@@ -288,7 +297,7 @@ class _Compiler:
     def value(self, v) -> sympy.Expr:
         """A field (Expr or literal Quantity) as a sympy expression in canonical units."""
         if isinstance(v, Expr):
-            return v.sympy(self.symbols).xreplace(self.rule_values)
+            return _defined(v.sympy(self.symbols).xreplace(self.rule_values), v)
         return sympy.Float(to_canonical(v))
 
     def _rules(self) -> dict[sympy.Symbol, sympy.Expr]:
@@ -303,7 +312,8 @@ class _Compiler:
             for r in list(pending):
                 deps = {syms[n] for n in r.expr.names} & {syms[q.name] for q in pending}
                 if not deps:
-                    values[syms[r.name]] = r.expr.sympy(syms).xreplace(values)
+                    values[syms[r.name]] = _defined(r.expr.sympy(syms).xreplace(values),
+                                                    r.expr)
                     pending.remove(r)
         return values
 

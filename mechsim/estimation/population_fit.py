@@ -140,8 +140,8 @@ def _effects(population, data, problem) -> list:
         if e.kind in ("power", "linear"):
             # a linear slope is per unit of the reference: (WT - 70 kg) in kg
             per = ureg.Quantity(1.0, e.reference.units)
-            if e.kind == "linear" and not per.dimensionless:
-                unit = f"1/({e.reference.units:~})"
+            if e.kind == "linear" and e.reference.units != ureg.dimensionless:
+                unit = f"1/({e.reference.units:~})"  # "%" too: a slope per percent
             values = []
             for v in raw:
                 if v is None or isinstance(v, str):

@@ -137,7 +137,8 @@ class FitProblem:
 
         # spec.method is resolved already ("auto" became NDF or LSODA); models with events
         # take the event driver, one run at a time, as NDF.solve does
-        if self.spec.method != "NDF" or self.sens.augmented.events or len(subjects) < 2:
+        if self.spec.method != "NDF" or self.sens.augmented.events or len(subjects) < 2 or \
+                not self.sens.n:
             return [one(s, t) for s, t in zip(subjects, thetas)]
         found: list = [None] * len(subjects)
         batch = []  # (index, p, scales, problem) of the subjects solved together

@@ -39,6 +39,17 @@ def solve_algebraic_rules(L, sm, changed: set[str], error: Callable[[str], Excep
         names = _names(L, rule.getMath()) & free
         candidates.append(sorted(names, key=lambda n: (not _affine(L, rule.getMath(), n), n)))
     matched = _match(candidates)
+    # a value that some rule could determine but none does would keep its own value while
+    # another took the rule: which one is the simulator's choice (results would depend on
+    # names), so such a model is refused
+    left = sorted(set().union(*map(set, candidates)) - set(matched))
+    if left and all(m is not None for m in matched):
+        rule = next(r for r, c in zip(rules, candidates) if left[0] in c)
+        other = next(m for m, c in zip(matched, candidates) if left[0] in c)
+        raise error(f"algebraicRule 0 = {L.formulaToL3String(rule.getMath())}: it could "
+                    f"determine '{left[0]}' or '{other}' (nothing else determines either), "
+                    "so the result would depend on a choice SBML leaves open; make one of "
+                    "them constant or give it a rule")
     for k, rule in enumerate(rules):
         if matched[k] is None:
             text = L.formulaToL3String(rule.getMath())
@@ -130,7 +141,7 @@ def _affine(L, node, x: str) -> bool:
     kids = [node.getChild(i) for i in range(node.getNumChildren())]
     if t == L.AST_NAME:
         return node.getName() == x
-    if t in (L.AST_PLUS, L.AST_MINUS):
+    if t == L.AST_PLUS or (t == L.AST_MINUS and len(kids) in (1, 2)):
         return all(_affine(L, k, x) for k in kids)
     if t == L.AST_TIMES:
         holding = [k for k in kids if _contains(L, k, x)]

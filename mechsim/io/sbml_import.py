@@ -407,16 +407,28 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
             self.local = saved
         self.rules.append(Rule(name, self.expr(text, f"rate of reaction {rid}"), None,
                                self.where))
-        self.symbols[rid] = SBMLSymbol(rid, "reaction", name, self.reaction_rate_unit())
+        self.symbols[rid] = SBMLSymbol(rid, "reaction", name, self.reaction_rate_unit(kl))
         return name
 
-    def reaction_rate_unit(self) -> pint.Quantity | None:
-        """A reaction rate's SBML unit (extent per time), when the model declares both."""
+    def reaction_rate_unit(self, law) -> pint.Quantity | None:
+        """A reaction rate's SBML unit: extent per time when the model declares both, else
+        the unit libsbml derives from the kinetic law's values, if they all have one; None
+        (numbers as written) only when the rate's unit is undeclared for mechsim too."""
         sm = self.sm
-        if self.as_written or not (sm.isSetExtentUnits() and sm.isSetTimeUnits()):
+        if self.as_written:
             return None
-        return self.sbml_unit(self.declared_quantity(sm.getExtentUnits(), "extentUnits") /
-                              self.declared_quantity(sm.getTimeUnits(), "timeUnits"))
+        if sm.isSetExtentUnits() and sm.isSetTimeUnits():
+            return self.sbml_unit(self.declared_quantity(sm.getExtentUnits(), "extentUnits")
+                                  / self.declared_quantity(sm.getTimeUnits(), "timeUnits"))
+        derived = law.getDerivedUnitDefinition()
+        if law.containsUndeclaredUnits() or derived is None:
+            return None
+        q = ureg.Quantity(1.0)
+        for k in range(derived.getNumUnits()):
+            u = derived.getUnit(k)
+            q = q * self.kind_quantity(u.getKind(), u.getExponentAsDouble(), u.getScale(),
+                                       u.getMultiplier(), "kinetic law")
+        return self.sbml_unit(q)
 
     def expr(self, text: str, what: str) -> Expr:
         return Expr(text, f"{self.where}: {what}")

@@ -107,6 +107,11 @@ class NDF(Solver):
         return ndf_kernel.available()
 
     def solve(self, problem: Problem) -> Trajectory:
+        if not problem.compiled.state_names:
+            # nothing to integrate (rules of time only, an imported SBML model): the scipy
+            # layer's constant placeholder state does it; the kernel needs a state
+            from .scipy_methods import LSODA
+            return LSODA().solve(problem)
         if problem.compiled.events:
             return solve_with_events(problem, _piece(problem), self.name)
         cm, grid = problem.compiled, problem.grid

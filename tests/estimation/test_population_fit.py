@@ -9,6 +9,7 @@ OFV 586.27605628188053; standard errors 2.10036e-4, 2.68952e-2, 8.37623e-2 (THET
 1.34153e-2, 7.47651e-3 (OMEGA), 2.27940e-3 (SIGMA).
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -478,6 +479,28 @@ def test_a_linear_covariate_effect_scales_each_subjects_typical_value(tmp_path):
     back = load_population(res.to_population(tmp_path / "fitted.toml"))
     assert back.effects[0].kind == "linear"
     assert back.effects[0].value.to("1/kg").magnitude == pytest.approx(0.012)
+
+
+def test_a_linear_effect_of_a_covariate_in_percent_reads_back_the_same(tmp_path):
+    # a dimensionless covariate in %: the slope per unit (1.2) is 0.012 per percent
+    data = weight_and_sex_data(6, 4)
+    data = dataclasses.replace(data, subjects=tuple(
+        dataclasses.replace(s, covariates={"WT": mechsim.Quantity(
+            s.covariates["WT"].to("kg").magnitude, "percent")}) for s in data.subjects))
+    path = tmp_path / "pop.toml"
+    path.write_text(LINEAR_POPULATION.format(slope="1.2", estimate="false")
+                    .replace('"70 kg"', '"70 %"'))
+    res = fit_population("one_compartment", data, path, max_iterations=0, covariance=False)
+    times = np.array([0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0])
+    first = data.subjects[0]
+    cl = 6.0 * (1 + 1.2 * (first.covariates["WT"].to("").magnitude - 0.7))
+    c = sum(1000 / 11 * np.exp(-cl / 11 * (times - d)) * (times >= d) for d in (0, 3))
+    np.testing.assert_allclose(res.table["pred"][np.array(res.table["id"]) == first.id], c,
+                               rtol=1e-6)
+    again = fit_population("one_compartment", data,
+                           res.to_population(tmp_path / "fitted.toml"), max_iterations=0,
+                           covariance=False)
+    assert again.ofv == pytest.approx(res.ofv, rel=1e-12)
 
 
 @pytest.mark.parametrize(("slope", "message"), [

@@ -712,6 +712,10 @@ def test_a_reaction_id_gives_the_reaction_rate_in_extent_per_time():
     np.testing.assert_allclose(imported.values(res, "r2"), 0.01 * s2_mM * 2.0, rtol=1e-9)
     f = imported.values(res, "F")  # mmol/mL; r5 = ext * F / tau, ext = 2 * Vref = 500 mL
     np.testing.assert_allclose(imported.values(res, "r5"), 500.0 * f / 120.0, rtol=1e-9)
+    # without extentUnits, the unit libsbml derives from the law's values (mmol/s here)
+    imported = import_sbml_text(_variant(lambda m: m.unsetExtentUnits()), where="f.xml")
+    assert imported.symbols["r2"].unit.to("mmol/s").magnitude == pytest.approx(1.0)
+    np.testing.assert_allclose(imported.values(res, "r2"), 0.01 * s2_mM * 2.0, rtol=1e-9)
 
 
 def test_an_algebraic_rule_keeps_declared_units():

@@ -138,6 +138,21 @@ def test_piecewise_relations_and_mathml_functions():
     assert imp.values(res, "q") == pytest.approx(np.full(5, 1 + 2 - 1 + 6 + 0 + 1))
 
 
+def test_a_model_without_state_runs_with_the_default_method_alone_and_in_batches():
+    # the compiled engine needs a state; a model of rules of time only still runs
+    text = build(parameters=[("p", 0, False), ("k", 2.0, True)],
+                 rules=[("assignment", "p", "k*time")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitWarning)
+        imp = import_sbml_text(text, where="t.xml")
+    res = mechsim.simulate(imp.model, until="2 day", every="1 day")
+    np.testing.assert_allclose(imp.values(res, "p"), [0, 2, 4])
+    batch = mechsim.simulate_many(imp.model, parameters={"k": ["1 undeclared",
+                                                              "3 undeclared"]},
+                                  until="2 day", every="1 day")
+    np.testing.assert_allclose(batch["p"].magnitude, [[0, 1, 2], [0, 3, 6]])
+
+
 def test_a_compartment_that_grows_keeps_amounts_and_dilutes_concentrations():
     text = build(species=[("S", "V", 6.0, False, {})], compartments=[("V", 2.0, False)],
                  rules=[("rate", "V", "1")])
@@ -197,13 +212,24 @@ def test_coupled_linear_algebraic_rules_are_solved_together():
     ([("algebraic", None, "p - 1"), ("algebraic", None, "2*p - 2")],
      "no value is left for it to determine"),
     ([("algebraic", None, "p - p + 1")], "'p' cancels out"),
+    ([("algebraic", None, "p + q - 1")], "it could determine 'q' or 'p'"),
 ])
 def test_algebraic_rules_that_are_not_linear_or_overdetermine_are_refused(rules, message):
-    text = build(parameters=[("p", 1.0, False), ("k", 2.0, True)], rules=rules)
+    text = build(parameters=[("p", 1.0, False), ("q", 0.5, False), ("k", 2.0, True)],
+                 rules=rules)
     with pytest.raises(ParseError) as info:
         import_sbml_text(text, where="t.xml")
     assert message in str(info.value) and "\n" not in str(info.value)
     assert str(info.value).startswith("t.xml: algebraicRule 0 = ")
+
+
+def test_a_coefficient_that_is_zero_whatever_the_values_is_refused_by_the_model():
+    # 0 = k*p - k*p + 1: p's coefficient k - k is not a number, so the import writes
+    # p = -1/(k - k); the compiler sees the division by zero for every k
+    text = build(parameters=[("p", 1.0, False), ("k", 2.0, True)],
+                 rules=[("algebraic", None, "k*p - k*p + 1")])
+    with pytest.raises(mechsim.errors.ValidationError, match="divides by zero whatever"):
+        run(text, 1.0)
 
 
 @pytest.mark.parametrize(("change", "message"), [
