@@ -13,12 +13,15 @@ __all__ = ["write_population_diagnostics"]
 
 
 def write_population_diagnostics(result, dataset, model, folder, population_file,
-                                 *, vpc_replicates: int = 200, seed: int = 0) -> list[Path]:
-    """goodness_of_fit.png, cwres.png, etas.png, eta_covariates.png and vpc.png in
-    ``folder``; ``population_file``: the fitted population (for the VPC)."""
+                                 *, vpc_replicates: int = 200, npde_replicates: int = 500,
+                                 seed: int = 0) -> list[Path]:
+    """goodness_of_fit.png, cwres.png, etas.png, eta_covariates.png, vpc.png, npde.png and
+    npde.csv in ``folder``; ``population_file``: the fitted population (for the VPC and
+    the NPDE, which simulate the design with it)."""
     import matplotlib.pyplot as plt
 
     from ..plotting import save_figure
+    from .npde import npde
     from .vpc import vpc
 
     folder = Path(folder)
@@ -99,6 +102,12 @@ def write_population_diagnostics(result, dataset, model, folder, population_file
                  "replicates)", fontsize=10)
     save_figure(ax.figure, folder / "vpc.png")  # closes the figure
     written.append(folder / "vpc.png")
+
+    errors = npde(model, dataset, population=str(population_file), n=npde_replicates,
+                  seed=seed + 1)
+    save_figure(errors.plot(), folder / "npde.png")  # closes the figure
+    written.append(folder / "npde.png")
+    written.append(errors.write_csv(folder / "npde.csv"))
     return written
 
 

@@ -22,7 +22,7 @@ from ..io.params_file import ParameterSet, load_params
 from ..units import canonical_unit, format_unit, ureg
 from .problem import dv_factor
 
-__all__ = ["VPC", "vpc"]
+__all__ = ["VPC", "Design", "simulate_design", "vpc"]
 
 #: replicates simulated together (bounds the memory of one batch of runs)
 _BLOCK = 100
@@ -89,14 +89,58 @@ def vpc(model, data, *, params=None, overrides: Mapping | None = None, populatio
     ``{output: (kind, {"additive": Quantity, "proportional": float})}`` if no parameter
     file gives it.
     """
+    if not 0 < ci < 1:
+        raise ValidationError(f"ci must lie in (0, 1), got {ci!r}")
+    design = simulate_design(model, data, params=params, overrides=overrides,
+                             population=population, n=n, seed=seed, error=error,
+                             output=output, rtol=rtol, workers=workers, executor=executor)
+    simulated, observed_t, observed_y = design.simulated, design.times, design.observed
+    edges = _edges(observed_t, bins)
+    which = np.clip(np.searchsorted(edges, observed_t, side="right") - 1, 0, edges.size - 2)
+    used = [b for b in range(edges.size - 1) if np.any(which == b)]
+    pcts = tuple(float(p) for p in percentiles)
+    obs_p = np.array([[np.percentile(observed_y[which == b], p) for b in used] for p in pcts])
+    sim = np.empty((len(pcts), 3, len(used)))
+    tail = (1 - ci) / 2 * 100
+    for k, p in enumerate(pcts):
+        per_rep = np.array([np.percentile(simulated[:, which == b], p, axis=1) for b in used])
+        sim[k] = np.percentile(per_rep, [tail, 50, 100 - tail], axis=1)
+    centers = np.array([np.median(observed_t[which == b]) for b in used])
+    return VPC(output=design.output, unit=design.unit, time_unit=data.time_unit,
+               times=observed_t, observed=observed_y, edges=edges, centers=centers,
+               percentiles=pcts, observed_percentiles=obs_p, simulated=sim, ci=ci,
+               replicates=n)
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """The observations of one output and ``n`` simulations of them (see
+    :func:`simulate_design`): arrays over the observations of all subjects, in order."""
+
+    output: str
+    unit: pint.Unit
+    subject_ids: tuple[str, ...]   # per observation
+    times: np.ndarray              # per observation, the dataset's time unit
+    observed: np.ndarray           # per observation
+    predicted: np.ndarray          # (n, observations): the model, without residual error
+    simulated: np.ndarray          # (n, observations): with residual error
+
+
+def simulate_design(model, data, *, params=None, overrides: Mapping | None = None,
+                    population=None, n: int = 500, seed: int = 0,
+                    error: Mapping | None = None, output: str | None = None,
+                    rtol: float = 1e-8, workers: int | None = None,
+                    executor=None) -> Design:
+    """The dataset's design (each subject's regimen, covariates and observation times)
+    simulated ``n`` times: with a population, each replicate draws every subject's
+    between-subject variability afresh; every simulated observation gets residual error
+    (see :func:`vpc` for ``params`` and ``error``)."""
     from ..batch import run_many
     from ..io.population_file import load_population
     from ..runspec import RunSpec
 
     if not (isinstance(n, int) and n >= 10):
         raise ValidationError(f"n (replicates) must be an integer >= 10, got {n!r}")
-    if not 0 < ci < 1:
-        raise ValidationError(f"ci must lie in (0, 1), got {ci!r}")
     output = output or (data.outputs[0] if data.outputs else None)
     if output is None or output not in data.outputs:
         raise ValidationError(f"the dataset has no observations of {output!r}")
@@ -130,21 +174,10 @@ def vpc(model, data, *, params=None, overrides: Mapping | None = None, populatio
         data.time_unit).magnitude for i in subjects])
     observed_y = np.concatenate([data.subjects[i].observed(output)[1].magnitude
                                  for i in subjects])
-    edges = _edges(observed_t, bins)
-    which = np.clip(np.searchsorted(edges, observed_t, side="right") - 1, 0, edges.size - 2)
-    used = [b for b in range(edges.size - 1) if np.any(which == b)]
-    pcts = tuple(float(p) for p in percentiles)
-    obs_p = np.array([[np.percentile(observed_y[which == b], p) for b in used] for p in pcts])
-    sim = np.empty((len(pcts), 3, len(used)))
-    tail = (1 - ci) / 2 * 100
-    for k, p in enumerate(pcts):
-        per_rep = np.array([np.percentile(simulated[:, which == b], p, axis=1) for b in used])
-        sim[k] = np.percentile(per_rep, [tail, 50, 100 - tail], axis=1)
-    centers = np.array([np.median(observed_t[which == b]) for b in used])
-    return VPC(output=output, unit=unit, time_unit=data.time_unit,
-               times=observed_t, observed=observed_y, edges=edges, centers=centers,
-               percentiles=pcts, observed_percentiles=obs_p, simulated=sim, ci=ci,
-               replicates=n)
+    ids = tuple(data.subjects[i].id for i in subjects
+                for _ in range(len(data.subjects[i].observed(output)[1])))
+    return Design(output=output, unit=unit, subject_ids=ids, times=observed_t,
+                  observed=observed_y, predicted=f, simulated=simulated)
 
 
 def _error(output: str, params, error, population=None):

@@ -217,7 +217,9 @@ def test_the_command_line_fits_a_population(tmp_path, capsys):
     names = sorted(p.name for p in out.iterdir())
     assert names == ["cwres.png", "estimates.csv", "eta_covariates.png", "etas.csv",
                      "etas.png", "fitted_population.toml", "goodness_of_fit.png",
-                     "predictions.csv", "vpc.png"]
+                     "npde.csv", "npde.png", "predictions.csv", "vpc.png"]
+    first = (out / "npde.csv").read_text().splitlines()[0]
+    assert first.startswith("# NPDE of C (155 observations, 500 replicates)")
     assert main(["vpc", "phenobarbital", "pheno", "--units", "TIME=h,AMT=mg,DV=mg/L,WGT=kg",
                  "--observe", "C", "--population", str(out / "fitted_population.toml"),
                  "--n", "20", "--out", str(tmp_path / "vpc.png")]) == 0
