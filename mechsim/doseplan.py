@@ -25,7 +25,8 @@ from .units import format_quantity, to_canonical, ureg
 
 __all__ = ["BODY_WEIGHT", "DoseEvent", "DosePlan", "PlannedDose", "as_regimen",
            "check_fixed_values", "dose_breakpoints", "dose_events", "dose_plan", "dose_plans",
-           "dosing_parameters", "first_invalid_row", "planned_doses"]
+           "dosing_parameters", "first_invalid_row", "invalid_rows",
+           "planned_doses"]
 
 BODY_WEIGHT = "WT"  # the parameter that per-body-weight doses (mg/kg) are multiplied by
 BODY_SURFACE = "BSA"  # and the one per-body-surface-area doses (mg/m2) are multiplied by
@@ -107,29 +108,38 @@ class DosePlan:
     def segments(self, until: float, n_states: int):
         """The plan as arrays for a solver: segment starts and ends, the infusion input on
         each segment, the bolus jump at each start, and which starts are doses."""
+        starts, ends, is_dose, inputs, bolus_jumps = self.segment_layout(until)
+        rates = np.zeros((len(starts), n_states))
+        # added in the order of the plan, so the sums do not depend on how they are computed
+        np.add.at(rates, inputs[:2], self.infusion_table[inputs[2], 3])
+        jumps = np.zeros((len(starts), n_states))
+        np.add.at(jumps, bolus_jumps[:2], self.bolus_table[bolus_jumps[2], 2])
+        return starts, ends, rates, jumps, is_dose
+
+    def segment_layout(self, until: float):
+        """Where the plan's doses land in :meth:`segments`' arrays, without their values:
+        (starts, ends, is_dose, inputs, jumps), ``inputs`` the (segment, state, infusion
+        row) of each term of the rates and ``jumps`` the (segment, state, bolus row) of
+        each jump, in the order :meth:`segments` adds them.  It depends on the dose times
+        and states only, so a fit whose doses do not move can keep it (see
+        :mod:`mechsim.estimation.dose_template`)."""
         breaks = self.breakpoints(until)
         starts, ends = breaks[:-1], breaks[1:]
-        rates = np.zeros((len(starts), n_states))
         infusions = self.infusion_table
-        if len(infusions):
-            # the segments an infusion covers are a run of starts: [start, end); added in
-            # the order of the plan, so the sums do not depend on how they are computed
-            on, off = (np.searchsorted(starts, infusions[:, k]) for k in (0, 1))
-            covered = off - on
-            rows = np.repeat(on - np.cumsum(covered) + covered, covered) + \
-                np.arange(int(covered.sum()))
-            np.add.at(rates, (rows, np.repeat(infusions[:, 2].astype(np.int64), covered)),
-                      np.repeat(infusions[:, 3], covered))
-        jumps = np.zeros((len(starts), n_states))
+        # the segments an infusion covers are a run of starts: [start, end)
+        on, off = (np.searchsorted(starts, infusions[:, k]) for k in (0, 1))
+        covered = off - on
+        rows = np.repeat(on - np.cumsum(covered) + covered, covered) + \
+            np.arange(int(covered.sum()))
+        inputs = (rows, np.repeat(infusions[:, 2].astype(np.int64), covered),
+                  np.repeat(np.arange(len(infusions)), covered))
         boluses = self.bolus_table
-        if len(boluses):
-            at = np.searchsorted(starts, boluses[:, 0])
-            inside = (at < len(starts)) & (starts[np.minimum(at, len(starts) - 1)] ==
-                                           boluses[:, 0])
-            np.add.at(jumps, (at[inside], boluses[inside, 1].astype(np.int64)),
-                      boluses[inside, 2])
+        at = np.searchsorted(starts, boluses[:, 0])
+        inside = (at < len(starts)) & (starts[np.minimum(at, len(starts) - 1)] ==
+                                       boluses[:, 0]) if len(starts) else at < 0
+        jumps = (at[inside], boluses[inside, 1].astype(np.int64), np.flatnonzero(inside))
         is_dose = np.isin(starts, self._dose_times())
-        return starts, ends, rates, jumps, is_dose
+        return starts, ends, is_dose, inputs, jumps
 
 
 def check_fixed_values(cm: CompiledModel, p: np.ndarray) -> None:
@@ -342,9 +352,9 @@ def _planned(cm: CompiledModel, events: tuple[DoseEvent, ...], matrix: np.ndarra
     the arithmetic of :func:`planned_doses`, for every row at once."""
     n_rows = matrix.shape[0]
     columns = np.ascontiguousarray(matrix.T)               # (parameters, rows)
-    volumes = _per_row(cm.volumes(columns), len(cm.state_names), n_rows)
+    volumes = per_row(cm.volumes(columns), len(cm.state_names), n_rows)
     routes = sorted({e.route for e in events})
-    factors = {r: _per_row(cm.route_values(r, columns), 3, n_rows) for r in routes}
+    factors = {r: per_row(cm.route_values(r, columns), 3, n_rows) for r in routes}
     ones = np.ones(n_rows)
     weight, surface = (matrix[:, cm.parameter_names.index(name)]
                        if name in cm.parameter_names else ones
@@ -383,7 +393,7 @@ def dose_breakpoints(cm: CompiledModel, events: tuple[DoseEvent, ...], matrix: n
     return found[(found >= 0.0) & (found <= until)]
 
 
-def _per_row(values, n: int, n_rows: int) -> np.ndarray:
+def per_row(values, n: int, n_rows: int) -> np.ndarray:
     """Generated parameter functions return a constant output unbroadcast: (n, rows)."""
     out = np.empty((n, n_rows))
     for i, v in enumerate(values):
@@ -404,21 +414,26 @@ def first_invalid_row(cm: CompiledModel, matrix: np.ndarray) -> int | None:
     """The first row of ``matrix`` that :func:`check_fixed_values` would reject (impossible
     volumes, bioavailabilities, lags, molecular weights, weights or surface areas), or None;
     checked for all rows at once."""
+    rows = np.flatnonzero(invalid_rows(cm, matrix))
+    return int(rows[0]) if rows.size else None
+
+
+def invalid_rows(cm: CompiledModel, matrix: np.ndarray) -> np.ndarray:
+    """Which rows of ``matrix`` :func:`check_fixed_values` would reject, as a mask."""
     matrix = np.asarray(matrix, dtype=float)
     n_rows = matrix.shape[0]
     columns = np.ascontiguousarray(matrix.T)
     bad = np.zeros(n_rows, dtype=bool)
     with np.errstate(invalid="ignore"):
-        volumes = _per_row(cm.volumes(columns), len(cm.state_names), n_rows)
+        volumes = per_row(cm.volumes(columns), len(cm.state_names), n_rows)
         bad |= ~np.all(np.isfinite(volumes) & (volumes > 0), axis=0)
         for name in cm.routes:
-            f, lag, mw = _per_row(cm.route_values(name, columns), 3, n_rows)
+            f, lag, mw = per_row(cm.route_values(name, columns), 3, n_rows)
             bad |= ~((f >= 0) & (f <= 1)) | ~(lag >= 0) | ~(np.isnan(mw) | (mw > 0))
         for name, *_ in _SCALES:
             if name in cm.parameter_names:
                 bad |= ~(matrix[:, cm.parameter_names.index(name)] > 0)
-    rows = np.flatnonzero(bad)
-    return int(rows[0]) if rows.size else None
+    return bad
 
 
 def as_regimen(regimen) -> Regimen:

@@ -64,7 +64,7 @@ class Sensitivities:
     def plan(self, events, p: np.ndarray, scales: np.ndarray, until: float) -> DosePlan:
         """The dose plan of the augmented system: each dose's jump or input on its state,
         and ``m_j`` times its derivative on the state's sensitivities."""
-        cm, n = self.compiled, self.n
+        cm = self.compiled
         boluses, infusions, bolus_amounts, inf_rates = [], [], [], []
         log_volume = self._log_volume_gradient(p)           # (n, k): d ln V_state / dp_j
         gradients = {}  # doses of one route and kind share their gradient: computed once
@@ -86,21 +86,44 @@ class Sensitivities:
                 rate = dose.amount / dose.event.duration
                 value = rate / dose.volume
                 start, end = dose.time, dose.time + dose.event.duration
-                infusions.append((start, end, dose.state, value))
-                infusions.extend((start, end, n * (j + 1) + dose.state, value * scaled[j])
-                                 for j in range(self.k) if scaled[j] != 0)
+                infusions.extend((start, end, column, v)
+                                 for column, v in self.dose_rows(dose.state, value, scaled))
                 inf_rates.append(rate)
             else:
                 value = dose.amount / dose.volume
-                boluses.append((dose.time, dose.state, value))
-                boluses.extend((dose.time, n * (j + 1) + dose.state, value * scaled[j])
-                               for j in range(self.k) if scaled[j] != 0)
+                boluses.extend((dose.time, column, v)
+                               for column, v in self.dose_rows(dose.state, value, scaled))
                 bolus_amounts.append(dose.amount)
         return DosePlan.of(boluses, infusions, bolus_amounts,
                         tuple(inf_rates))
 
+    def dose_rows(self, state: int, value, scaled):
+        """The plan rows (augmented state, value) of one dose's jump or input ``value`` on
+        ``state``: the state's, then ``m_j`` times its derivative (``value * scaled[j]``)
+        on the state's sensitivities, for the j where that is not zero."""
+        yield state, value
+        for j in range(self.k):
+            if scaled[j] != 0:
+                yield self.n * (j + 1) + state, value * scaled[j]
+
     def _route_gradient(self, route: str, event, p: np.ndarray):
         """(d lag / dp_j, d ln(dose amount entering the state) / dp_j) for one route."""
+        with np.errstate(all="ignore"):
+            values = np.asarray(self.route_gradient_function(route)(p), dtype=float)
+        k = self.k
+        d_lag, d_log_f, d_log_mw = values[:k], values[k:2 * k], values[2 * k:]
+        d_log_amount = d_log_f + event.mw_power * d_log_mw
+        for scaled, name in ((event.per_body_weight, BODY_WEIGHT),
+                             (event.per_body_surface, BODY_SURFACE)):
+            if scaled and name in self.estimated:  # the amount is proportional to it
+                d_log_amount = d_log_amount.copy()
+                j = self.estimated.index(name)
+                d_log_amount[j] += 1.0 / p[self.columns[j]]
+        return d_lag, d_log_amount
+
+    def route_gradient_function(self, route: str):
+        """The generated function of ``p`` (a vector or columns) giving d lag / dp_j, then
+        d ln F / dp_j, then d ln MW / dp_j of a route (3 k values)."""
         fn = self._functions.get(("route", route))
         if fn is None:
             info = self.compiled.routes[route]
@@ -113,20 +136,16 @@ class Sensitivities:
                 [sympy.diff(sympy.log(mw), s) for s in symbols]
             fn = self._functions[("route", route)] = _parameter_function(
                 "route_gradient", self.compiled, exprs)
-        with np.errstate(all="ignore"):
-            values = np.asarray(fn(p), dtype=float)
-        k = self.k
-        d_lag, d_log_f, d_log_mw = values[:k], values[k:2 * k], values[2 * k:]
-        d_log_amount = d_log_f + event.mw_power * d_log_mw
-        for scaled, name in ((event.per_body_weight, BODY_WEIGHT),
-                             (event.per_body_surface, BODY_SURFACE)):
-            if scaled and name in self.estimated:  # the amount is proportional to it
-                d_log_amount = d_log_amount.copy()
-                j = self.estimated.index(name)
-                d_log_amount[j] += 1.0 / p[self.columns[j]]
-        return d_lag, d_log_amount
+        return fn
 
     def _log_volume_gradient(self, p: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.asarray(self.volume_gradient_function()(p),
+                              dtype=float).reshape(self.n, self.k)
+
+    def volume_gradient_function(self):
+        """The generated function of ``p`` (a vector or columns) giving d ln V_i / dp_j
+        (n k values, state-major)."""
         fn = self._functions.get("volume")
         if fn is None:
             symbols = [self.compiled.params[c] for c in self.columns]
@@ -134,8 +153,7 @@ class Sensitivities:
                      for s in symbols]
             fn = self._functions["volume"] = _parameter_function("volume_gradient",
                                                                  self.compiled, exprs)
-        with np.errstate(all="ignore"):
-            return np.asarray(fn(p), dtype=float).reshape(self.n, self.k)
+        return fn
 
     def output_gradient(self, output: str):
         """``(g, dg/dy, dg/dp)`` of a state or observable: functions of (t, y, p) over a

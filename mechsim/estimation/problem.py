@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import solvers
+from ..doseplan import check_fixed_values
 from ..errors import SolverError, UnitError, ValidationError
 from ..runner import chunk_ranges, map_chunks, workers_or_cpus
 from ..runspec import RunSpec
 from ..solvers import Problem
 from ..units import canonical_unit, dimension_text, format_unit, ureg
+from .dose_template import DoseTemplate, dose_template, segment_arrays, usable
 from .gradients import sensitivity_model
 from .likelihood import ErrorModel, minus_two_log_likelihood
 
@@ -77,6 +79,7 @@ class FitProblem:
         self.which = np.concatenate([s.which for s in self.subjects])
         self.solves = 0
         self._lock = threading.Lock()
+        self._templates: dict[int, DoseTemplate] = {}  # by subject index, made on first use
 
     def __getstate__(self):  # a lock does not travel to another process
         state = dict(self.__dict__)
@@ -124,7 +127,11 @@ class FitProblem:
         compiled engine and a model without events the runs are one compiled call (each
         call from Python costs far more than a small run: the model's functions cross into
         numba on every call), on the union of the subjects' output grids; each run ends at
-        its own subject's end, so it computes what :meth:`predict` would.
+        its own subject's end, so it computes what :meth:`predict` would.  A subject's
+        dose plan does not change its layout between calls (no estimated parameter moves a
+        dose), so after the first call its segment arrays are filled in from its
+        :class:`~.dose_template.DoseTemplate` for all subjects at once instead of building
+        a plan per subject; a subject the template does not fit takes the general path.
         ``return_exceptions``: a subject whose prediction fails gets its SolverError or
         ValidationError in its place instead of the error being raised."""
         def one(subject, theta):
@@ -141,14 +148,17 @@ class FitProblem:
                 not self.sens.n:
             return [one(s, t) for s, t in zip(subjects, thetas)]
         found: list = [None] * len(subjects)
+        templated, general = self._templated(subjects, thetas, log)
         batch = []  # (index, p, scales, problem) of the subjects solved together
-        for i, (subject, theta) in enumerate(zip(subjects, thetas)):
+        for i in general:
             try:
-                batch.append((i, *self._problem(subject, theta, log)))
+                batch.append((i, *self._problem(subjects[i], thetas[i], log)))
             except (SolverError, ValidationError):
-                found[i] = one(subject, theta)  # raises it again, or keeps it
+                found[i] = one(subjects[i], thetas[i])  # raises it again, or keeps it
         grid, runs = self._solve_together([b[3] for b in batch])
-        for (i, p, scales, _), run in zip(batch, runs):
+        finished = [(i, p, scales, grid, run) for (i, p, scales, _), run in zip(batch, runs)]
+        finished += self._solve_templated(subjects, *templated)
+        for i, p, scales, grid, run in finished:
             subject = subjects[i]
             if run is None:  # not finished: predict repeats it, then the fallback methods
                 found[i] = one(subject, thetas[i])
@@ -157,6 +167,68 @@ class FitProblem:
             z = states[:, np.searchsorted(grid, subject.days)]
             _put_pre_dose(z, subject, days, pre)
             found[i] = self._outputs(subject, p, scales, z)
+        return found
+
+    def _templated(self, subjects, thetas, log: Sequence[bool]):
+        """((positions, parameter rows, scale rows, dose templates) of the subjects whose
+        dose template fits their parameters, the positions of the others): those take the
+        general path, which builds their plan (and raises the error of a subject it
+        refuses)."""
+        theta = np.asarray(thetas, dtype=float)
+        matrix = np.array([s.p for s in subjects])
+        matrix[:, list(self.sens.columns)] = theta
+        scales = np.where(np.asarray(log, dtype=bool), theta, 1.0)
+        templates = [self._template(s, p) for s, p in zip(subjects, matrix)]
+        made = np.flatnonzero([t is not None for t in templates])
+        fits = np.zeros(len(subjects), dtype=bool)
+        if made.size:
+            fits[made] = usable(self.sens, [templates[i] for i in made], matrix[made])
+        chosen = np.flatnonzero(fits)
+        return ((chosen, matrix[chosen], scales[chosen], [templates[i] for i in chosen]),
+                np.flatnonzero(~fits).tolist())
+
+    def _template(self, subject, p: np.ndarray) -> DoseTemplate | None:
+        """The subject's dose template, made at ``p`` on first use; None while ``p`` is not
+        one the general path accepts (it will say why)."""
+        template = self._templates.get(subject.index)
+        if template is None:
+            try:
+                check_fixed_values(self.sens.compiled, p)
+                template = dose_template(self.sens, subject.events, p, subject.until)
+            except (SolverError, ValidationError):
+                return None
+            self._templates[subject.index] = template
+        return template
+
+    def _solve_templated(self, subjects, positions, matrix, scales, templates) -> list:
+        """(position, p, scales, grid, run) of each templated subject (run as in
+        :meth:`_solve_together`), in compiled calls of ndf.BLOCK runs."""
+        from ..solvers.ndf import BLOCK, extended_rows, run_segments
+        from ..solvers.ndf_kernel import OK
+
+        if not len(positions):
+            return []
+        sens = self.sens
+        grid = np.unique(np.concatenate([subjects[i].grid for i in positions]))
+        params = extended_rows(sens.augmented, np.concatenate([matrix, scales], axis=1))
+        atol = np.tile(self.spec.atol, sens.k + 1)
+        found = []
+        for lo in range(0, len(positions), BLOCK):
+            block = slice(lo, min(lo + BLOCK, len(positions)))
+            offsets, starts, ends, rates, jumps = segment_arrays(
+                sens, templates[block], matrix[block], scales[block])
+            out = np.empty((len(offsets) - 1, len(sens.augmented.state_names),
+                            grid.size))
+            status, pre, _ = run_segments(sens.augmented, params[block], offsets, starts,
+                                          ends, rates, jumps, grid, self.spec.rtol, atol, out)
+            self._count(int(np.count_nonzero(status == OK)))  # the others: counted when redone
+            for r, i in enumerate(range(block.start, block.stop)):
+                t = templates[i]
+                # always the states themselves: where they equal the outputs at the dose
+                # times (the None of _solve_together) _put_pre_dose writes the same values
+                before = pre[offsets[r]:offsets[r + 1]][t.is_dose]
+                run = (out[r], (t.starts[t.is_dose], before)) if status[r] == OK else None
+                found.append((positions[i], matrix[i], scales[i], grid, run))
         return found
 
     def _problem(self, subject, theta: np.ndarray, log: Sequence[bool]):

@@ -38,7 +38,7 @@ def solve_chunk(cm, parameters: np.ndarray, plans, grid: np.ndarray, rtol: float
     status = np.zeros(n_runs, dtype=np.int64)
     counters = np.zeros((n_runs, 3), dtype=np.int64)
     pre_dose: list = []
-    params = np.array([ndf_kernel.extended_parameters(cm, row) for row in parameters])
+    params = extended_rows(cm, parameters)
     ends = np.full(n_runs, float(grid[-1])) if until is None else \
         np.asarray(until, dtype=float)
     for lo in range(0, n_runs, BLOCK):
@@ -58,20 +58,11 @@ def _solve_block(cm, params, plans, grid, rtol, atol, out, until):
         if key not in segments:
             segments[key] = plan.segments(key[1], n)
     per_run = [segments[key] for key in keys]
-    offsets = np.zeros(len(plans) + 1, dtype=np.int64)
-    np.cumsum([len(seg[0]) for seg in per_run], out=offsets[1:])
+    offsets = segment_offsets([len(seg[0]) for seg in per_run])
     starts, ends, rates, jumps = (np.concatenate([seg[k] for seg in per_run])
                                   for k in range(4))
-    # row by row, as Problem.build does: numpy's batched and scalar math may differ in
-    # the last bit, and a run must not depend on the block it is in
-    n_base = len(cm.parameter_names)
-    y0 = np.array([np.asarray(cm.initial_state(row[:n_base]), dtype=float)
-                   for row in params])
-    pre = np.full((int(offsets[-1]), n), np.nan)
-    stats = np.zeros((len(plans), 4))
-    status = np.zeros(len(plans), dtype=np.int64)
-    ndf_kernel.chunk_runner(cm)(params, offsets, starts, ends, rates, jumps, grid,
-                                float(rtol), atol.astype(float), y0, out, pre, stats, status)
+    status, pre, counters = run_segments(cm, params, offsets, starts, ends, rates, jumps,
+                                         grid, rtol, atol, out)
     # runs that share a plan share its array of dose times; where every dose time is an
     # output time and no dose jumps the state (infusions), the state before each dose is
     # the output at that time, bit for bit: None says so, and nothing is stored twice
@@ -84,7 +75,38 @@ def _solve_block(cm, params, plans, grid, rtol, atol, out, until):
         columns = on_grid[key]
         same = columns is not None and np.array_equal(states, out[i][:, columns].T)
         pre_dose.append((dose_times[key], None if same else states))
-    return status, pre_dose, stats[:, :3].astype(np.int64)
+    return status, pre_dose, counters
+
+
+def extended_rows(cm, parameters) -> np.ndarray:
+    """:func:`ndf_kernel.extended_parameters` of each row of ``parameters``."""
+    return np.array([ndf_kernel.extended_parameters(cm, row) for row in parameters])
+
+
+def segment_offsets(sizes) -> np.ndarray:
+    """Where each run's segments start in the concatenated segment arrays, and the end."""
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return offsets
+
+
+def run_segments(cm, params, offsets, starts, ends, rates, jumps, grid, rtol, atol, out):
+    """One compiled call for runs given as concatenated segment arrays (run ``i``'s are rows
+    ``offsets[i]:offsets[i + 1]``), ``params`` their extended parameter rows; the outputs
+    go into ``out``.  Returns (status per run, the state before each segment's start,
+    counters (runs, 3))."""
+    n = len(cm.state_names)
+    # row by row, as Problem.build does: numpy's batched and scalar math may differ in
+    # the last bit, and a run must not depend on the block it is in
+    n_base = len(cm.parameter_names)
+    y0 = np.array([np.asarray(cm.initial_state(row[:n_base]), dtype=float)
+                   for row in params])
+    pre = np.full((int(offsets[-1]), n), np.nan)
+    stats = np.zeros((len(params), 4))
+    status = np.zeros(len(params), dtype=np.int64)
+    ndf_kernel.chunk_runner(cm)(params, offsets, starts, ends, rates, jumps, grid,
+                                float(rtol), atol.astype(float), y0, out, pre, stats, status)
+    return status, pre, stats[:, :3].astype(np.int64)
 
 
 def _grid_columns(grid: np.ndarray, times: np.ndarray) -> np.ndarray | None:
