@@ -13,7 +13,7 @@ INTERACTION, the pheno_real run of pharmpy's test data).  It writes the fitted p
 the per-infant empirical Bayes estimates, PRED/IPRED/CWRES and the diagnostic figures
 (including a VPC simulated from the fitted population) into pheno_population_fit/.
 
-Run:  python examples/fit_pheno_population.py   (about half a minute)
+Run:  python examples/fit_pheno_population.py   (under a minute)
 """
 
 import math
