@@ -67,7 +67,7 @@ def solve_algebraic_rules(L, sm, changed: set[str], error: Callable[[str], Excep
                         f"not linear in '{x}', the value it determines, so the model is a "
                         "differential-algebraic system; algebraic rules are supported when "
                         "linear in that value")
-        a, b = _coefficient(L, f, x), _rest(L, f, x)
+        a, b = _split(L, f, x)
         if _is_number(a) and L.SBMLTransforms.evaluateASTNode(a) == 0:
             raise error(f"algebraicRule 0 = {L.formulaToL3String(rule.getMath())}: "
                         f"'{x}' cancels out of it")
@@ -151,51 +151,36 @@ def _affine(L, node, x: str) -> bool:
     return False
 
 
-def _coefficient(L, node, x: str):
-    """``a`` of an affine ``a*x + b`` (a formula tree), None when zero."""
+def _split(L, node, x: str):
+    """``(a, b)`` of an affine ``a*x + b`` (formula trees, None where zero), in one walk:
+    sums and differences split term by term, a product or quotient scales both parts by
+    its factors free of ``x``."""
     if not _contains(L, node, x):
-        return None
+        return None, node.deepCopy()
     if node.getType() == L.AST_NAME:
-        return _number(L, 1)
+        return _number(L, 1), None
     t = node.getType()
     kids = [node.getChild(i) for i in range(node.getNumChildren())]
+    parts = [_split(L, k, x) for k in kids] if t in (L.AST_PLUS, L.AST_MINUS) else None
     if t == L.AST_PLUS:
-        return _sum(L, [_coefficient(L, k, x) for k in kids])
+        return tuple(_sum(L, list(side)) for side in zip(*parts))
     if t == L.AST_MINUS:
         if len(kids) == 1:
-            a = _coefficient(L, kids[0], x)
-            return None if a is None else _apply(L, L.AST_MINUS, a)
-        return _difference(L, _coefficient(L, kids[0], x), _coefficient(L, kids[1], x))
+            return tuple(_scaled(L, L.AST_MINUS, side) for side in parts[0])
+        return tuple(_difference(L, first, second) for first, second in zip(*parts))
     if t == L.AST_TIMES:
-        a = next(_coefficient(L, k, x) for k in kids if _contains(L, k, x))
+        holding = next(k for k in kids if _contains(L, k, x))
         others = [k.deepCopy() for k in kids if not _contains(L, k, x)]
-        return None if a is None else _apply(L, L.AST_TIMES, a, *others)
+        return tuple(_scaled(L, L.AST_TIMES, side, *others)
+                     for side in _split(L, holding, x))
     # L.AST_DIVIDE (the only other affine form)
-    a = _coefficient(L, kids[0], x)
-    return None if a is None else _apply(L, L.AST_DIVIDE, a, kids[1].deepCopy())
+    return tuple(_scaled(L, L.AST_DIVIDE, side, kids[1].deepCopy())
+                 for side in _split(L, kids[0], x))
 
 
-def _rest(L, node, x: str):
-    """``b`` of an affine ``a*x + b`` (a formula tree), None when zero."""
-    if not _contains(L, node, x):
-        return node.deepCopy()
-    if node.getType() == L.AST_NAME:
-        return None
-    t = node.getType()
-    kids = [node.getChild(i) for i in range(node.getNumChildren())]
-    if t == L.AST_PLUS:
-        return _sum(L, [_rest(L, k, x) for k in kids])
-    if t == L.AST_MINUS:
-        if len(kids) == 1:
-            b = _rest(L, kids[0], x)
-            return None if b is None else _apply(L, L.AST_MINUS, b)
-        return _difference(L, _rest(L, kids[0], x), _rest(L, kids[1], x))
-    if t == L.AST_TIMES:
-        b = next(_rest(L, k, x) for k in kids if _contains(L, k, x))
-        others = [k.deepCopy() for k in kids if not _contains(L, k, x)]
-        return None if b is None else _apply(L, L.AST_TIMES, b, *others)
-    b = _rest(L, kids[0], x)
-    return None if b is None else _apply(L, L.AST_DIVIDE, b, kids[1].deepCopy())
+def _scaled(L, kind, part, *others):
+    """``part`` negated, multiplied or divided by ``others`` (None stays None: zero)."""
+    return None if part is None else _apply(L, kind, part, *others)
 
 
 def _sum(L, terms):

@@ -423,12 +423,7 @@ class _Importer(UnitsMixin, EventsMixin, InitialValuesMixin):
         derived = law.getDerivedUnitDefinition()
         if law.containsUndeclaredUnits() or derived is None:
             return None
-        q = ureg.Quantity(1.0)
-        for k in range(derived.getNumUnits()):
-            u = derived.getUnit(k)
-            q = q * self.kind_quantity(u.getKind(), u.getExponentAsDouble(), u.getScale(),
-                                       u.getMultiplier(), "kinetic law")
-        return self.sbml_unit(q)
+        return self.sbml_unit(self.definition_quantity(derived, "kinetic law"))
 
     def expr(self, text: str, what: str) -> Expr:
         return Expr(text, f"{self.where}: {what}")

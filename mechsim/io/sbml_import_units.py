@@ -100,6 +100,10 @@ class UnitsMixin:
             if kind == L.UNIT_KIND_INVALID:
                 raise self.error(f"{what}: unknown units '{uid}'")
             return self.kind_quantity(kind, 1.0, 0, 1.0, what)
+        return self.definition_quantity(ud, what)
+
+    def definition_quantity(self, ud, what: str) -> pint.Quantity:
+        """A libsbml UnitDefinition (declared or derived) as a Quantity."""
         q = ureg.Quantity(1.0)
         for k in range(ud.getNumUnits()):
             u = ud.getUnit(k)
