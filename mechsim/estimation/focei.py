@@ -23,12 +23,15 @@ with ``g_j = d f_ij / d eta`` and ``dR_j = d R_ij / d eta`` from the sensitivity
 
 The objective is the sum over subjects; NONMEM's objective function value (OFV) is the same
 without the constant ``n ln 2 pi`` (n observations), and both are reported.  The outer
-optimisation over (ln theta or theta, ln omega**2, ln error parameters) is L-BFGS-B on
-forward differences of the objective, the inner problems warm-started from the previous
-estimates and solved by Gauss-Newton steps with the same Hessian (converged to a tight
-tolerance so that the differences are smooth).  The covariance step: R = half the Hessian
-of the objective by central differences, S = the sum over subjects of the products of their
-gradients / 4; the sandwich ``R^-1 S R^-1`` is reported (NONMEM's default), ``R^-1`` too.
+optimisation over (ln theta or theta, ln omega**2, ln error parameters) is L-BFGS-B on the
+exact gradient of the objective (:mod:`.focei_gradient`: the implicit-function derivative
+through each subject's eta, from the sensitivities and their central differences along the
+etas; NONMEM differences the objective instead, one evaluation per parameter).  The inner
+problems start from the etas the last gradient predicts and take quasi-Newton steps (the
+FOCE Hessian, or the exact one of the last evaluation, then BFGS updates), converged to a
+tight tolerance.  The covariance step: R = half the Hessian of the objective by central
+differences of its gradient, S = the sum over subjects of the products of their gradients
+/ 4; the sandwich ``R^-1 S R^-1`` is reported (NONMEM's default), ``R^-1`` too.
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ import numpy as np
 
 from ..errors import MechsimError, SolverError, ValidationError
 from ..runner import workers_or_cpus
+from .focei_gradient import STEP, EtaMoves, subject_gradient
 from .problem import Parameterisation
 
 __all__ = ["CovariateEffect", "PopulationFit", "PopulationProblem"]
 
-#: Inner optimisation: stop when the Gauss-Newton step in eta is below this
+#: Inner optimisation: stop when the step in eta is below this
 INNER_TOL = 1e-9
 INNER_MAX = 100
 #: Largest change of an eta in one inner step (a factor e**2 on a parameter)
@@ -83,6 +87,8 @@ class PopulationProblem:
         self.error_names = problem.error_names
         self.subjects = problem.subjects
         self.etas = np.zeros((len(self.subjects), len(self.random)))
+        self._moves = None  # how the etas move from there (EtaMoves), after a gradient
+        self.evaluations = 0  # of the objective, with or without its gradient
         self.workers = workers_or_cpus(workers)
         self._pool = None
         self._remote_solves = 0
@@ -113,7 +119,7 @@ class PopulationProblem:
 
     def __getstate__(self):  # what a worker process needs: no pool, no executor
         state = dict(self.__dict__)
-        state.update(_pool=None, executor=None, _shipped=None)
+        state.update(_pool=None, executor=None, _shipped=None, _moves=None)
         return state
 
     def close(self) -> None:
@@ -121,10 +127,11 @@ class PopulationProblem:
             self._pool.shutdown()
             self._pool = None
 
-    def _inner_all(self, theta, omega_inv, errors) -> list:
-        """Each subject's (eta, O_i, ln det H_i), or None where it failed: here, or split
-        over worker processes that received this problem once, when they started (the
-        inner problems are Python-bound: threads would share one core)."""
+    def _inner_all(self, theta, omega_inv, errors, gradient: bool, start, newton) -> list:
+        """Each subject's (eta, O_i, ln det H_i) and with ``gradient`` its derivatives (see
+        :meth:`inner_problems`), or None where it failed: here, or split over worker
+        processes that received this problem once, when they started (the inner problems
+        are Python-bound: threads would share one core)."""
         if self.executor is not None:
             # any pool with submit(fn, *args), a Dask client among them; a Dask client
             # holds the problem on its workers (scatter), others get it with each chunk
@@ -134,18 +141,21 @@ class PopulationProblem:
             chunks = np.array_split(np.arange(len(self.subjects)),
                                     min(len(self.subjects), 2 * self.workers))
             futures = [self.executor.submit(_inner_chunk, self._shipped, c, theta[c],
-                                            omega_inv, errors, self.etas[c])
+                                            omega_inv, errors, start[c], gradient,
+                                            None if newton is None else newton[c])
                        for c in chunks]
         elif self.workers <= 1 or len(self.subjects) < 2 * self.workers:
             return _inner_chunk(self, range(len(self.subjects)), theta, omega_inv, errors,
-                                self.etas)[0]
+                                start, gradient, newton)[0]
         else:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.workers, initializer=_start_worker,
                                                  initargs=(self,))
             chunks = np.array_split(np.arange(len(self.subjects)), self.workers)
             futures = [self._pool.submit(_remote_chunk, c, theta[c], omega_inv, errors,
-                                         self.etas[c]) for c in chunks]
+                                         start[c], gradient,
+                                         None if newton is None else newton[c])
+                       for c in chunks]
         found = []
         for future in futures:
             part, solves = future.result()
@@ -157,15 +167,20 @@ class PopulationProblem:
     def predict_many(self, subjects, theta, etas, *, return_exceptions: bool = False):
         """Predictions and d f / d eta of subjects (``theta``: their typical values, one
         row each) with random effects ``etas`` (see :meth:`FitProblem.predict_many`)."""
+        found = self._predict(subjects, theta, etas, return_exceptions)
+        return [x if isinstance(x, MechsimError) else (x[0], x[1][:, self.eta_index])
+                for x in found]
+
+    def _predict(self, subjects, theta, etas, return_exceptions: bool = False):
+        """Predictions and d f / du, u the estimated parameters as the optimiser sees them
+        (``ln p`` or ``p``); the random effects add to ``u``."""
         rows = []
         for typical, eta in zip(theta, etas):
             p = typical.copy()
             p[self.eta_index] = typical[self.eta_index] * np.exp(eta)
             rows.append(p)
-        found = self.problem.predict_many(subjects, rows, self.fixed_log,
-                                          return_exceptions=return_exceptions)
-        return [x if isinstance(x, MechsimError) else (x[0], x[1][:, self.eta_index])
-                for x in found]
+        return self.problem.predict_many(subjects, rows, self.fixed_log,
+                                         return_exceptions=return_exceptions)
 
     def _variance(self, subject, f: np.ndarray, errors: Mapping[str, float]):
         """R and dR/df of each observation of a subject (each output's error model)."""
@@ -194,10 +209,12 @@ class PopulationProblem:
         h = omega_inv + (g.T / r) @ g + 0.5 * (dr.T / r ** 2) @ dr
         return o, grad, h
 
-    def inner_problems(self, indices, theta, omega_inv, errors, etas) -> list:
+    def inner_problems(self, indices, theta, omega_inv, errors, etas,
+                       gradient: bool = False, newton=None) -> list:
         """Each subject's (eta_i, O_i(eta_i), ln det H_i), or the error that ended its inner
         problem (SolverError, ValidationError, LinAlgError).  ``theta`` and ``etas``: one
-        row per index (typical values, starting etas).
+        row per index (typical values, starting etas).  With ``gradient`` each also has
+        the derivatives of its -2 ln L_i (:func:`.focei_gradient.subject_gradient`).
 
         The subjects' inner problems run in lockstep: every evaluation they need at one
         moment is one :meth:`FitProblem.predict_many` (one compiled call for them all
@@ -207,7 +224,7 @@ class PopulationProblem:
         found: list = [None] * len(subjects)
         waiting = {}  # position -> (its inner problem, the eta it needs the terms of)
         for k, (subject, eta0) in enumerate(zip(subjects, etas)):
-            steps = _inner_steps(subject, eta0)
+            steps = _inner_steps(subject, eta0, None if newton is None else newton[k])
             waiting[k] = (steps, next(steps))
         while waiting:
             order = list(waiting)
@@ -224,64 +241,167 @@ class PopulationProblem:
                     found[k] = done.value
                 except (SolverError, ValidationError, np.linalg.LinAlgError) as exc:
                     found[k] = exc
+        if gradient:
+            self._add_gradients(subjects, theta, found, omega_inv, errors)
         return found
 
+    def _add_gradients(self, subjects, theta, found, omega_inv, errors) -> None:
+        """Append to each subject's (eta, O, ln det H) the derivatives of its -2 ln L_i
+        (:func:`.focei_gradient.subject_gradient`), from one batch of predictions: at its
+        eta and at eta +- STEP along each random effect.  A subject whose predictions
+        fail there gets the error instead."""
+        m = len(self.random)
+        shifts = [np.zeros(m)] + [sign * STEP * e for e in np.eye(m) for sign in (1, -1)]
+        ok = [k for k, x in enumerate(found) if isinstance(x, tuple)]
+        predicted = self._predict([subjects[k] for k in ok for _ in shifts],
+                                  [theta[k] for k in ok for _ in shifts],
+                                  [found[k][0] + d for k in ok for d in shifts],
+                                  return_exceptions=True)
+        for n, k in enumerate(ok):
+            runs = predicted[n * len(shifts):(n + 1) * len(shifts)]
+            bad = next((x for x in runs if isinstance(x, MechsimError)), None)
+            if bad is not None:
+                found[k] = bad
+                continue
+            f, jac = runs[0]
+            jac_eta = np.zeros(jac.shape + (m,))
+            for a in range(m):
+                jac_eta[:, :, a] = (runs[1 + 2 * a][1] - runs[2 + 2 * a][1]) / (2 * STEP)
+            found[k] = found[k] + subject_gradient(
+                subjects[k], found[k][0], f, jac, jac_eta, self.eta_index, self.errors,
+                errors, self.error_names, omega_inv)
+
     # ---- the population objective -----------------------------------------------------------
-    def objective(self, theta, omega: np.ndarray, errors: Mapping[str, float],
-                  betas: Sequence[float] = (), *, keep: bool = True,
-                  per_subject: bool = False):
-        """-2 ln L (the FOCEI approximation, constants included) at population values:
-        ``theta`` the typical values (canonical), ``omega`` the covariance of the etas,
-        ``errors`` the error parameters by name, ``betas`` the estimated covariate
-        effects."""
-        theta = self.typical(theta, betas)
+    def evaluate(self, theta, omega: np.ndarray, errors: Mapping[str, float],
+                 betas: Sequence[float] = (), *, keep: bool = True,
+                 gradient: bool = False) -> Evaluation | None:
+        """-2 ln L (the FOCEI approximation, constants included) per subject at population
+        values, and with ``gradient`` its derivatives (see :class:`Evaluation`), or None
+        where it is infinite.  ``theta``: the typical values (canonical), ``omega`` the
+        covariance of the etas, ``errors`` the error parameters by name, ``betas`` the
+        estimated covariate effects.  ``keep``: the empirical Bayes estimates found start
+        the next evaluation."""
+        typical = self.typical(theta, betas)
         logged = np.asarray(self.fixed_log, dtype=bool)
-        if not np.all(np.isfinite(theta)) or np.any(theta[:, logged] <= 0):
-            return math.inf if not per_subject else (math.inf, None)
+        if not np.all(np.isfinite(typical)) or np.any(typical[:, logged] <= 0):
+            return None
         omega = np.atleast_2d(np.asarray(omega, dtype=float))
         sign, logdet_omega = np.linalg.slogdet(omega)
         if sign <= 0:
-            return math.inf if not per_subject else (math.inf, None)
+            return None
         omega_inv = np.linalg.inv(omega)
-        etas = np.empty_like(self.etas)
-        found = self._inner_all(theta, omega_inv, errors)
+        self.evaluations += 1
+        u = np.where(logged, np.log(np.where(logged, typical, 1.0)), typical)
+        log_errors = np.log([errors[n] for n in self.error_names])
+        start, newton = self.etas, None
+        if self._moves is not None:
+            start, newton = self._moves.predict(u, log_errors, omega), self._moves.hessian
+            if not np.all(np.isfinite(start)):
+                start = self.etas
+        found = self._inner_all(typical, omega_inv, errors, gradient, start, newton)
         if any(x is None for x in found):
-            return math.inf if not per_subject else (math.inf, None)
-        parts = []
-        for i, (eta, o, logdet_h) in enumerate(found):
-            parts.append(o + logdet_omega + logdet_h)
-            etas[i] = eta
-        total = float(np.sum(parts))
+            return None
+        etas = np.array([x[0] for x in found]).reshape(self.etas.shape)
         if keep:
             self.etas = etas
-        return (total, np.array(parts)) if per_subject else total
+            self._moves = EtaMoves(u, log_errors, omega, etas, [x[6] for x in found]) \
+                if gradient else None
+        parts = np.array([x[1] + logdet_omega + x[2] for x in found])
+        if not gradient:
+            return Evaluation(parts, etas)
+        return Evaluation(parts, etas, np.array([x[3] for x in found]),
+                          np.array([x[4] for x in found]), np.array([x[5] for x in found]))
+
+    def objective(self, theta, omega: np.ndarray, errors: Mapping[str, float],
+                  betas: Sequence[float] = (), *, keep: bool = True) -> float:
+        """-2 ln L at population values (:meth:`evaluate`), inf where it cannot be
+        evaluated."""
+        found = self.evaluate(theta, omega, errors, betas, keep=keep)
+        return math.inf if found is None else found.total
+
+    def typical_jacobian(self, theta, betas: Sequence[float] = ()) -> np.ndarray:
+        """d u / d (typical values, estimated effects) per subject (subjects, parameters,
+        parameters + effects), ``u`` as the sensitivities see the parameters (``ln p`` or
+        ``p``) and the typical values and effects as the optimiser does (``ln`` where
+        log-scaled)."""
+        k = len(self.names)
+        factors = self.typical(np.ones(k), betas)  # the product of each one's effects
+        typical = factors * np.asarray(theta, dtype=float)
+        out = np.zeros((len(self.subjects), k, k + len(self.estimated_effects)))
+        for j in range(k):
+            out[:, j, j] = 1.0 if self.fixed_log[j] else factors[:, j]
+        column = k
+        for e, beta in zip(self.estimated_effects, betas):
+            j = self.names.index(e.parameter)
+            d = e.dlog_factor(beta)
+            out[:, j, column] = d if self.fixed_log[j] else typical[:, j] * d
+            column += 1
+        return out
 
 
-def _inner_steps(subject, eta0):
+@dataclass(frozen=True)
+class Evaluation:
+    """The FOCEI objective at population values: ``parts`` -2 ln L_i per subject,
+    ``etas`` their empirical Bayes estimates; with the gradient, per subject d/du
+    (``d_u``, u as in :meth:`PopulationProblem.typical_jacobian`), d/d ln (error
+    parameters) (``d_error``) and ``d_omega``, the matrix G with d(-2 ln L_i) =
+    tr(G dOmega)."""
+
+    parts: np.ndarray
+    etas: np.ndarray
+    d_u: np.ndarray | None = None
+    d_error: np.ndarray | None = None
+    d_omega: np.ndarray | None = None
+
+    @property
+    def total(self) -> float:
+        return float(np.sum(self.parts))
+
+
+def _inner_steps(subject, eta0, newton=None):
     """One subject's inner problem, a coroutine: it yields each eta whose terms
     (O_i, gradient, H_i) it needs and is sent them (None: no usable prediction there); it
-    returns (eta_i, O_i(eta_i), ln det H_i).  Gauss-Newton with the FOCE Hessian, steps of
-    at most MAX_STEP, halved until the objective falls."""
+    returns (eta_i, O_i(eta_i), ln det H_i).  Quasi-Newton steps of at most MAX_STEP,
+    halved until the objective falls, from the FOCE Hessian (2 H_i) or ``newton``, the
+    exact Hessian of O_i at the last evaluated population values (EtaMoves) where it is
+    positive definite, then BFGS updates from the gradients met.  Pure Gauss-Newton steps
+    (2 H_i each time) leave out the residuals' curvature and converged slowly, tens of
+    steps for subjects whose data say little about an eta; with the updates most inner
+    problems take one to five evaluations."""
     eta = np.array(eta0, dtype=float)
     current = yield eta
     if current is None:
         raise SolverError(f"subject {subject.id}: the prediction is not finite or the "
                           "residual variance not positive at the starting eta")
+    if newton is not None and not np.all(np.linalg.eigvalsh(newton) > 0):
+        newton = None
+    hessian = None  # after the first step: BFGS updates of the first matrix
     for _ in range(INNER_MAX):
         o, grad, h = current
-        step = np.linalg.solve(2 * h, grad)  # Gauss-Newton (FOCE Hessian of O_i)
+        if hessian is None:
+            hessian = 2 * h if newton is None else newton
+        step = np.linalg.solve(hessian, grad)
         if np.max(np.abs(step)) < INNER_TOL:
             break  # converged: the step would not move eta
         step *= min(1.0, MAX_STEP / np.max(np.abs(step)))  # exp(eta) stays finite
-        scale = 1.0
-        for _ in range(30):  # halve until the objective falls
+        scale, candidate = 1.0, None
+        while np.max(np.abs(scale * step)) >= INNER_TOL:  # halve until the objective falls
             trial = eta - scale * step
             candidate = yield trial
             if candidate is not None and candidate[0] <= o + 1e-12 * abs(o):
                 break
             scale *= 0.5
+            candidate = None
+        if candidate is None:
+            break  # no step that moves eta lowers O_i: converged as far as it can tell
+        moved, change = trial - eta, candidate[1] - grad
+        curvature = float(moved @ change)
+        if curvature > 0:  # BFGS: the matrix learns the curvature the steps met
+            bs = hessian @ moved
+            hessian = hessian + np.outer(change, change) / curvature - \
+                np.outer(bs, bs) / float(moved @ bs)
         else:
-            break
+            hessian = None
         eta, current = trial, candidate
         if np.max(np.abs(scale * step)) < INNER_TOL:
             break
@@ -306,11 +426,12 @@ def _first_failure(pop: PopulationProblem, theta, omega, errors, betas) -> str:
     return "Omega is not positive definite"
 
 
-def _inner_chunk(pop: PopulationProblem, indices, theta, omega_inv, errors, etas):
+def _inner_chunk(pop: PopulationProblem, indices, theta, omega_inv, errors, etas,
+                 gradient, newton):
     """The inner problems of some subjects (``etas``: their starting etas, in order), and
     the number of model solves they took."""
     before = pop.problem.solves
-    found = pop.inner_problems(indices, theta, omega_inv, errors, etas)
+    found = pop.inner_problems(indices, theta, omega_inv, errors, etas, gradient, newton)
     # an error: values no run can take (a volume of 0 or inf, a solver that cannot finish):
     # the objective is infinite there and the optimiser backs off
     out = [None if isinstance(x, Exception) else x for x in found]
@@ -324,8 +445,9 @@ def _start_worker(pop: PopulationProblem) -> None:
     _WORKER["problem"] = pop
 
 
-def _remote_chunk(indices, theta, omega_inv, errors, etas):
-    return _inner_chunk(_WORKER["problem"], indices, theta, omega_inv, errors, etas)
+def _remote_chunk(indices, theta, omega_inv, errors, etas, gradient, newton):
+    return _inner_chunk(_WORKER["problem"], indices, theta, omega_inv, errors, etas,
+                        gradient, newton)
 
 
 @dataclass(frozen=True)
@@ -354,6 +476,14 @@ class CovariateEffect:
             return 1.0 + beta * self.covariate
         return np.where(self.covariate == self.level, beta, 1.0)
 
+    def dlog_factor(self, beta: float) -> np.ndarray:
+        """d ln factor / d beta as the optimiser sees beta (``ln beta`` for ``multiply``)."""
+        if self.kind == "power":
+            return np.log(self.covariate)
+        if self.kind == "linear":
+            return self.covariate / (1.0 + beta * self.covariate)
+        return (self.covariate == self.level).astype(float)
+
     @property
     def log(self) -> bool:
         """A factor is estimated as its logarithm (it stays positive)."""
@@ -379,6 +509,7 @@ class PopulationFit:
     success: bool
     message: str
     subject_ids: tuple[str, ...] = field(default=())
+    evaluations: int = 0                   # of the objective (with its gradient or not)
     omega: np.ndarray | None = None        # the estimated covariance of the etas
     typical: np.ndarray | None = None      # each subject's typical values (covariates)
 
@@ -395,6 +526,64 @@ def focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
         pop.close()
 
 
+class _Variables:
+    """The optimiser's variables x: the typical values and estimated covariate effects
+    (each as its logarithm or as it is), ln omega^2 per random effect, atanh of the
+    estimated correlations (``pairs`` of random effects), ln of the error parameters."""
+
+    def __init__(self, pop: PopulationProblem, pairs: Sequence[tuple[int, int]]):
+        self.pop, self.pairs = pop, tuple(pairs)
+        self.k, self.e = len(pop.names), len(pop.estimated_effects)
+        self.m, self.c = len(pop.random), len(self.pairs)
+        self.scale = Parameterisation(
+            pop.names + tuple(ef.name for ef in pop.estimated_effects),
+            pop.fixed_log + tuple(ef.log for ef in pop.estimated_effects), self.k + self.e)
+
+    def unpack(self, x):
+        """(theta, Omega, errors by name, betas) at x."""
+        k, e, m, c = self.k, self.e, self.m, self.c
+        values = self.scale.to_values(x[:k + e])
+        o = x[k + e:]
+        variances = np.exp(o[:m])
+        omega = np.diag(variances)
+        for (a, b), z in zip(self.pairs, o[m:m + c]):
+            omega[a, b] = omega[b, a] = math.tanh(z) * math.sqrt(variances[a] * variances[b])
+        errors = dict(zip(self.pop.error_names, np.exp(o[m + c:])))
+        return values[:k], omega, errors, values[k:]
+
+    def pack(self, theta, omega, errors, betas) -> np.ndarray:
+        variances = np.diag(omega)
+        rho = [omega[a, b] / math.sqrt(variances[a] * variances[b]) for a, b in self.pairs]
+        return np.concatenate([self.scale.to_x(np.concatenate([theta, betas])),
+                               np.log(variances), np.arctanh(rho),
+                               np.log([errors[n] for n in self.pop.error_names])])
+
+    def evaluate(self, x, *, keep: bool = False, gradient: bool = False):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.pop.evaluate(*self.unpack(x), keep=keep, gradient=gradient)
+
+    def gradients(self, x, found: Evaluation) -> np.ndarray:
+        """d(-2 ln L_i)/dx per subject (subjects, x.size), from an evaluation at x with
+        its gradient: the chain rule from u, Omega and ln(error parameters) to x."""
+        k, e, m = self.k, self.e, self.m
+        theta, omega, _, betas = self.unpack(x)
+        out = np.empty((len(found.parts), x.size))
+        out[:, :k + e] = np.einsum("sp,spa->sa", found.d_u,
+                                   self.pop.typical_jacobian(theta, betas))
+        g = found.d_omega
+        variances = np.diag(omega)
+        # d Omega / d ln v_a: v_a at (a, a), Omega_ab / 2 at (a, b) and (b, a)
+        out[:, k + e:k + e + m] = np.einsum("saa->sa", g) * variances
+        for n, (a, b) in enumerate(self.pairs):
+            out[:, k + e + a] += g[:, a, b] * omega[a, b]
+            out[:, k + e + b] += g[:, a, b] * omega[a, b]
+            rho = omega[a, b] / math.sqrt(variances[a] * variances[b])
+            out[:, k + e + m + n] = 2 * g[:, a, b] * (1 - rho * rho) * \
+                math.sqrt(variances[a] * variances[b])
+        out[:, k + e + m + self.c:] = found.d_error
+        return out
+
+
 def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
            errors0: Mapping[str, float], *, covariance: bool = True,
            max_iterations: int = 200,
@@ -403,59 +592,25 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
     (canonical), ``omega0`` (the covariance of the etas) and ``errors0``.  Omega is
     diagonal except for the correlations of ``pairs`` (indices of random effects), which
     are estimated too (as atanh of the correlation: any value keeps it within (-1, 1); an
-    Omega that is not positive definite is refused by the objective)."""
+    Omega that is not positive definite is refused by the objective).  L-BFGS-B on the
+    exact gradient (:mod:`.focei_gradient`)."""
     from scipy.optimize import minimize
 
     started = time.perf_counter()
-    k, m, c = len(pop.names), len(pop.random), len(pairs)
-    e = len(pop.estimated_effects)
-    # typical values and estimated effects: each as its logarithm or as it is
-    scale = Parameterisation(pop.names + tuple(ef.name for ef in pop.estimated_effects),
-                             pop.fixed_log + tuple(ef.log for ef in pop.estimated_effects),
-                             k + e)
+    variables = _Variables(pop, pairs)
+    k, e, m, c = variables.k, variables.e, variables.m, variables.c
     error_names = pop.error_names
     omega0 = np.atleast_2d(np.asarray(omega0, dtype=float))
-
-    # x: theta (ln or linear), covariate effects, ln omega^2, atanh rho, ln error params
-    def unpack(x):
-        values = scale.to_values(x[:k + e])
-        theta, betas = values[:k], values[k:]
-        o = x[k + e:]
-        variances = np.exp(o[:m])
-        omega = np.diag(variances)
-        for (a, b), z in zip(pairs, o[m:m + c]):
-            omega[a, b] = omega[b, a] = math.tanh(z) * math.sqrt(variances[a] * variances[b])
-        errors = dict(zip(error_names, np.exp(o[m + c:])))
-        return theta, omega, errors, betas
-
-    def pack(theta, omega, errors, betas):
-        variances = np.diag(omega)
-        rho = [omega[a, b] / math.sqrt(variances[a] * variances[b]) for a, b in pairs]
-        return np.concatenate([scale.to_x(np.concatenate([theta, betas])),
-                               np.log(variances),
-                               np.arctanh(rho), np.log([errors[n] for n in error_names])])
-
-    x0 = pack(theta0, omega0, errors0, [ef.start for ef in pop.estimated_effects])
-    if not math.isfinite(pop.objective(*unpack(x0))):  # the etas of the start
+    x0 = variables.pack(theta0, omega0, errors0, [ef.start for ef in pop.estimated_effects])
+    if variables.evaluate(x0, keep=True) is None:  # the etas of the start
         raise ValidationError(f"the objective cannot be evaluated at the starting values: "
-                              f"{_first_failure(pop, *unpack(x0))}")
-
-    def value(x, keep=False):
-        with np.errstate(over="ignore", invalid="ignore"):
-            return pop.objective(*unpack(x), keep=keep)
+                              f"{_first_failure(pop, *variables.unpack(x0))}")
 
     def value_and_gradient(x):
-        f0 = value(x, keep=True)
-        if not math.isfinite(f0):
+        found = variables.evaluate(x, keep=True, gradient=True)
+        if found is None:
             return 1e300, np.zeros_like(x)
-        grad = np.empty_like(x)
-        for j in range(x.size):
-            h = 1e-5 * max(1.0, abs(x[j]))
-            step = x.copy()
-            step[j] += h
-            f1 = value(step)
-            grad[j] = (f1 - f0) / h if math.isfinite(f1) else 0.0
-        return f0, grad
+        return found.total, variables.gradients(x, found).sum(axis=0)
 
     if max_iterations > 0:
         result = minimize(value_and_gradient, x0, jac=True, method="L-BFGS-B",
@@ -463,16 +618,17 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
         x, success, message = result.x, bool(result.success), str(result.message)
     else:  # NONMEM's MAXEVAL=0: the objective (and covariance) at the given values
         x, success, message = x0, True, "evaluated at the given values (no estimation)"
-    best = pop.objective(*unpack(x), keep=True)
-    theta, omega, errors, betas = unpack(x)
+    best = pop.objective(*variables.unpack(x), keep=True)
+    theta, omega, errors, betas = variables.unpack(x)
     rho = np.tanh(x[k + e + m:k + e + m + c])
     estimates = np.concatenate([theta, betas, np.diag(omega), rho,
                                 [errors[n] for n in error_names]])
     se = se_r = np.full(x.size, np.nan)
     if covariance:
-        cov_x, cov_r = _covariance(pop, unpack, x)
+        cov_x, cov_r = _covariance(variables, x)
         # the natural scale: d value / d x is the value for log-scaled entries
-        dvalue = np.concatenate([np.where(scale.log, np.concatenate([theta, betas]), 1.0),
+        dvalue = np.concatenate([np.where(variables.scale.log,
+                                          np.concatenate([theta, betas]), 1.0),
                                  np.diag(omega),
                                  1.0 - rho ** 2, [errors[n] for n in error_names]])
         se = dvalue * np.sqrt(np.clip(np.diag(cov_x), 0, None))
@@ -487,49 +643,37 @@ def _focei(pop: PopulationProblem, theta0: np.ndarray, omega0: np.ndarray,
                          standard_errors_r=se_r, minus2ll=float(best),
                          ofv=float(best - n * math.log(2 * math.pi)), etas=pop.etas.copy(),
                          random=pop.random, shrinkage=shrinkage, n_observations=n,
-                         solves=pop.solves, seconds=time.perf_counter() - started,
+                         solves=pop.solves, evaluations=pop.evaluations,
+                         seconds=time.perf_counter() - started,
                          success=success, message=message,
                          subject_ids=tuple(s.id for s in pop.subjects), omega=omega,
                          typical=pop.typical(theta, betas))
 
 
-def _covariance(pop: PopulationProblem, unpack, x: np.ndarray):
-    """(R^-1 S R^-1, R^-1) in the optimiser's variables, by central differences."""
+def _covariance(variables: _Variables, x: np.ndarray):
+    """(R^-1 S R^-1, R^-1) in the optimiser's variables: R half the Hessian of the
+    objective, by central differences of its exact gradient; S the sum over subjects of
+    the products of their gradients / 4."""
     d = x.size
     h = 1e-3 * np.maximum(1.0, np.abs(x))
-    saved = pop.etas.copy()
 
-    def parts(point):
-        pop.etas = saved.copy()  # every point from the optimum's etas: smooth differences
-        _, per = pop.objective(*unpack(point), keep=False, per_subject=True)
-        if per is None:
+    def gradients(point, keep=False):
+        # every point starts from the optimum's etas (kept, with how they move)
+        found = variables.evaluate(point, gradient=True, keep=keep)
+        if found is None:
             raise SolverError("the covariance step could not evaluate the objective near "
                               "the estimates")
-        return per
+        return variables.gradients(point, found)
 
-    f0 = parts(x)
-    plus, minus = [], []
-    for j in range(d):
-        e = np.zeros(d)
-        e[j] = h[j]
-        plus.append(parts(x + e))
-        minus.append(parts(x - e))
+    per_subject = gradients(x, keep=True)
     hessian = np.empty((d, d))
-    for a in range(d):
-        hessian[a, a] = (plus[a].sum() - 2 * f0.sum() + minus[a].sum()) / h[a] ** 2
-        for b in range(a + 1, d):
-            ea, eb = np.zeros(d), np.zeros(d)
-            ea[a], eb[b] = h[a], h[b]
-            fpp = parts(x + ea + eb).sum()
-            fmm = parts(x - ea - eb).sum()
-            # the mixed derivative from the diagonal ones and the two diagonal points
-            hessian[a, b] = hessian[b, a] = (fpp - plus[a].sum() - plus[b].sum()
-                                             + 2 * f0.sum() - minus[a].sum()
-                                             - minus[b].sum() + fmm) / (2 * h[a] * h[b])
-    pop.etas = saved
-    gradients = (np.array(plus) - np.array(minus)) / (2 * h[:, None])  # (d, subjects)
-    r = hessian / 2.0
-    s = gradients @ gradients.T / 4.0
+    for j in range(d):
+        step = np.zeros(d)
+        step[j] = h[j]
+        hessian[:, j] = (gradients(x + step).sum(axis=0) -
+                         gradients(x - step).sum(axis=0)) / (2 * h[j])
+    r = (hessian + hessian.T) / 4.0
+    s = per_subject.T @ per_subject / 4.0
     try:
         r_inv = np.linalg.inv(r)
     except np.linalg.LinAlgError:

@@ -60,6 +60,21 @@ class ErrorModel:
                 d_log[name] = 2 * (v * f) ** 2
         return s2, d_f, d_log
 
+    def curvature(self, f: np.ndarray, values: dict[str, float]):
+        """``(d2 s2 / d f2, {parameter: d2 s2 / (d f d ln parameter)})`` at predictions
+        ``f``: what the exact gradient of a population objective needs beyond
+        :meth:`variance`."""
+        d_ff = np.zeros_like(f)
+        d_f_log = {}
+        for kind, name in zip(ERROR_KINDS[self.kind], self.parameters):
+            v = values[name]
+            if kind == "additive":
+                d_f_log[name] = np.zeros_like(f)
+            else:
+                d_ff = d_ff + 2 * v * v
+                d_f_log[name] = 4 * v * v * f
+        return d_ff, d_f_log
+
 
 def minus_two_log_likelihood(y: np.ndarray, f: np.ndarray, df: np.ndarray,
                              errors: list[ErrorModel], which: np.ndarray,

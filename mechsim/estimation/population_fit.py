@@ -47,6 +47,33 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
     covariance at the file's values without estimating (NONMEM's MAXEVAL=0).  The
     subjects' inner problems run on ``workers`` processes of this machine, or on
     ``executor`` (any pool with ``submit``, or a Dask ``distributed.Client``)."""
+    setup = population_problem(model, data, population, estimate=estimate, params=params,
+                               overrides=overrides, error=error, rtol=rtol, atol=atol,
+                               method=method, workers=workers, executor=executor)
+    fitted = focei(setup.problem, setup.theta0, setup.omega0, setup.errors0,
+                   covariance=covariance, max_iterations=max_iterations, pairs=setup.pairs)
+    return _result(setup.spec, data, setup.population, setup.context, setup.problem, fitted)
+
+
+@dataclass(frozen=True)
+class PopulationSetup:
+    """What a population fit starts from: the FOCEI problem and the starting values."""
+
+    spec: object
+    population: object
+    context: object
+    problem: PopulationProblem
+    theta0: np.ndarray
+    omega0: np.ndarray
+    errors0: dict
+    pairs: tuple
+
+
+def population_problem(model, data, population, *, estimate: Sequence[str] = (),
+                       params=None, overrides: Mapping | None = None, error=None,
+                       rtol: float = 1e-8, atol=None, method: str = "auto",
+                       workers: int | None = None, executor=None) -> PopulationSetup:
+    """The FOCEI problem of :func:`fit_population` and its starting values."""
     from ..io.population_file import load_population
     from ..population import Population
     from ..runspec import RunSpec
@@ -116,9 +143,8 @@ def fit_population(model, data, population, *, estimate: Sequence[str] = (), par
         omega0[i, j] = omega0[j, i] = r * spread[i] * spread[j]
         pairs.append((min(i, j), max(i, j)))
     errors0 = dict(zip(context.problem.error_names, context.start[k:]))
-    fitted = focei(problem, context.start[:k], omega0, errors0, covariance=covariance,
-                   max_iterations=max_iterations, pairs=pairs)
-    return _result(spec, data, population, context, problem, fitted)
+    return PopulationSetup(spec, population, context, problem, context.start[:k], omega0,
+                           errors0, tuple(pairs))
 
 
 def _effects(population, data, problem) -> list:
@@ -215,6 +241,7 @@ def _result(spec, data, population, context, problem, fitted) -> PopulationFitRe
         ofv=fitted.ofv, n_observations=fitted.n_observations, n_subjects=len(fitted.etas),
         etas=fitted.etas, subject_ids=fitted.subject_ids, shrinkage=fitted.shrinkage,
         success=fitted.success, message=fitted.message, solves=fitted.solves,
+        evaluations=fitted.evaluations,
         seconds=fitted.seconds, error_models={e.output: e.kind for e in problem.errors},
         value_units={o: data.value_units[o] for o in data.outputs},
         relative_r=_relative(fitted),
@@ -322,6 +349,7 @@ class PopulationFitResult:
     #: the covariate effects as [[effects]] entries (key, TOML value) with their values
     effects: tuple = ()
     method: str = "FOCEI"
+    evaluations: int = 0  # of the objective, with its gradient or not
 
     def __str__(self) -> str:
         data = Path(self.dataset).name if self.dataset else "data"
@@ -330,7 +358,8 @@ class PopulationFitResult:
                  "conditional estimation with interaction)",
                  f"  OFV {self.ofv:.4f} (NONMEM's objective)   -2 ln L {self.minus2ll:.4f}   "
                  f"({'converged' if self.success else 'NOT converged: ' + self.message}; "
-                 f"{self.solves:,} model solves, {self.seconds:.1f} s)",
+                 f"{self.evaluations} evaluations, {self.solves:,} model solves, "
+                 f"{self.seconds:.1f} s)",
                  "  standard errors: sandwich R^-1 S R^-1",
                  f"  {'parameter':<24}{'estimate':>12}{'SE':>12}{'RSE %':>8}  unit"]
         for name in self.names:

@@ -63,7 +63,6 @@ def test_the_objective_and_standard_errors_at_nonmems_estimates_are_nonmems(phen
     assert se_sigma == pytest.approx(SIGMA_SE, rel=0.01)
 
 
-@pytest.mark.slow
 def test_focei_from_the_shipped_starts_finds_nonmems_estimates(pheno):
     res = mechsim.fit("phenobarbital", pheno, population="phenobarbital_population")
     assert res.success
@@ -97,7 +96,6 @@ def simulated_population(n_subjects, seed, cl, v, omega_cl, omega_v, b):
                    time_unit=mechsim.ureg.day)
 
 
-@pytest.mark.slow
 def test_known_population_values_are_recovered_within_their_standard_errors(tmp_path):
     # 40 subjects: CL 7 L/day (omega 0.3), V 12 L (omega 0.2), 10 % proportional error;
     # every estimate within 3 standard errors of the truth (a fixed seed: deterministic)
@@ -341,7 +339,6 @@ def test_a_block_omega_from_the_correlations_of_the_file(pheno, tmp_path):
     assert back.correlations == (("CL_per_kg", "V_per_kg", pytest.approx(0.5)),)
 
 
-@pytest.mark.slow
 def test_a_correlation_between_random_effects_is_recovered(tmp_path):
     from mechsim.dataset import Dataset, Subject
 
@@ -521,7 +518,6 @@ def test_a_linear_effect_with_a_wrong_unit_or_a_negative_factor_is_refused(tmp_p
     assert message in str(info.value) and "pop.toml" in str(info.value)
 
 
-@pytest.mark.slow
 def test_a_linear_covariate_effect_is_estimated(tmp_path):
     # the data's CL follows (WT/70)**0.75; over 30-120 kg its least-squares line through
     # ln CL has slope about 0.75/70 per kg near 70 kg: the estimate must be near the slope
@@ -539,7 +535,6 @@ def test_a_linear_covariate_effect_is_estimated(tmp_path):
     assert res.standard_errors["WT_linear_CL"].to("1/kg").magnitude < 0.003
 
 
-@pytest.mark.slow
 def test_covariate_effects_are_estimated(tmp_path):
     # 40 subjects, 8 samples each: every subject's CL and V are well determined, so the
     # estimated effects must match those of the values actually drawn (the regression
