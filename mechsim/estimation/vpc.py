@@ -207,8 +207,6 @@ def _draws(population, spec, data, i: int, base: np.ndarray, reps: int, seed: in
     or draws of the population with its covariates given."""
     if population is None:
         return base[None, :].copy()
-    from ..units import to_canonical
-
     subject = data.subjects[i]
     covariates = {c.name for c in population.covariates}
     given = {k: v for k, v in subject.covariates.items() if k in covariates}
@@ -216,8 +214,8 @@ def _draws(population, spec, data, i: int, base: np.ndarray, reps: int, seed: in
         [seed, i, start]).generate_state(1)[0]), given=given)
     rows = np.tile(base, (reps, 1))
     names = spec.compiled.parameter_names
-    for name, q in people.quantities().items():
-        rows[:, names.index(name)] = [to_canonical(x) for x in q]
+    for name, values in people.parameters.items():  # canonical already
+        rows[:, names.index(name)] = values
     for name in data.parameter_values(spec.model)[i]:  # the data's covariates win
         rows[:, names.index(name)] = base[names.index(name)]
     return rows
