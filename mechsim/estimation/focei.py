@@ -192,12 +192,12 @@ class PopulationProblem:
         return r, dr
 
     def _terms(self, subject, eta, predicted, omega_inv, errors):
-        """(O_i, its gradient, the FOCE Hessian H_i) at ``eta`` from the prediction there
-        (f, d f / d eta), or None where there is none to use (a step too far: a volume of
-        inf, a variance not positive): the line search backs off."""
+        """(O_i, its gradient, the FOCE Hessian H_i, the prediction) at ``eta`` from the
+        prediction there (f, d f / du), or None where there is none to use (a step too
+        far: a volume of inf, a variance not positive): the line search backs off."""
         if isinstance(predicted, MechsimError):
             return None
-        f, g = predicted
+        f, g = predicted[0], predicted[1][:, self.eta_index]
         r, drdf = self._variance(subject, f, errors)
         if not (np.all(np.isfinite(f)) and np.all(np.isfinite(g)) and np.all(r > 0)):
             return None
@@ -207,7 +207,7 @@ class PopulationProblem:
         grad = (2 * omega_inv @ eta + dr.T @ (1 / r - res * res / r ** 2)
                 - 2 * g.T @ (res / r))
         h = omega_inv + (g.T / r) @ g + 0.5 * (dr.T / r ** 2) @ dr
-        return o, grad, h
+        return o, grad, h, predicted
 
     def inner_problems(self, indices, theta, omega_inv, errors, etas,
                        gradient: bool = False, newton=None) -> list:
@@ -228,10 +228,9 @@ class PopulationProblem:
             waiting[k] = (steps, next(steps))
         while waiting:
             order = list(waiting)
-            predicted = self.predict_many([subjects[k] for k in order],
-                                          [theta[k] for k in order],
-                                          [waiting[k][1] for k in order],
-                                          return_exceptions=True)
+            predicted = self._predict([subjects[k] for k in order],
+                                      [theta[k] for k in order],
+                                      [waiting[k][1] for k in order], return_exceptions=True)
             for k, prediction in zip(order, predicted):
                 steps, eta = waiting.pop(k)
                 try:
@@ -243,15 +242,16 @@ class PopulationProblem:
                     found[k] = exc
         if gradient:
             self._add_gradients(subjects, theta, found, omega_inv, errors)
-        return found
+        # the prediction at eta_i (its last element) stays here
+        return [x[:3] + x[4:] if isinstance(x, tuple) else x for x in found]
 
     def _add_gradients(self, subjects, theta, found, omega_inv, errors) -> None:
-        """Append to each subject's (eta, O, ln det H) the derivatives of its -2 ln L_i
-        (:func:`.focei_gradient.subject_gradient`), from one batch of predictions: at its
-        eta and at eta +- STEP along each random effect.  A subject whose predictions
-        fail there gets the error instead."""
+        """Append to each subject's (eta, O, ln det H, prediction) the derivatives of its
+        -2 ln L_i (:func:`.focei_gradient.subject_gradient`), from the prediction at its
+        eta and one batch of predictions at eta +- STEP along each random effect.  A
+        subject whose predictions fail there gets the error instead."""
         m = len(self.random)
-        shifts = [np.zeros(m)] + [sign * STEP * e for e in np.eye(m) for sign in (1, -1)]
+        shifts = [sign * STEP * e for e in np.eye(m) for sign in (1, -1)]
         ok = [k for k, x in enumerate(found) if isinstance(x, tuple)]
         predicted = self._predict([subjects[k] for k in ok for _ in shifts],
                                   [theta[k] for k in ok for _ in shifts],
@@ -263,10 +263,10 @@ class PopulationProblem:
             if bad is not None:
                 found[k] = bad
                 continue
-            f, jac = runs[0]
+            f, jac = found[k][3]
             jac_eta = np.zeros(jac.shape + (m,))
             for a in range(m):
-                jac_eta[:, :, a] = (runs[1 + 2 * a][1] - runs[2 + 2 * a][1]) / (2 * STEP)
+                jac_eta[:, :, a] = (runs[2 * a][1] - runs[2 * a + 1][1]) / (2 * STEP)
             found[k] = found[k] + subject_gradient(
                 subjects[k], found[k][0], f, jac, jac_eta, self.eta_index, self.errors,
                 errors, self.error_names, omega_inv)
@@ -360,14 +360,15 @@ class Evaluation:
 
 def _inner_steps(subject, eta0, newton=None):
     """One subject's inner problem, a coroutine: it yields each eta whose terms
-    (O_i, gradient, H_i) it needs and is sent them (None: no usable prediction there); it
-    returns (eta_i, O_i(eta_i), ln det H_i).  Quasi-Newton steps of at most MAX_STEP,
-    halved until the objective falls, from the FOCE Hessian (2 H_i) or ``newton``, the
-    exact Hessian of O_i at the last evaluated population values (EtaMoves) where it is
-    positive definite, then BFGS updates from the gradients met.  Pure Gauss-Newton steps
-    (2 H_i each time) leave out the residuals' curvature and converged slowly, tens of
-    steps for subjects whose data say little about an eta; with the updates most inner
-    problems take one to five evaluations."""
+    (O_i, gradient, H_i, prediction) it needs and is sent them (None: no usable prediction
+    there); it returns (eta_i, O_i(eta_i), ln det H_i, the prediction at eta_i).
+
+    Quasi-Newton steps of at most MAX_STEP, halved until the objective falls, from the
+    FOCE Hessian (2 H_i) or ``newton``, the exact Hessian of O_i at the last evaluated
+    population values (EtaMoves) where it is positive definite, then BFGS updates from the
+    gradients met.  Pure Gauss-Newton steps (2 H_i each time) leave out the residuals'
+    curvature and converged slowly, tens of steps for subjects whose data say little about
+    an eta; with the updates most inner problems take one to five evaluations."""
     eta = np.array(eta0, dtype=float)
     current = yield eta
     if current is None:
@@ -377,7 +378,7 @@ def _inner_steps(subject, eta0, newton=None):
         newton = None
     hessian = None  # after the first step: BFGS updates of the first matrix
     for _ in range(INNER_MAX):
-        o, grad, h = current
+        o, grad, h, _ = current
         if hessian is None:
             hessian = 2 * h if newton is None else newton
         step = np.linalg.solve(hessian, grad)
@@ -405,9 +406,9 @@ def _inner_steps(subject, eta0, newton=None):
         eta, current = trial, candidate
         if np.max(np.abs(scale * step)) < INNER_TOL:
             break
-    o, _, h = current
+    o, _, h, predicted = current
     _, logdet = np.linalg.slogdet(h)
-    return eta, o, logdet
+    return eta, o, logdet, predicted
 
 
 def _first_failure(pop: PopulationProblem, theta, omega, errors, betas) -> str:
