@@ -6,14 +6,16 @@ The problem
     compartment, IV bolus; CL and V per kg, V raised for Apgar < 5; log-normal variability
     on both; proportional error): 6 estimated values, from params/phenobarbital_population.
 
-How each is run (both on one process, ``workers=1``; same objective, same inner problems,
-same starts, same L-BFGS-B settings)
+How each is run (both on one process, ``workers=1``; same objective, same starting values,
+same L-BFGS-B settings)
     exact gradient   ``mechsim.fit(..., population=..., workers=1)``: L-BFGS-B on the
                      gradient of mechsim.estimation.focei_gradient, then the covariance step
                      (central differences of that gradient).
     differences      the same objective (``PopulationProblem.evaluate``) with a gradient by
                      forward differences of it, one evaluation per parameter (NONMEM's way,
-                     and mechsim's before), and no covariance step.
+                     and mechsim's before), and no covariance step.  Without a gradient its
+                     inner problems start from the last etas (not from predicted ones) and
+                     from the FOCE Hessian.
 
 Also: the exact-gradient fit on 2 worker processes (wall time).  No other population
 estimator runs on this machine (NONMEM and Monolix are closed, nlmixr2 is R, Pumas Julia),

@@ -28,10 +28,11 @@ exact gradient of the objective (:mod:`.focei_gradient`: the implicit-function d
 through each subject's eta, from the sensitivities and their central differences along the
 etas; NONMEM differences the objective instead, one evaluation per parameter).  The inner
 problems start from the etas the last gradient predicts and take quasi-Newton steps (the
-FOCE Hessian, or the exact one of the last evaluation, then BFGS updates), converged to a
-tight tolerance.  The covariance step: R = half the Hessian of the objective by central
-differences of its gradient, S = the sum over subjects of the products of their gradients
-/ 4; the sandwich ``R^-1 S R^-1`` is reported (NONMEM's default), ``R^-1`` too.
+FOCE Hessian, or the exact one of the last evaluation, then BFGS updates), converged to
+steps below 1e-9 or until the runs' noise keeps O_i from falling (the gradient allows for
+what is left of dO_i/deta there).  The covariance step: R = half the Hessian of the
+objective by central differences of its gradient, S = the sum over subjects of the products
+of their gradients / 4; the sandwich ``R^-1 S R^-1`` is reported (NONMEM's default), ``R^-1`` too.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ class PopulationProblem:
                                     min(len(self.subjects), 2 * self.workers))
             futures = [self.executor.submit(_inner_chunk, self._shipped, c, theta[c],
                                             omega_inv, errors, start[c], gradient,
-                                            None if newton is None else newton[c])
+                                            None if newton is None else
+                                            [newton[i] for i in c])
                        for c in chunks]
         elif self.workers <= 1 or len(self.subjects) < 2 * self.workers:
             return _inner_chunk(self, range(len(self.subjects)), theta, omega_inv, errors,
@@ -154,7 +156,8 @@ class PopulationProblem:
             chunks = np.array_split(np.arange(len(self.subjects)), self.workers)
             futures = [self._pool.submit(_remote_chunk, c, theta[c], omega_inv, errors,
                                          start[c], gradient,
-                                         None if newton is None else newton[c])
+                                         None if newton is None else
+                                         [newton[i] for i in c])
                        for c in chunks]
         found = []
         for future in futures:
@@ -267,9 +270,18 @@ class PopulationProblem:
             jac_eta = np.zeros(jac.shape + (m,))
             for a in range(m):
                 jac_eta[:, :, a] = (runs[2 * a][1] - runs[2 * a + 1][1]) / (2 * STEP)
-            found[k] = found[k] + subject_gradient(
-                subjects[k], found[k][0], f, jac, jac_eta, self.eta_index, self.errors,
-                errors, self.error_names, omega_inv)
+            try:
+                parts = subject_gradient(subjects[k], found[k][0], f, jac, jac_eta,
+                                         self.eta_index, self.errors, errors,
+                                         self.error_names, omega_inv)
+            except np.linalg.LinAlgError as exc:  # M singular: no usable derivative
+                found[k] = exc
+                continue
+            if not all(np.all(np.isfinite(x)) for x in parts[:3]):
+                found[k] = SolverError(f"subject {subjects[k].id}: the derivatives of its "
+                                       "objective are not finite")
+                continue
+            found[k] = found[k] + parts
 
     # ---- the population objective -----------------------------------------------------------
     def evaluate(self, theta, omega: np.ndarray, errors: Mapping[str, float],
@@ -295,9 +307,7 @@ class PopulationProblem:
         log_errors = np.log([errors[n] for n in self.error_names])
         start, newton = self.etas, None
         if self._moves is not None:
-            start, newton = self._moves.predict(u, log_errors, omega), self._moves.hessian
-            if not np.all(np.isfinite(start)):
-                start = self.etas
+            start, newton = self._moves.predict(u, log_errors, omega)
         found = self._inner_all(typical, omega_inv, errors, gradient, start, newton)
         if any(x is None for x in found):
             return None
@@ -379,6 +389,7 @@ def _inner_steps(subject, eta0, newton=None):
     hessian = None  # after the first step: BFGS updates of the first matrix
     for _ in range(INNER_MAX):
         o, grad, h, _ = current
+        fresh = hessian is None and newton is None  # the FOCE Hessian at this very eta
         if hessian is None:
             hessian = 2 * h if newton is None else newton
         step = np.linalg.solve(hessian, grad)
@@ -394,7 +405,10 @@ def _inner_steps(subject, eta0, newton=None):
             scale *= 0.5
             candidate = None
         if candidate is None:
-            break  # no step that moves eta lowers O_i: converged as far as it can tell
+            if fresh:
+                break  # no step that moves eta lowers O_i: converged as far as it can tell
+            hessian, newton = None, None  # once more from the FOCE Hessian at this eta
+            continue
         moved, change = trial - eta, candidate[1] - grad
         curvature = float(moved @ change)
         if curvature > 0:  # BFGS: the matrix learns the curvature the steps met
@@ -402,7 +416,7 @@ def _inner_steps(subject, eta0, newton=None):
             hessian = hessian + np.outer(change, change) / curvature - \
                 np.outer(bs, bs) / float(moved @ bs)
         else:
-            hessian = None
+            hessian, newton = None, None
         eta, current = trial, candidate
         if np.max(np.abs(scale * step)) < INNER_TOL:
             break
