@@ -49,6 +49,16 @@ class Sensitivities:
     columns: tuple[int, ...]         # their positions in the parameter vector
     _functions: dict = field(default_factory=dict, repr=False, compare=False)
 
+    # pickling (a problem sent to an executor's workers): the generated functions are
+    # rebuilt there, as CompiledModel's are
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_functions"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
     @property
     def n(self) -> int:
         return len(self.compiled.state_names)

@@ -587,7 +587,14 @@ def test_the_same_fit_on_one_process_on_workers_and_on_a_dask_cluster(pheno, tmp
             distributed.Client(cluster) as client:
         dask = fit_population("phenobarbital", pheno, path, max_iterations=0,
                               covariance=False, executor=client)
-    for other in (pool, dask):
+    # a plain pool pickles the problem with each chunk (Dask scatters it once, with
+    # cloudpickle): the model's generated functions, made by the fits above in this
+    # process, must not travel
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(2) as executor:
+        plain = fit_population("phenobarbital", pheno, path, max_iterations=0,
+                               covariance=False, executor=executor)
+    for other in (pool, dask, plain):
         assert other.ofv == here.ofv
         np.testing.assert_array_equal(other.etas, here.etas)
         assert other.solves == here.solves
