@@ -78,8 +78,22 @@ class CompiledEvent:
     from_trigger_time: bool
 
 
+class PicklesWithoutFunctions:
+    """A frozen dataclass that keeps generated functions in ``_functions``: they do not
+    pickle (made by exec, module ``__main__`` or none), so they stay behind when the
+    object travels to another process, and are generated again there on first use."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_functions"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
 @dataclass(frozen=True, eq=False)
-class CompiledModel:
+class CompiledModel(PicklesWithoutFunctions):
     """Numeric form of a model's structure.  Build with :func:`compile_model`."""
 
     name: str
@@ -114,15 +128,6 @@ class CompiledModel:
     #: watch: rule k acts on event ``len(events) - len(dose_rules) + k``
     dose_rules: tuple = ()
     _functions: dict = field(default_factory=dict, repr=False, compare=False)
-
-    # ---- pickling: expressions travel, generated functions are rebuilt --------------------
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_functions"] = {}
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
 
     def _fn(self, key: str, build):
         fn = self._functions.get(key)

@@ -29,7 +29,7 @@ import numpy as np
 import sympy
 
 from ..codegen import generate
-from ..compile import CompiledModel
+from ..compile import CompiledModel, PicklesWithoutFunctions
 from ..doseplan import BODY_SURFACE, BODY_WEIGHT, DosePlan, planned_doses
 from ..errors import ValidationError
 
@@ -40,7 +40,7 @@ _CACHE_SIZE = 16
 
 
 @dataclass(frozen=True, eq=False)
-class Sensitivities:
+class Sensitivities(PicklesWithoutFunctions):
     """A compiled model with the sensitivity equations of some of its parameters."""
 
     compiled: CompiledModel          # the model itself
@@ -48,16 +48,6 @@ class Sensitivities:
     estimated: tuple[str, ...]       # the parameters p_j
     columns: tuple[int, ...]         # their positions in the parameter vector
     _functions: dict = field(default_factory=dict, repr=False, compare=False)
-
-    # pickling (a problem sent to an executor's workers): the generated functions are
-    # rebuilt there, as CompiledModel's are
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_functions"] = {}
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
 
     @property
     def n(self) -> int:
