@@ -88,6 +88,8 @@ class PopulationProblem:
         self.error_names = problem.error_names
         self.subjects = problem.subjects
         self.etas = np.zeros((len(self.subjects), len(self.random)))
+        # u, the parameters as the sensitivities see them (ln p or p), per subject
+        self.scale = Parameterisation(self.names, self.fixed_log, len(self.names))
         self._moves = None  # how the etas move from there (EtaMoves), after a gradient
         self.evaluations = 0  # of the objective, with or without its gradient
         self.workers = workers_or_cpus(workers)
@@ -143,7 +145,6 @@ class PopulationProblem:
                                     min(len(self.subjects), 2 * self.workers))
             futures = [self.executor.submit(_inner_chunk, self._shipped, c, theta[c],
                                             omega_inv, errors, start[c], gradient,
-                                            None if newton is None else
                                             [newton[i] for i in c])
                        for c in chunks]
         elif self.workers <= 1 or len(self.subjects) < 2 * self.workers:
@@ -155,9 +156,7 @@ class PopulationProblem:
                                                  initargs=(self,))
             chunks = np.array_split(np.arange(len(self.subjects)), self.workers)
             futures = [self._pool.submit(_remote_chunk, c, theta[c], omega_inv, errors,
-                                         start[c], gradient,
-                                         None if newton is None else
-                                         [newton[i] for i in c])
+                                         start[c], gradient, [newton[i] for i in c])
                        for c in chunks]
         found = []
         for future in futures:
@@ -216,8 +215,9 @@ class PopulationProblem:
                        gradient: bool = False, newton=None) -> list:
         """Each subject's (eta_i, O_i(eta_i), ln det H_i), or the error that ended its inner
         problem (SolverError, ValidationError, LinAlgError).  ``theta`` and ``etas``: one
-        row per index (typical values, starting etas).  With ``gradient`` each also has
-        the derivatives of its -2 ln L_i (:func:`.focei_gradient.subject_gradient`).
+        row per index (typical values, starting etas); ``newton``, if given, per index a
+        Hessian to start from or None (:func:`_inner_steps`).  With ``gradient`` each
+        also has the derivatives of its -2 ln L_i (:func:`.focei_gradient.subject_gradient`).
 
         The subjects' inner problems run in lockstep: every evaluation they need at one
         moment is one :meth:`FitProblem.predict_many` (one compiled call for them all
@@ -227,7 +227,7 @@ class PopulationProblem:
         found: list = [None] * len(subjects)
         waiting = {}  # position -> (its inner problem, the eta it needs the terms of)
         for k, (subject, eta0) in enumerate(zip(subjects, etas)):
-            steps = _inner_steps(subject, eta0, None if newton is None else newton[k])
+            steps = _inner_steps(subject, eta0, newton[k] if newton else None)
             waiting[k] = (steps, next(steps))
         while waiting:
             order = list(waiting)
@@ -303,9 +303,9 @@ class PopulationProblem:
             return None
         omega_inv = np.linalg.inv(omega)
         self.evaluations += 1
-        u = np.where(logged, np.log(np.where(logged, typical, 1.0)), typical)
+        u = self.scale.to_x(typical)
         log_errors = np.log([errors[n] for n in self.error_names])
-        start, newton = self.etas, None
+        start, newton = self.etas, [None] * len(self.subjects)
         if self._moves is not None:
             start, newton = self._moves.predict(u, log_errors, omega)
         found = self._inner_all(typical, omega_inv, errors, gradient, start, newton)

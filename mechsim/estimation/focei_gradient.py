@@ -84,29 +84,26 @@ def subject_gradient(subject, eta, f, jac, jac_eta, eta_index, error_models, err
     ldh_s = q @ w_s
     # F = dO/deta; its derivatives: by u (K E, here dF/du transposed) and by eta (M)
     k_e = (jac.T * l_ff) @ g + np.einsum("j,jka->ka", l_f, jac_eta)   # (P, m)
+    g_ls = g.T @ l_fs                                                  # dF/d ln sigma
     m_mat = k_e[eta_index] + 2 * omega_inv
     m_mat = 0.5 * (m_mat + m_mat.T)
     m_inv = np.linalg.inv(m_mat)
-    lam = m_inv @ ldh_u[eta_index]
+    # the adjoint: d ln det H / d eta, plus F itself.  F is 0 at an exact minimum; an
+    # inner problem stopped where O_i is flat to within the runs' noise may leave it
+    # slightly off 0, and O_i's change then has the first-order term F d eta that the
+    # envelope theorem drops (1 subject in ~1,000 in the fits tried; up to 0.05 in a
+    # derivative).  Both move with eta as d eta = -M^-1 dF.
+    f_eta = g.T @ l_f + 2 * omega_inv @ eta
+    lam = m_inv @ (ldh_u[eta_index] + f_eta)
     d_u = l_f @ jac + ldh_u - k_e @ lam
-    d_s = l_s.sum(axis=0) + ldh_s - lam @ (g.T @ l_fs)
+    d_s = l_s.sum(axis=0) + ldh_s - lam @ g_ls
     # Omega: d OFV = tr(G dOmega); O has eta' Omega^-1 eta, H has Omega^-1, F has
     # 2 Omega^-1 eta
     a = np.outer(eta, eta) + h_inv - np.outer(eta, lam) - np.outer(lam, eta)
     g_omega = omega_inv - omega_inv @ a @ omega_inv
-    # how eta_i moves with u, ln sigma and Omega (d eta = -M^-1 dF): the next
-    # evaluation's inner problem starts from the eta this predicts
-    a_u, a_s = m_inv @ k_e.T, m_inv @ (g.T @ l_fs)
-    # an inner problem stopped where O_i is flat to within the runs' noise may leave F
-    # slightly off 0, and O_i's change then has the first-order term F d eta that the
-    # envelope theorem drops (1 subject in ~1,000 in the fits tried; up to 0.05 in a
-    # derivative): add it, d eta from the same implicit derivative
-    f_eta = g.T @ l_f + 2 * omega_inv @ eta
-    delta = -m_inv @ f_eta
-    d_u -= a_u.T @ f_eta
-    d_s -= a_s.T @ f_eta
-    g_omega -= omega_inv @ (np.outer(eta, delta) + np.outer(delta, eta)) @ omega_inv
-    moves = (a_u, a_s, 2 * m_inv @ omega_inv, omega_inv @ eta, m_mat)
+    # how eta_i moves with u, ln sigma and Omega: the next evaluation's inner problem
+    # starts from the eta this predicts
+    moves = (m_inv @ k_e.T, m_inv @ g_ls, 2 * m_inv @ omega_inv, omega_inv @ eta, m_mat)
     return d_u, d_s, g_omega, moves
 
 
