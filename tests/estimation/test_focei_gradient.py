@@ -108,42 +108,13 @@ def test_the_etas_predicted_from_the_last_evaluation_are_closer(pheno_setup):
     theta, omega, errors, betas = variables.unpack(x0 + step)
     new = variables.evaluate(x0 + step).etas
     typical = s.problem.typical(theta, betas)
-    logged = np.asarray(s.problem.fixed_log)
-    u = np.where(logged, np.log(np.where(logged, typical, 1.0)), typical)
+    u = s.problem.scale.to_x(typical)
     predicted, _ = moves.predict(u, np.log([errors[n] for n in s.problem.error_names]),
                                  omega)
     old_error = np.abs(at_x0 - new).max()
     assert np.abs(predicted - new).max() < 0.1 * old_error, (old_error,
                                                              np.abs(predicted - new).max())
     assert math.isfinite(old_error) and old_error > 1e-4
-
-
-def two_output_data(n_subjects, seed, single=(0, 3)):
-    """One-compartment data observed as C (nM) and C_mass (mg/L) in turn, with WT and SEX;
-    the subjects in ``single`` have one observation only."""
-    from mechsim.dataset import Dataset, Subject
-
-    rng = np.random.default_rng(seed)
-    times = np.array([0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0])
-    subjects = []
-    for i in range(n_subjects):
-        wt, sex = rng.uniform(30, 120), ("F" if i % 2 else "M")
-        cl = 7.0 * (wt / 70) ** 0.75 * math.exp(0.2 * rng.standard_normal())
-        v = 12.0 * (0.8 if sex == "F" else 1.0) * math.exp(0.15 * rng.standard_normal())
-        t = times[2:3] if i in single else times
-        c = sum(1000 / v * np.exp(-cl / v * (t - d)) * (t >= d) for d in (0.0, 3.0))
-        outputs = tuple("C" if j % 2 == 0 else "C_mass" for j in range(t.size))
-        scale = np.array([1.0 if o == "C" else 0.15 for o in outputs])  # nM -> mg/L
-        values = c * scale * (1 + 0.1 * rng.standard_normal(t.size))
-        subjects.append(Subject(
-            id=str(i + 1), regimen=mechsim.Regimen.parse("1000 nmol iv every 3 days x 2"),
-            times=mechsim.Quantity(t, "day"), values=values, outputs=outputs,
-            before_dose=np.zeros(t.size, bool),
-            covariates={"WT": mechsim.Quantity(wt, "kg"), "SEX": sex}, lines=()))
-    from mechsim import ureg
-    return Dataset(subjects=tuple(subjects), value_units={"C": ureg.Unit("nM"),
-                                                          "C_mass": ureg.Unit("mg/L")},
-                   time_unit=ureg.day, covariate_names=("WT", "SEX"))
 
 
 @pytest.mark.parametrize("population", ["""
@@ -202,7 +173,9 @@ def test_the_gradient_with_two_outputs_and_single_observation_subjects(tmp_path,
     # dO_i/deta not quite 0 (the gradient allows for it)
     path = tmp_path / "pop.toml"
     path.write_text(population)
-    s = population_problem("one_compartment", two_output_data(10, 5), path, workers=1)
+    data = weight_and_sex_data(10, 5, mass_too=True, single=(0, 3),
+                               times=(0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0))
+    s = population_problem("one_compartment", data, path, workers=1)
     variables = _Variables(s.problem, s.pairs)
     x0 = variables.pack(s.theta0, s.omega0, s.errors0,
                         [e.start for e in s.problem.estimated_effects])

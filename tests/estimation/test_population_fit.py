@@ -396,14 +396,17 @@ C = { model = "proportional", proportional = "0.2" }
     assert abs(est - 0.6) < 3 * se and 0 < se < 0.3
 
 
-def weight_and_sex_data(n_subjects, seed, drawn=None):
+def weight_and_sex_data(n_subjects, seed, drawn=None, mass_too=False, single=(),
+                        times=(0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0)):
     """One-compartment data whose CL follows (WT/70 kg)**0.75 and whose V is 0.8 times
     as large in level F of the covariate SEX, with log-normal variability (0.2, 0.15);
-    ``drawn`` (a list) receives each subject's (WT, SEX, CL, V)."""
+    ``drawn`` (a list) receives each subject's (WT, SEX, CL, V).  ``mass_too``: every
+    other observation is of C_mass (mg/L) instead of C (nM); the subjects in ``single``
+    have one observation (the third sampling time) only."""
     from mechsim.dataset import Dataset, Subject
 
     rng = np.random.default_rng(seed)
-    times = np.array([0.1, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0])
+    times = np.asarray(times, dtype=float)
     subjects = []
     for i in range(n_subjects):
         wt, sex = rng.uniform(30, 120), ("F" if i % 2 else "M")
@@ -411,14 +414,20 @@ def weight_and_sex_data(n_subjects, seed, drawn=None):
         v = 12.0 * (0.8 if sex == "F" else 1.0) * math.exp(0.15 * rng.standard_normal())
         if drawn is not None:
             drawn.append((wt, sex, cl, v))
-        c = sum(1000 / v * np.exp(-cl / v * (times - d)) * (times >= d) for d in (0.0, 3.0))
+        t = times[2:3] if i in single else times
+        c = sum(1000 / v * np.exp(-cl / v * (t - d)) * (t >= d) for d in (0.0, 3.0))
+        outputs = tuple("C_mass" if mass_too and j % 2 else "C" for j in range(t.size))
+        scale = np.array([0.15 if o == "C_mass" else 1.0 for o in outputs])  # nM -> mg/L
         subjects.append(Subject(
             id=str(i + 1), regimen=mechsim.Regimen.parse("1000 nmol iv every 3 days x 2"),
-            times=mechsim.Quantity(times, "day"),
-            values=c * (1 + 0.1 * rng.standard_normal(times.size)),
-            outputs=("C",) * times.size, before_dose=np.zeros(times.size, bool),
+            times=mechsim.Quantity(t, "day"),
+            values=c * scale * (1 + 0.1 * rng.standard_normal(t.size)),
+            outputs=outputs, before_dose=np.zeros(t.size, bool),
             covariates={"WT": mechsim.Quantity(wt, "kg"), "SEX": sex}, lines=()))
-    return Dataset(subjects=tuple(subjects), value_units={"C": mechsim.ureg.Unit("nM")},
+    units = {"C": mechsim.ureg.Unit("nM")}
+    if mass_too:
+        units["C_mass"] = mechsim.ureg.Unit("mg/L")
+    return Dataset(subjects=tuple(subjects), value_units=units,
                    time_unit=mechsim.ureg.day, covariate_names=("WT", "SEX"))
 
 
